@@ -1,0 +1,91 @@
+"""The compile command as users run it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import yaml
+from conftest import ENTRY_POINT, REPO, read_package, run_compiler
+
+
+def test_default_run_writes_the_package_next_to_the_script(tmp_path):
+    # A fresh copy, so the test neither depends on nor clobbers the user's own build.
+    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py"):
+        shutil.copy(REPO / name, tmp_path)
+    shutil.copytree(REPO / "tao_step", tmp_path / "tao_step")
+    shutil.copytree(REPO / "docker", tmp_path / "docker")
+    result = subprocess.run([sys.executable, "tao_iva_classification_pipeline.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    package = tmp_path / "tao_iva_classification_pipeline.py.tar.gz"
+    assert result.stdout.strip() == f"wrote {package}"
+    assert result.stderr == ""  # kfp's ContainerOp FutureWarning is not shown to users
+    assert read_package(package)["kind"] == "Workflow"
+
+
+def test_zip_and_yaml_outputs(tmp_path):
+    assert run_compiler("--output", str(tmp_path / "p.zip")).returncode == 0
+    with zipfile.ZipFile(tmp_path / "p.zip") as archive:
+        assert yaml.safe_load(archive.read("pipeline.yaml"))["kind"] == "Workflow"
+    assert run_compiler("-o", str(tmp_path / "p.yaml")).returncode == 0
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["kind"] == "Workflow"
+
+
+def test_image_option_changes_every_step(tmp_path):
+    out = tmp_path / "p.yaml"
+    assert run_compiler("-o", str(out), "--image", "registry.example.com/ml/tao:7").returncode == 0
+    doc = yaml.safe_load(out.read_text())
+    images = {t["container"]["image"] for t in doc["spec"]["templates"] if "container" in t}
+    assert images == {"registry.example.com/ml/tao:7"}
+
+
+def test_help_explains_every_option():
+    result = run_compiler("--help")
+    assert result.returncode == 0
+    for option in ("--output", "--image", ".tar.gz", ".zip", ".yaml", "docker/build.sh"):
+        assert option in result.stdout
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_bad_output_suffix_is_one_clear_line(tmp_path):
+    line = one_error_line(run_compiler("--output", str(tmp_path / "p.json")))
+    assert "--output" in line and ".tar.gz" in line and "p.json" in line
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_unknown_option_is_one_clear_line():
+    line = one_error_line(run_compiler("--outptu", "x.yaml"))
+    assert "--outptu" in line
+
+
+def test_missing_output_directory_is_one_clear_line(tmp_path):
+    line = one_error_line(run_compiler("-o", str(tmp_path / "nope" / "p.yaml")))
+    assert "nope" in line and "does not exist" in line
+
+
+def test_image_with_spaces_is_rejected():
+    line = one_error_line(run_compiler("--image", "my image"))
+    assert "--image" in line
+
+
+def test_dsl_compile_finds_the_pipeline(tmp_path):
+    # The console script kfp installs next to this interpreter.
+    dsl_compile = str(Path(sys.executable).with_name("dsl-compile"))
+    out = tmp_path / "x.tar.gz"
+    result = subprocess.run([dsl_compile, "--py", str(ENTRY_POINT), "--output", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    doc = read_package(out)
+    assert doc["spec"]["arguments"]["parameters"][0]["name"] == "pretrained_model_name"
