@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow_view import CompiledWorkflow
+
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINT = REPO / "tao_iva_classification_pipeline.py"
 
@@ -36,79 +38,9 @@ def compile_workflow(tmp_path: Path, *args: str) -> dict:
     return yaml.safe_load(out.read_text())
 
 
-class Workflow:
-    """Read-only views of a compiled KFP v1 workflow."""
-
-    def __init__(self, doc: dict):
-        self.doc = doc
-        self.templates = {t["name"]: t for t in doc["spec"]["templates"]}
-
-    @property
-    def container_templates(self) -> list:
-        return [t for t in self.doc["spec"]["templates"] if "container" in t]
-
-    def display_name(self, template: dict) -> str:
-        annotations = template.get("metadata", {}).get("annotations", {})
-        return annotations.get("pipelines.kubeflow.org/task_display_name", template["name"])
-
-    def steps(self, display: str) -> list:
-        return [t for t in self.container_templates if self.display_name(t) == display]
-
-    def step(self, display: str) -> dict:
-        (template,) = self.steps(display)
-        return template
-
-    def parameters(self) -> list:
-        return self.doc["spec"]["arguments"]["parameters"]
-
-    def tasks(self) -> dict:
-        """Every DAG task by task name (nested condition DAGs included) -> (dag, task)."""
-        found = {}
-        for template in self.doc["spec"]["templates"]:
-            for task in template.get("dag", {}).get("tasks", []):
-                found[task["name"]] = (template["name"], task)
-        return found
-
-    def step_edges(self) -> set:
-        """(upstream step, downstream step) by display name, through condition groups."""
-        tasks = self.tasks()
-        task_of_dag = {task["template"]: name for name, (_, task) in tasks.items()}
-
-        def leaf_steps(task_name: str) -> set:
-            template = self.templates[tasks[task_name][1]["template"]]
-            if "container" in template:
-                return {self.display_name(template)}
-            inner = template["dag"]["tasks"]
-            return set().union(*(leaf_steps(t["name"]) for t in inner))
-
-        def upstream(task_name: str) -> set:
-            dag, task = tasks[task_name]
-            deps = set(task.get("dependencies", []))
-            if dag in task_of_dag:  # inside a condition group: inherit the group's edges
-                deps |= {f"@{task_of_dag[dag]}"}
-            return deps
-
-        edges = set()
-        for name, (_, task) in tasks.items():
-            if "container" not in self.templates[task["template"]]:
-                continue
-            pending, seen = list(upstream(name)), set()
-            while pending:
-                dep = pending.pop()
-                if dep in seen:
-                    continue
-                seen.add(dep)
-                if dep.startswith("@"):
-                    pending.extend(upstream(dep[1:]))
-                    continue
-                for source in leaf_steps(dep):
-                    edges.add((source, self.display_name(self.templates[task["template"]])))
-        return edges
-
-
 @pytest.fixture(scope="session")
-def default_workflow(tmp_path_factory) -> Workflow:
-    return Workflow(compile_workflow(tmp_path_factory.mktemp("compiled")))
+def default_workflow(tmp_path_factory) -> CompiledWorkflow:
+    return CompiledWorkflow(compile_workflow(tmp_path_factory.mktemp("compiled")))
 
 
 def read_package(path: Path) -> dict:

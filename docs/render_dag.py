@@ -1,0 +1,95 @@
+"""Draw the pipeline's DAG from the compiled workflow, not by hand.
+
+    python docs/render_dag.py            # writes docs/images/pipeline-dag.gv and .svg
+
+The SVG needs Graphviz's `dot` (Debian/Ubuntu: apt-get install graphviz); the .gv source
+is written either way, and the tests check it matches what the pipeline compiles to.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import graphviz
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from workflow_view import CompiledWorkflow  # noqa: E402
+
+IMAGES = REPO / "docs" / "images"
+
+
+def compiled_workflow() -> CompiledWorkflow:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pipeline.yaml"
+        subprocess.run(
+            [sys.executable, str(REPO / "tao_iva_classification_pipeline.py"), "-o", str(out)],
+            check=True, capture_output=True,
+        )
+        return CompiledWorkflow(yaml.safe_load(out.read_text()))
+
+
+def command_words(template: dict) -> list:
+    """The CLI and its subcommands, e.g. ``classification train``, past any wrapper's ``--``."""
+    argv = template["container"]["command"] + template["container"].get("args", [])
+    if "--" in argv:
+        argv = argv[argv.index("--") + 1:]
+    words = []
+    for word in argv:
+        if word.startswith("-") or "{{" in word or "$(" in word:
+            break
+        words.append(word)
+    return words
+
+
+def gpu_label(template: dict) -> str:
+    limits = template["container"].get("resources", {}).get("limits", {})
+    patch = json.loads(template.get("podSpecPatch", "{}"))
+    if patch:
+        return "GPUs: train_num_gpus"
+    return "GPU: 1" if "nvidia.com/gpu" in limits else "no GPU"
+
+
+def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
+    graph = graphviz.Digraph("tao_iva_classification", format="svg")
+    graph.attr(rankdir="TB", fontname="Helvetica", label="TAO classification pipeline "
+               "(edges: a step reads a file the other writes)", labelloc="t")
+    graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
+    steps = {}
+    for template in workflow.container_templates:
+        steps.setdefault(workflow.display_name(template), []).append(template)
+    for name in sorted(steps):
+        template = steps[name][0]
+        detail = " ".join(command_words(template))
+        if len(steps[name]) > 1:
+            detail += "\\n(INT8 with -c cache; FP16/FP32 without)"
+        gpu = gpu_label(template)
+        graph.node(name, f"{name}\\n{detail}\\n{gpu}",
+                   fillcolor="#d5f5d5" if gpu != "no GPU" else "#e8eef7")
+    for upstream, downstream in sorted(workflow.step_edges()):
+        graph.edge(upstream, downstream)
+    return graph
+
+
+def main() -> int:
+    graph = build_graph(compiled_workflow())
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    (IMAGES / "pipeline-dag.gv").write_text(graph.source)
+    try:
+        svg = graph.pipe(format="svg")
+    except graphviz.ExecutableNotFound:
+        print("wrote pipeline-dag.gv; install Graphviz (dot) to render the SVG", file=sys.stderr)
+        return 1
+    (IMAGES / "pipeline-dag.svg").write_bytes(svg)
+    print(f"wrote {IMAGES / 'pipeline-dag.gv'} and {IMAGES / 'pipeline-dag.svg'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
