@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from kfp import dsl
 
 import tao_iva_classification_ops as ops
 
@@ -112,22 +115,60 @@ PARAMETERS = (
 )
 
 
+# Per-step time limits (activeDeadlineSeconds) unless --step-timeout says otherwise.
+TRAINING_STEPS = ("train-model", "retrain-model")
+DEFAULT_TIMEOUTS = {"download-model": 3600, "train-model": 72 * 3600, "retrain-model": 72 * 3600}
+DEFAULT_TIMEOUT = 6 * 3600
+
+# Where a --key-secret value reaches TAO: Kubernetes expands $(TAO_API_KEY) in the args.
+KEY_ENV = "TAO_API_KEY"
+# What the NGC CLI reads for authenticated downloads.
+NGC_KEY_ENV = "NGC_CLI_API_KEY"
+
+
+class SecretRef(NamedTuple):
+    name: str
+    key: str
+
+
 @dataclass(frozen=True)
 class CompileOptions:
-    """Choices made when compiling, as opposed to when filling the Create Run form."""
+    """Choices made when compiling, as opposed to when filling the Create Run form.
+    Every field's default is the original sample's behaviour or a safe addition to it."""
 
     image: str = ops.DEFAULT_IMAGE
+    # Storage: an existing PersistentVolumeClaim instead of the hostPath at tao_mount_dir.
+    pvc: str | None = None
+    # Secrets: TAO model key (replaces the api_key field), NGC API key, registry login.
+    key_secret: SecretRef | None = None
+    ngc_secret: SecretRef | None = None
+    image_pull_secrets: tuple = ()
+    # Scheduling: node labels to match, and tolerating the nvidia.com/gpu taint.
+    node_selector: tuple = ()
+    gpu_toleration: bool = False
+    # Requests of every TAO step, so a busy node neither starves nor evicts it first.
+    cpu_request: str = "4"
+    memory_request: str = "16Gi"
+    # activeDeadlineSeconds per step name, over DEFAULT_TIMEOUTS / DEFAULT_TIMEOUT.
+    timeouts: tuple = ()
+
+    def timeout(self, step: str) -> int:
+        return dict(self.timeouts).get(step, DEFAULT_TIMEOUTS.get(step, DEFAULT_TIMEOUT))
+
+    def form(self) -> tuple:
+        """The Create Run parameters this build shows."""
+        hidden = {"api_key"} if self.key_secret else set()
+        return tuple(p for p in PARAMETERS if p.name not in hidden)
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
     """The pipeline function for ``options``: the form is PARAMETERS, the body ``_wire``."""
-    from kfp import dsl
-
+    form = options.form()
     signature = inspect.Signature(
         [
             inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                               default=p.default, annotation=str)
-            for p in PARAMETERS
+            for p in form
         ]
     )
 
@@ -137,7 +178,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
         _wire(bound.arguments, options)
 
     tao_iva_classification.__signature__ = signature
-    tao_iva_classification.__annotations__ = {p.name: str for p in PARAMETERS}
+    tao_iva_classification.__annotations__ = {p.name: str for p in form}
     return dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)(
         tao_iva_classification
     )
@@ -147,14 +188,13 @@ def _wire(p: dict, options: CompileOptions) -> None:
     """The DAG. Steps exchange files on the workspace, so each edge is an ``after``: it
     exists exactly where a step reads what another writes (docs/pipeline.md explains each).
     """
-    from kfp import dsl
-
     dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
 
     def ws(name: str) -> str:
         return f"{p['tao_mount_dir']}/{p[name]}"
 
-    key = p["api_key"]
+    # With a key secret the key never becomes a parameter: Kubernetes substitutes it.
+    key = f"$({KEY_ENV})" if options.key_secret else p["api_key"]
 
     download = ops.DownloadModelOp(
         name="download-model", model=p["pretrained_model_name"], dest=ws("pretrained_model_dir")
@@ -219,7 +259,16 @@ def _wire(p: dict, options: CompileOptions) -> None:
 
 def _step_settings(mount_dir, options: CompileOptions) -> Callable:
     """What every step gets, applied once for the whole pipeline."""
+    from kfp.onprem import mount_pvc, use_k8s_secret
     from kubernetes import client as k8s
+
+    if options.image_pull_secrets:
+        dsl.get_pipeline_conf().set_image_pull_secrets(
+            [k8s.V1LocalObjectReference(name=name) for name in options.image_pull_secrets]
+        )
+    # A hostPath is node-local: every step must land on the node that holds it, so
+    # scheduling constraints then apply to all steps, not only to the GPU ones.
+    pin_all_steps = options.pvc is None
 
     def apply(op):
         op.container.image = options.image
@@ -227,15 +276,45 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
         # same form would silently skip all training. P0D is the switch it honours.
         op.execution_options.caching_strategy.max_cache_staleness = "P0D"
         op.set_caching_options(False)  # the label alone does nothing on v1; keeps YAML honest
-        op.add_volume(
-            k8s.V1Volume(
+        if options.pvc:
+            op.apply(mount_pvc(options.pvc, WORKSPACE_VOLUME, str(mount_dir)))
+        else:
+            op.add_volume(k8s.V1Volume(
                 name=WORKSPACE_VOLUME,
                 host_path=k8s.V1HostPathVolumeSource(path=str(mount_dir), type="Directory"),
+            ))
+            op.container.add_volume_mount(
+                k8s.V1VolumeMount(name=WORKSPACE_VOLUME, mount_path=str(mount_dir))
             )
-        )
-        op.container.add_volume_mount(
-            k8s.V1VolumeMount(name=WORKSPACE_VOLUME, mount_path=str(mount_dir))
-        )
+
+        step = op.human_name
+        uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
+        if options.key_secret and f"$({KEY_ENV})" in op.container.args:
+            op.apply(use_k8s_secret(options.key_secret.name, {options.key_secret.key: KEY_ENV}))
+        if options.ngc_secret and step == "download-model":
+            op.apply(use_k8s_secret(options.ngc_secret.name,
+                                    {options.ngc_secret.key: NGC_KEY_ENV}))
+        if uses_gpu or pin_all_steps:
+            for label, value in options.node_selector:
+                op.add_node_selector_constraint(label, value)
+            if options.gpu_toleration:
+                op.add_toleration(k8s.V1Toleration(
+                    key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"))
+        if op.uses_shared_memory:  # a TAO step, as opposed to the NGC download
+            if options.cpu_request != "0":
+                op.container.add_resource_request("cpu", options.cpu_request)
+            if options.memory_request != "0":
+                op.container.add_resource_request("memory", options.memory_request)
+
+        if step == "download-model":
+            # NGC downloads fail on network hiccups: retry any failure, backing off.
+            op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2,
+                         backoff_max_duration="5m")
+        else:
+            # OnError: only when Kubernetes lost the pod (eviction, node failure), never
+            # when TAO itself exited non-zero: a TAO failure repeats, wasting GPU hours.
+            op.set_retry(2, policy="OnError", backoff_duration="1m")
+        op.set_timeout(options.timeout(step))
         return op
 
     return apply
@@ -274,12 +353,89 @@ def _image(text: str) -> str:
     return text
 
 
+# Kubernetes' own naming rules (a DNS-1123 subdomain; a label's name and value parts).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+def _object_name(kind: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not _DNS_SUBDOMAIN.match(text):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a valid {kind} name (lower-case letters, digits, '-' and "
+                "'.', starting and ending with a letter or digit)"
+            )
+        return text
+
+    return parse
+
+
+def _secret_ref(text: str) -> SecretRef:
+    name, _, key = text.partition(":")
+    _object_name("Secret")(name)
+    key = key or "key"
+    if not _SECRET_KEY.match(key):
+        raise argparse.ArgumentTypeError(f"{key!r} is not a valid key inside a Secret")
+    return SecretRef(name, key)
+
+
+def _node_selector(text: str) -> tuple:
+    label, sep, value = text.partition("=")
+    prefix, slash, name = label.rpartition("/")
+    if (not sep or not _LABEL_PART.match(name) or (slash and not _DNS_SUBDOMAIN.match(prefix))
+            or (value and not _LABEL_PART.match(value))):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE with a valid node label, e.g. "
+            "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB"
+        )
+    return (label, value)
+
+
+def _quantity(text: str) -> str:
+    from kubernetes.utils import parse_quantity
+
+    try:
+        parse_quantity(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi; 0 for no request)"
+        ) from None
+    return text
+
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+STEP_NAMES = (
+    "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
+    "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
+    "convert-trt",
+)
+
+
+def _step_timeout(text: str) -> tuple:
+    step, _, duration = text.rpartition("=")
+    match = _DURATION.match(duration)
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{duration!r} is not a duration: a positive number with s, m, h or d (e.g. 48h)"
+        )
+    if step and step not in STEP_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"{step!r} is not a step; steps: {', '.join(STEP_NAMES)}"
+        )
+    return (step or "*", int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else None,
-        description="Compile the TAO image-classification pipeline for Kubeflow Pipelines.",
+        description="Compile the TAO image-classification pipeline for Kubeflow Pipelines. "
+        "With no option, the build runs like NVIDIA's original sample: hostPath workspace, "
+        "key in the form.",
         epilog="Upload the result in the Kubeflow UI (Pipelines > Upload pipeline) or with "
-        "'kfp pipeline upload -p NAME FILE'.",
+        "'kfp pipeline upload -p NAME FILE'. README.md shows the Kubernetes objects the "
+        "storage, secret and scheduling options expect.",
     )
     parser.add_argument(
         "--output", "-o", type=_output_path, default=DEFAULT_OUTPUT, metavar="PATH",
@@ -291,12 +447,93 @@ def build_parser() -> argparse.ArgumentParser:
         help="container image of every step, as the cluster pulls it (default: %(default)s, "
         "the tag docker/build.sh gives; push it to your registry and name it here)",
     )
+    storage = parser.add_argument_group("storage")
+    storage.add_argument(
+        "--pvc", type=_object_name("PersistentVolumeClaim"), metavar="CLAIM",
+        help="mount this existing PersistentVolumeClaim at tao_mount_dir in every step "
+        "instead of the node's hostPath; parallel steps on several nodes need ReadWriteMany",
+    )
+    secrets = parser.add_argument_group("secrets")
+    secrets.add_argument(
+        "--key-secret", type=_secret_ref, metavar="NAME[:KEY]",
+        help="take the TAO model key (-k) from this Secret (data key KEY, default 'key') "
+        "instead of the api_key field, which leaves the form; the key never enters the "
+        "pipeline",
+    )
+    secrets.add_argument(
+        "--ngc-secret", type=_secret_ref, metavar="NAME[:KEY]",
+        help="give download-model this Secret's NGC API key (as NGC_CLI_API_KEY) for "
+        "private NGC models",
+    )
+    secrets.add_argument(
+        "--image-pull-secret", type=_object_name("Secret"), action="append", default=[],
+        metavar="NAME", help="pull the image with this docker-registry Secret (repeatable)",
+    )
+    scheduling = parser.add_argument_group("scheduling")
+    scheduling.add_argument(
+        "--node-selector", type=_node_selector, action="append", default=[],
+        metavar="KEY=VALUE",
+        help="run GPU steps only on nodes with this label (repeatable); with the hostPath "
+        "workspace, every step, since they must all reach the same node's directory",
+    )
+    scheduling.add_argument(
+        "--gpu-toleration", action="store_true",
+        help="let GPU steps (every step, with the hostPath workspace) run on nodes tainted "
+        "nvidia.com/gpu:NoSchedule",
+    )
+    scheduling.add_argument(
+        "--cpu-request", type=_quantity, default=CompileOptions.cpu_request, metavar="CPU",
+        help="CPU request of every TAO step (default: %(default)s; 0: none)",
+    )
+    scheduling.add_argument(
+        "--memory-request", type=_quantity, default=CompileOptions.memory_request,
+        metavar="MEMORY", help="memory request of every TAO step (default: %(default)s; 0: none)",
+    )
+    failures = parser.add_argument_group("failures")
+    failures.add_argument(
+        "--step-timeout", type=_step_timeout, action="append", default=[],
+        metavar="[STEP=]DURATION",
+        help="time limit of every step, or of STEP (repeatable; e.g. 96h, train-model=5d); "
+        f"defaults: download-model {DEFAULT_TIMEOUTS['download-model'] // 3600}h, "
+        f"train-model and retrain-model {DEFAULT_TIMEOUTS['train-model'] // 3600}h, "
+        f"others {DEFAULT_TIMEOUT // 3600}h",
+    )
     return parser
 
 
+def options_from_args(args: argparse.Namespace) -> CompileOptions:
+    """CompileOptions, or ValueError naming the options that do not go together."""
+    selector = dict(args.node_selector)
+    for label, value in args.node_selector:
+        if selector[label] != value:
+            raise ValueError(f"--node-selector: {label} is given two values "
+                             f"({value!r} and {selector[label]!r})")
+    timeouts = {}
+    # A limit for all steps first, then per-step ones, whatever the order given.
+    for step, seconds in sorted(args.step_timeout, key=lambda item: item[0] != "*"):
+        targets = STEP_NAMES if step == "*" else (step,)
+        timeouts.update({name: seconds for name in targets})
+    return CompileOptions(
+        image=args.image,
+        pvc=args.pvc,
+        key_secret=args.key_secret,
+        ngc_secret=args.ngc_secret,
+        image_pull_secrets=tuple(dict.fromkeys(args.image_pull_secret)),
+        node_selector=tuple(sorted(selector.items())),
+        gpu_toleration=args.gpu_toleration,
+        cpu_request=args.cpu_request,
+        memory_request=args.memory_request,
+        timeouts=tuple(sorted(timeouts.items())),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    options = CompileOptions(image=args.image)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = options_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
     if not args.output.parent.is_dir():
         print(f"error: --output: directory {args.output.parent} does not exist", file=sys.stderr)
         return 2

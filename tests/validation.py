@@ -16,11 +16,28 @@ from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow import (
 # The oldest and newest Kubernetes schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ("1.25.0", "1.37.0")
 
+# Template fields Argo 3.3 declares as IntOrString.
+_INT_OR_STRING = (
+    ("retryStrategy", "limit"), ("retryStrategy", "backoff", "factor"), ("activeDeadlineSeconds",),
+)
+
 _PLACEHOLDER = re.compile(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}")
 
 
 def argo_problems(workflow: dict) -> str | None:
     """None if the Argo Workflows 3.3 API models accept the workflow, else the reason."""
+
+    # Argo declares these template fields IntOrString (2 and "2" are both valid); the SDK's
+    # generated models type every IntOrString as str, so give them the string form.
+    workflow = copy.deepcopy(workflow)
+    for template in workflow["spec"]["templates"]:
+        for path in _INT_OR_STRING:
+            *parents, field = path
+            holder = template
+            for name in parents:
+                holder = holder.get(name, {})
+            if isinstance(holder.get(field), int):
+                holder[field] = str(holder[field])
 
     class Response:
         data = json.dumps(workflow)

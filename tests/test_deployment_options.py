@@ -1,0 +1,190 @@
+"""Compile options for real clusters: storage, secrets, scheduling, failure policy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import compile_workflow, run_compiler
+from validation import argo_problems, kubernetes_problems, pods_with_defaults
+
+from workflow_view import CompiledWorkflow
+
+TEST_KEY = "nvidia_tlt"  # the api_key default: must vanish with --key-secret
+
+
+def compiled(tmp_path, *args) -> CompiledWorkflow:
+    return CompiledWorkflow(compile_workflow(tmp_path, *args))
+
+
+def assert_valid(workflow: CompiledWorkflow):
+    assert argo_problems(workflow.doc) is None
+    for name, pod in pods_with_defaults(workflow.doc).items():
+        assert kubernetes_problems(pod) == [], name
+
+
+def gpu_steps(workflow):
+    return [t for t in workflow.container_templates
+            if "nvidia.com/gpu" in t["container"].get("resources", {}).get("limits", {})
+            or "podSpecPatch" in t]
+
+
+def without_volatile(doc: dict) -> dict:
+    doc = json.loads(json.dumps(doc))
+    doc["metadata"]["annotations"].pop("pipelines.kubeflow.org/pipeline_compilation_time")
+    return doc
+
+
+def test_no_option_equals_the_default_build(tmp_path, default_workflow):
+    explicit = compile_workflow(tmp_path, "--cpu-request", "4", "--memory-request", "16Gi")
+    assert without_volatile(explicit) == without_volatile(default_workflow.doc)
+
+
+def test_default_failure_policy_and_time_limits(default_workflow):
+    for template in default_workflow.container_templates:
+        name = default_workflow.display_name(template)
+        retry = template["retryStrategy"]
+        if name == "download-model":
+            assert retry == {"limit": 3, "retryPolicy": "Always", "backoff": {
+                "duration": "30s", "factor": 2, "maxDuration": "5m"}}
+            assert template["activeDeadlineSeconds"] == 3600
+        else:
+            # Only infrastructure errors; a failing TAO command is not retried.
+            assert retry == {"limit": 2, "retryPolicy": "OnError", "backoff": {"duration": "1m"}}
+            expected = 72 * 3600 if name in ("train-model", "retrain-model") else 6 * 3600
+            assert template["activeDeadlineSeconds"] == expected
+
+
+def test_default_requests_on_tao_steps_only(default_workflow):
+    for template in default_workflow.container_templates:
+        requests = template["container"].get("resources", {}).get("requests")
+        if default_workflow.display_name(template) == "download-model":
+            assert requests is None
+        else:
+            assert requests == {"cpu": "4", "memory": "16Gi"}
+
+
+def test_pvc_replaces_the_hostpath_everywhere(tmp_path):
+    workflow = compiled(tmp_path, "--pvc", "tao-workspace")
+    for template in workflow.container_templates:
+        (volume,) = [v for v in template["volumes"] if v["name"] == "nvidia-workspace"]
+        assert volume == {"name": "nvidia-workspace",
+                          "persistentVolumeClaim": {"claimName": "tao-workspace"}}
+        mounts = {m["name"]: m["mountPath"] for m in template["container"]["volumeMounts"]}
+        assert mounts["nvidia-workspace"] == "{{inputs.parameters.tao_mount_dir}}"
+    assert "hostPath" not in yaml.safe_dump(workflow.doc)
+    assert_valid(workflow)
+
+
+def test_key_secret_removes_the_key_from_the_pipeline(tmp_path):
+    workflow = compiled(tmp_path, "--key-secret", "tao-model-key")
+    names = [p["name"] for p in workflow.parameters()]
+    assert "api_key" not in names and len(names) == 32
+    text = yaml.safe_dump(workflow.doc)
+    assert TEST_KEY not in text and "api_key" not in text
+    keyed = 0
+    for template in workflow.container_templates:
+        args = template["container"]["args"]
+        env = template["container"].get("env", [])
+        if "-k" in args:
+            keyed += 1
+            assert args[args.index("-k") + 1] == "$(TAO_API_KEY)"
+            assert env == [{"name": "TAO_API_KEY", "valueFrom": {
+                "secretKeyRef": {"name": "tao-model-key", "key": "key"}}}]
+        else:
+            assert env == []
+    assert keyed == 10  # every TAO command but calibration_tensorfile
+    assert_valid(workflow)
+
+
+def test_ngc_secret_reaches_only_the_download(tmp_path):
+    workflow = compiled(tmp_path, "--ngc-secret", "ngc-api:apikey")
+    for template in workflow.container_templates:
+        env = template["container"].get("env", [])
+        if workflow.display_name(template) == "download-model":
+            assert env == [{"name": "NGC_CLI_API_KEY", "valueFrom": {
+                "secretKeyRef": {"name": "ngc-api", "key": "apikey"}}}]
+        else:
+            assert env == []
+
+
+def test_image_pull_secret(tmp_path):
+    workflow = compiled(tmp_path, "--image-pull-secret", "nvcr-pull")
+    assert workflow.doc["spec"]["imagePullSecrets"] == [{"name": "nvcr-pull"}]
+    assert_valid(workflow)
+
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def test_scheduling_with_hostpath_pins_every_step(tmp_path):
+    workflow = compiled(tmp_path, "--node-selector", "kubernetes.io/hostname=dgx-01",
+                        "--gpu-toleration")
+    for template in workflow.container_templates:
+        assert template["nodeSelector"] == {"kubernetes.io/hostname": "dgx-01"}
+        assert template["tolerations"] == [GPU_TOLERATION]
+    assert_valid(workflow)
+
+
+def test_scheduling_with_a_claim_constrains_gpu_steps_only(tmp_path):
+    workflow = compiled(tmp_path, "--pvc", "shared", "--node-selector",
+                        "nvidia.com/gpu.product=NVIDIA-A100-SXM4-40GB", "--gpu-toleration")
+    gpu = {t["name"] for t in gpu_steps(workflow)}
+    assert len(gpu) == 10  # nine GPU steps, convert-trt twice
+    for template in workflow.container_templates:
+        if template["name"] in gpu:
+            assert template["nodeSelector"] == {
+                "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+            assert template["tolerations"] == [GPU_TOLERATION]
+        else:
+            assert "nodeSelector" not in template and "tolerations" not in template
+
+
+def test_requests_and_timeouts_are_configurable(tmp_path):
+    workflow = compiled(tmp_path, "--cpu-request", "8", "--memory-request", "0",
+                        "--step-timeout", "train-model=5d", "--step-timeout", "12h")
+    for template in workflow.container_templates:
+        name = workflow.display_name(template)
+        expected = 5 * 86400 if name == "train-model" else 12 * 3600
+        assert template["activeDeadlineSeconds"] == expected, name
+        if name != "download-model":
+            assert template["container"]["resources"]["requests"] == {"cpu": "8"}
+
+
+def test_all_options_together(tmp_path):
+    workflow = compiled(
+        tmp_path, "--pvc", "tao-rwx", "--key-secret", "tao-model-key:tao-key", "--ngc-secret",
+        "ngc-api", "--image-pull-secret", "nvcr-pull", "--node-selector", "gpu=true",
+        "--gpu-toleration", "--step-timeout", "2d", "--image", "registry.example.com/tao:1")
+    text = yaml.safe_dump(workflow.doc)
+    assert TEST_KEY not in text
+    assert "claimName: tao-rwx" in text and "hostPath" not in text
+    assert workflow.doc["spec"]["imagePullSecrets"] == [{"name": "nvcr-pull"}]
+    assert {t["activeDeadlineSeconds"] for t in workflow.container_templates} == {172800}
+    assert_valid(workflow)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--pvc", "Bad_Claim"], ["--pvc", "Bad_Claim", "PersistentVolumeClaim"]),
+    (["--key-secret", "tao key"], ["--key-secret", "Secret"]),
+    (["--key-secret", "tao:bad key"], ["--key-secret", "bad key"]),
+    (["--ngc-secret", ""], ["--ngc-secret"]),
+    (["--image-pull-secret", "UPPER"], ["--image-pull-secret", "UPPER"]),
+    (["--node-selector", "gpu"], ["--node-selector", "KEY=VALUE"]),
+    (["--node-selector", "a=b c"], ["--node-selector", "a=b c"]),
+    (["--node-selector", "a=1", "--node-selector", "a=2"], ["--node-selector", "two values"]),
+    (["--cpu-request", "four"], ["--cpu-request", "quantity"]),
+    (["--memory-request", "16GB"], ["--memory-request", "16GB"]),
+    (["--step-timeout", "0"], ["--step-timeout", "duration"]),
+    (["--step-timeout", "1week"], ["--step-timeout", "1week"]),
+    (["--step-timeout", "train=2h"], ["--step-timeout", "train", "train-model"]),
+])
+def test_invalid_values_get_one_clear_line(tmp_path, args, words):
+    result = run_compiler("-o", str(tmp_path / "p.yaml"), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "p.yaml").exists()
