@@ -48,3 +48,14 @@ def test_readme_parameter_table_matches_the_form():
     text = (REPO / "README.md").read_text()
     rows = re.findall(r"^\| `([a-z0-9_]+)` \| `([^`]*)` \|", text, flags=re.M)
     assert rows == [(p.name, p.default) for p in pipeline.PARAMETERS]
+
+
+def test_readme_documents_every_compile_option():
+    import tao_iva_classification_pipeline as pipeline
+
+    text = (REPO / "README.md").read_text()
+    options = [o for action in pipeline.build_parser()._actions for o in action.option_strings
+               if o.startswith("--") and o != "--help"]
+    assert len(options) >= 11
+    for option in options:
+        assert f"`{option}" in text, option
