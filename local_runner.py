@@ -64,6 +64,7 @@ import json
 import math
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -71,11 +72,12 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunResult", "StepRecord", "UnsupportedWorkflowError", "run_workflow"]
+__all__ = ["RunResult", "StepRecord", "UnsupportedWorkflowError", "evaluate_when",
+           "expand_k8s", "run_workflow"]
 
 DISPLAY_NAME_ANNOTATION = "pipelines.kubeflow.org/task_display_name"
 PATH_MAP_ENV = "LOCAL_RUNNER_PATH_MAP"
@@ -209,7 +211,7 @@ def run_workflow(
     (``{"python3": sys.executable}``). ``echo``, if given, receives every output line of
     every step prefixed with the step's display name.
     """
-    run_dir = Path(workdir)
+    run_dir = Path(workdir).absolute()  # steps run in their own working directory
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"workdir {run_dir} is not empty")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +224,7 @@ def run_workflow(
         base_env=dict(base_env) if base_env is not None
         else {"PATH": os.environ.get("PATH", os.defpath)},
         secrets=dict(secrets or {}),
-        path_prefix=[str(p) for p in path_prefix],
+        path_prefix=[str(Path(p).absolute()) for p in path_prefix],
         executables={k: str(v) for k, v in (executables or {}).items()},
         echo=echo,
     )
@@ -265,7 +267,7 @@ def _substitute(value: Any, scope: Mapping[str, str], *, keep: Callable[[str], b
     return value
 
 
-def _strings(value: Any, where: str):
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
     """Yield ``(field path, string)`` for every string inside ``value``."""
     if isinstance(value, str):
         yield where, value
@@ -1030,7 +1032,11 @@ class _Runner:
         try:
             record.resources = self._resources(tmpl)
             if "activeDeadlineSeconds" in tmpl:
-                record.timeout = int(tmpl["activeDeadlineSeconds"])
+                try:
+                    record.timeout = int(tmpl["activeDeadlineSeconds"])
+                except ValueError:
+                    raise _StepFailure("activeDeadlineSeconds is not a whole number: "
+                                       f"{tmpl['activeDeadlineSeconds']!r}") from None
             path_map = self._mounts(tmpl, step_dir)
             for output in _output_parameters(tmpl) + list(
                     (tmpl.get("outputs") or {}).get("artifacts") or []):
@@ -1130,7 +1136,7 @@ class _Runner:
                 if claim not in self.claims:
                     raise ValueError(f"template {tmpl['name']!r} mounts claim {claim!r}: "
                                      "pass its host directory in claims=")
-                host = Path(self.claims[claim])
+                host = Path(self.claims[claim]).absolute()
                 host.mkdir(parents=True, exist_ok=True)
             if mount.get("subPath"):
                 host = host / mount["subPath"]
@@ -1141,9 +1147,10 @@ class _Runner:
     def _host_path(self, host_path: Mapping[str, Any], template: str) -> Path:
         path = host_path["path"]
         if callable(self.host_paths):
-            host = Path(self.host_paths(path))
+            host = Path(self.host_paths(path)).absolute()
         else:
-            mapped = _PathMap({k: Path(v) for k, v in (self.host_paths or {}).items()})
+            mapped = _PathMap({k: Path(v).absolute()
+                               for k, v in (self.host_paths or {}).items()})
             found = mapped.lookup(path)
             if found is None:
                 raise ValueError(f"template {template!r} mounts hostPath {path!r}: "
@@ -1223,19 +1230,19 @@ class _Runner:
                        threading.Thread(target=pump, args=(proc.stderr, stderr_tail))]
             for reader in readers:
                 reader.start()
-            timed_out = False
+            # Wait on a pidfd so the exited process stays unreaped: its process group id
+            # cannot be reused while its leftover processes are killed.
+            pidfd = os.pidfd_open(proc.pid)
             try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._kill(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=KILL_GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    self._kill(proc, signal.SIGKILL)
-                    proc.wait()
-            # A container's leftover processes die with it.
-            self._kill(proc, signal.SIGKILL)
+                timed_out = not select.select([pidfd], [], [], timeout)[0]
+                if timed_out:
+                    self._kill(proc, signal.SIGTERM)
+                    select.select([pidfd], [], [], KILL_GRACE_SECONDS)
+                # A container's leftover processes die with it.
+                self._kill(proc, signal.SIGKILL)
+                proc.wait()
+            finally:
+                os.close(pidfd)
             for reader in readers:
                 reader.join()
         code = proc.returncode
