@@ -208,13 +208,16 @@ def run_workflow(
     Processes get ``base_env`` (default: only the host's ``PATH``) plus the container env,
     with ``path_prefix`` prepended to ``PATH``; ``secrets`` maps ``(secret name, key)`` to
     the value of a ``secretKeyRef``; ``executables`` replaces a command's ``argv[0]``
-    (``{"python3": sys.executable}``). ``echo``, if given, receives every output line of
-    every step prefixed with the step's display name.
+    (``{"python3": sys.executable}``). ``echo``, if given, receives each step's start (with
+    its command), every line it prints and its end, prefixed with its display name.
+
+    Raises :class:`UnsupportedWorkflowError` for a workflow this runner cannot execute and
+    ``ValueError`` for a missing secret, volume mapping or an unknown argument, before
+    anything runs when the names involved do not depend on a parameter.
     """
     run_dir = Path(workdir).absolute()  # steps run in their own working directory
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(f"workdir {run_dir} is not empty")
-    run_dir.mkdir(parents=True, exist_ok=True)
     runner = _Runner(
         workflow,
         run_dir=run_dir,
@@ -228,6 +231,7 @@ def run_workflow(
         executables={k: str(v) for k, v in (executables or {}).items()},
         echo=echo,
     )
+    run_dir.mkdir(parents=True, exist_ok=True)
     return runner.run(dict(arguments or {}))
 
 
@@ -276,7 +280,7 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(v, f"{where}[{i}]")
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(v, f"{where}.{k}")
+            yield from _strings(v, f"{where}.{k}" if where else k)
 
 
 # ---------------------------------------------------------------------------------------
@@ -778,7 +782,8 @@ def _topological_order(tasks: Mapping[str, Mapping[str, Any]], template: str) ->
 # Kubernetes checks a pod would fail on
 
 _STANDARD_RESOURCES = {"cpu", "memory", "ephemeral-storage", "storage", "pods"}
-_QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?")
+# The pattern Kubernetes quotes when it rejects a quantity.
+_QUANTITY = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
 
 
 def _resource_problem(name: str, quantity: str) -> str | None:
@@ -862,14 +867,6 @@ class _Runner:
                  echo: Callable[[str], None] | None):
         self.templates = _validate(workflow)
         self.spec = workflow["spec"]
-        for tmpl in self.templates.values():
-            for env in (tmpl.get("container") or {}).get("env") or []:
-                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-                if ref and "{{" not in ref["name"] + ref["key"] and not ref.get("optional") \
-                        and (ref["name"], ref["key"]) not in secrets:
-                    raise ValueError(f"template {tmpl['name']!r}: env {env['name']} needs key "
-                                     f"{ref['key']!r} of secret {ref['name']!r}: pass it in "
-                                     "secrets=")
         meta = workflow.get("metadata") or {}
         self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}local"
         self.run_dir = run_dir
@@ -892,6 +889,26 @@ class _Runner:
         self.deadline: float | None = None
         self.deadline_hit = False
         self.started: dict[int, float] = {}  # id(StepRecord) -> time.monotonic()
+        self._check_configuration()
+
+    def _check_configuration(self) -> None:
+        """Fail before running anything on a missing secret or volume mapping, where the
+        names do not depend on parameters (those are checked when their step starts)."""
+        for tmpl in self.templates.values():
+            container = tmpl.get("container") or {}
+            for env in container.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and "{{" not in ref["name"] + ref["key"] and not ref.get("optional") \
+                        and (ref["name"], ref["key"]) not in self.secrets:
+                    raise ValueError(f"template {tmpl['name']!r}: env {env['name']} needs key "
+                                     f"{ref['key']!r} of secret {ref['name']!r}: pass it in "
+                                     "secrets=")
+            volumes = {v["name"]: v for v in (self.spec.get("volumes") or [])
+                       + (tmpl.get("volumes") or [])}
+            for mount in container.get("volumeMounts") or []:
+                volume = volumes[mount["name"]]
+                if "emptyDir" not in volume and "{{" not in json.dumps(volume):
+                    self._volume_host_dir(volume, tmpl["name"])
 
     def run(self, arguments: dict[str, str | int | float]) -> RunResult:
         defaults = {p["name"]: str(p.get("value", ""))
@@ -1128,41 +1145,35 @@ class _Runner:
             volume = volumes[mount["name"]]
             if "emptyDir" in volume:
                 host = step_dir / "volumes" / _safe(mount["name"])
-                host.mkdir(parents=True, exist_ok=True)
-            elif "hostPath" in volume:
-                host = self._host_path(volume["hostPath"], tmpl["name"])
             else:
-                claim = volume["persistentVolumeClaim"]["claimName"]
-                if claim not in self.claims:
-                    raise ValueError(f"template {tmpl['name']!r} mounts claim {claim!r}: "
-                                     "pass its host directory in claims=")
-                host = Path(self.claims[claim]).absolute()
-                host.mkdir(parents=True, exist_ok=True)
+                host = self._volume_host_dir(volume, tmpl["name"])
+            if (volume.get("hostPath") or {}).get("type") == "Directory" and not host.is_dir():
+                raise _StepFailure(f"hostPath type check failed: {volume['hostPath']['path']} "
+                                   f"is not a directory (mapped to {host})")
+            host.mkdir(parents=True, exist_ok=True)
             if mount.get("subPath"):
                 host = host / mount["subPath"]
                 host.mkdir(parents=True, exist_ok=True)
             pairs[mount["mountPath"]] = host
         return _PathMap(pairs)
 
-    def _host_path(self, host_path: Mapping[str, Any], template: str) -> Path:
-        path = host_path["path"]
-        if callable(self.host_paths):
-            host = Path(self.host_paths(path)).absolute()
-        else:
-            mapped = _PathMap({k: Path(v).absolute()
-                               for k, v in (self.host_paths or {}).items()})
-            found = mapped.lookup(path)
+    def _volume_host_dir(self, volume: Mapping[str, Any], template: str) -> Path:
+        """The host directory of a hostPath or persistentVolumeClaim volume."""
+        if "hostPath" in volume:
+            path = volume["hostPath"]["path"]
+            if callable(self.host_paths):
+                return Path(self.host_paths(path)).absolute()
+            found = _PathMap({k: Path(v).absolute()
+                              for k, v in (self.host_paths or {}).items()}).lookup(path)
             if found is None:
                 raise ValueError(f"template {template!r} mounts hostPath {path!r}: "
                                  "pass its host directory in host_paths=")
-            host = Path(found)
-        if host_path.get("type") == "Directory":
-            if not host.is_dir():
-                raise _StepFailure(f"hostPath type check failed: {path} is not a directory "
-                                   f"(mapped to {host})")
-        else:
-            host.mkdir(parents=True, exist_ok=True)
-        return host
+            return Path(found)
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        if claim not in self.claims:
+            raise ValueError(f"template {template!r} mounts claim {claim!r}: "
+                             "pass its host directory in claims=")
+        return Path(self.claims[claim]).absolute()
 
     def _env(self, container: Mapping[str, Any], path_map: _PathMap
              ) -> tuple[dict[str, str], dict[str, str], list[str]]:

@@ -177,6 +177,33 @@ def test_persistent_volume_claim_is_mapped_by_claim_name(tmp_path):
     assert (claim_dir / "note").read_text() == "on the claim"
 
 
+def test_host_path_of_type_directory_must_exist(tmp_path):
+    @dsl.pipeline(name="strict")
+    def strict(mount: str = "/mnt/ws"):
+        task = op("write", WRITE, f"{mount}/x", "y")
+        task.add_volume(V1Volume(name="workspace", host_path=V1HostPathVolumeSource(
+            path=mount, type="Directory")))
+        task.container.add_volume_mount(V1VolumeMount(name="workspace", mount_path=mount))
+
+    workflow = compile_pipeline(strict, tmp_path)
+    result = run(workflow, tmp_path, host_paths={"/mnt/ws": tmp_path / "missing"})
+
+    assert result.step("write").status == "Failed"
+    assert "hostPath type check failed: /mnt/ws is not a directory" in result.step(
+        "write").message
+
+
+def test_unmapped_literal_host_path_is_rejected_before_anything_runs(tmp_path):
+    @dsl.pipeline(name="literal")
+    def literal():
+        op("first", "pass")
+        mount_workspace(op("second", "pass"), "/data/elsewhere")
+
+    with pytest.raises(ValueError, match="hostPath '/data/elsewhere'"):
+        run(compile_pipeline(literal, tmp_path), tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
 def test_unmapped_host_path_is_rejected(tmp_path):
     workflow = compile_pipeline(flow_pipeline, tmp_path)
     with pytest.raises(ValueError, match="hostPath '/elsewhere'"):
@@ -466,7 +493,7 @@ def test_secret_reaches_the_process_but_never_the_record(tmp_path):
 def test_missing_secret_is_named_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="'model-key' of secret 'tao-secrets'"):
         run(compile_pipeline(keyed_pipeline, tmp_path), tmp_path)
-    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    assert not (tmp_path / "run").exists()
 
 
 def test_fake_executable_found_through_path_prefix(tmp_path):
