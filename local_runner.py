@@ -118,6 +118,7 @@ class StepRecord:
     host_argv: list[str] = dataclasses.field(default_factory=list)  # as run on this host
     duration: float = 0.0
     log_path: Path | None = None
+    mounts: dict[str, Path] = dataclasses.field(default_factory=dict)  # container -> host
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     artifacts: dict[str, Path | None] = dataclasses.field(default_factory=dict)
     resources: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
@@ -1055,6 +1056,7 @@ class _Runner:
                     raise _StepFailure("activeDeadlineSeconds is not a whole number: "
                                        f"{tmpl['activeDeadlineSeconds']!r}") from None
             path_map = self._mounts(tmpl, step_dir)
+            record.mounts = {prefix: host for prefix, host in path_map.pairs}
             for output in _output_parameters(tmpl) + list(
                     (tmpl.get("outputs") or {}).get("artifacts") or []):
                 path = output.get("path") or output["valueFrom"]["path"]
@@ -1077,7 +1079,7 @@ class _Runner:
         host_argv = [path_map.rewrite(a) for a in argv]
         host_argv[0] = self.executables.get(argv[0], host_argv[0])
         record.host_argv = [mask(a) for a in host_argv]
-        env[PATH_MAP_ENV] = json.dumps({p: str(h) for p, h in path_map.pairs})
+        env[PATH_MAP_ENV] = json.dumps({p: str(h) for p, h in record.mounts.items()})
         env["PATH"] = os.pathsep.join(self.path_prefix + [env.get("PATH", os.defpath)])
         executable = (host_argv[0] if "/" in host_argv[0]
                       else shutil.which(host_argv[0], path=env["PATH"]))

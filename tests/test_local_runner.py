@@ -4,6 +4,7 @@ Each test compiles a small pipeline whose steps are ``python3 -c CODE ARGS...`` 
 the compiled workflow with ``python3`` mapped to this interpreter.
 """
 
+import json
 import sys
 import time
 import warnings
@@ -103,6 +104,10 @@ def test_steps_write_to_the_mapped_volume_and_pass_outputs(tmp_path):
     assert consume.argv[-2:] == ["/mnt/ws/out/greeting.txt", "hi there"]
     assert consume.host_argv[-2] == str(tmp_path / "workspace/out/greeting.txt")
     assert consume.timeout == 60
+    produce = result.step("produce")
+    assert produce.mounts["/mnt/ws"] == tmp_path / "workspace"
+    assert produce.mounts["/dev/shm"].is_dir()  # the emptyDir: a fresh directory
+    assert produce.mounts[OUT].parent.parent == produce.log_path.parent
 
 
 def test_record_keeps_display_name_annotations_and_optional_metrics(tmp_path):
@@ -154,6 +159,39 @@ def test_leftover_background_processes_die_with_the_step(tmp_path):
 
     assert result.succeeded, result.format_report()
     assert time.monotonic() - started < 10
+
+
+def test_workflow_and_pod_names_are_fake_and_deterministic(tmp_path):
+    @dsl.pipeline(name="names")
+    def names():
+        op("tell", WRITE_ARGV, f"{OUT}/names", "{{workflow.name}}", "{{workflow.uid}}",
+           "{{pod.name}}", file_outputs={"names": f"{OUT}/names"})
+
+    workflow = compile_pipeline(names, tmp_path)
+    first, second = (
+        run(workflow, tmp_path, workdir=tmp_path / run_dir).step("tell").artifacts["tell-names"]
+        .read_text().splitlines() for run_dir in ("run-a", "run-b"))
+
+    assert first == second
+    assert first[0] == "names-local"
+    assert first[2].startswith("names-local-")
+
+
+def test_base_env_and_container_env_but_not_the_host_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOST_ONLY", "leak")
+
+    @dsl.pipeline(name="env")
+    def env():
+        task = op("show", "import json, os; print(json.dumps(dict(os.environ)))")
+        task.container.add_env_variable(V1EnvVar(name="MODE", value="container"))
+
+    result = run(compile_pipeline(env, tmp_path), tmp_path,
+                 base_env={"PATH": "/usr/bin:/bin", "MODE": "base", "LANG": "C.UTF-8"})
+
+    seen = json.loads(result.step("show").log_path.read_text())
+    assert seen["MODE"] == "container" and seen["LANG"] == "C.UTF-8"
+    assert "HOST_ONLY" not in seen
+    assert seen["PATH"] == "/usr/bin:/bin"
 
 
 def test_unknown_pipeline_argument_is_rejected(tmp_path):
@@ -337,7 +375,7 @@ def breaks_pipeline(mount: str = "/mnt/ws"):
     exit_step = mount_workspace(
         op("cleanup", WRITE, f"{mount}/exit-status", "{{workflow.status}}"), mount)
     with dsl.ExitHandler(exit_step):
-        train = op("train", FAIL)
+        train = op("train", FAIL).set_retry(2)
         evaluate = op("evaluate", "pass").after(train)
         op("export", "pass").after(evaluate)
         mount_workspace(op("independent", WRITE, f"{mount}/independent", "ran"), mount)
@@ -355,7 +393,13 @@ def test_failure_omits_downstream_runs_the_rest_and_the_exit_handler(tmp_path):
         "exit-handler-1.export": "Omitted",
         "onExit": "Succeeded",
     }
-    assert result.step("train").exit_code == 3
+    assert [s.path for s in result.steps] == [
+        "exit-handler-1", "exit-handler-1.independent", "exit-handler-1.train",
+        "exit-handler-1.evaluate", "exit-handler-1.export", "onExit"]
+    train = result.step("train")
+    assert train.exit_code == 3
+    assert train.retry_strategy == {"limit": 2}  # recorded, not retried
+    assert train.log_path.read_text().count("about to fail") == 1
     assert result.step("export").message == "upstream evaluate omitted"
     assert (tmp_path / "workspace/independent").read_text() == "ran"
     assert (tmp_path / "workspace/exit-status").read_text() == "Failed"
@@ -586,6 +630,18 @@ def test_parallel_for_is_rejected_with_the_field(tmp_path):
 
     with pytest.raises(UnsupportedWorkflowError, match="withItems"):
         run(compile_pipeline(loop, tmp_path), tmp_path)
+
+
+def test_depends_is_rejected_with_the_field(tmp_path):
+    # kfp 1.8.22 only emits "dependencies"; a hand-edited "depends" is not executed.
+    workflow = compile_pipeline(breaks_pipeline, tmp_path)
+    dag = next(t for t in workflow["spec"]["templates"] if t["name"] == "exit-handler-1")
+    evaluate = next(t for t in dag["dag"]["tasks"] if t["name"] == "evaluate")
+    evaluate["depends"] = "train.Failed"
+    del evaluate["dependencies"]
+
+    with pytest.raises(UnsupportedWorkflowError, match=r"dag.tasks\[evaluate\].depends"):
+        run(workflow, tmp_path)
 
 
 def test_output_outside_volumes_and_per_step_dirs_is_rejected(tmp_path):
