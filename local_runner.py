@@ -29,16 +29,18 @@ Argo 3.3 would:
 - A container step runs ``command + args`` as a local process (never through a shell) with
   the caller's base environment plus the container's ``env`` (secret references are read
   from ``secrets``), Kubernetes ``$(VAR)`` expansion, volume mounts mapped to host
-  directories and absolute container paths in args and env rewritten to them. The image is
-  ignored. ``activeDeadlineSeconds`` (step and workflow) is enforced as a timeout.
+  directories and container paths rewritten to them where an argument or env value is an
+  absolute path under a mount (or a ``--flag=/path`` argument). The image is ignored.
+  ``activeDeadlineSeconds`` (step and workflow) is enforced as a timeout.
   ``retryStrategy`` is recorded but steps are not retried.
 - Output parameters are read from their (mapped) ``valueFrom.path`` with one trailing newline
   dropped, as Argo does; a missing file fails the step. Missing output artifacts fail it
   too, except optional ones and ``mlpipeline-ui-metadata``/``mlpipeline-metrics``, which
   the KFP v1 API server marks optional when it submits a run.
 - podSpecPatch is parsed to report the step's resources; they are not enforced, but resource
-  names Kubernetes would reject (kfp's ``set_gpu_limit(<param>)`` writes ``nvidia``) fail
-  the step as the pod would.
+  names or quantities Kubernetes would reject (a limit named ``nvidia``) fail the step as
+  the pod would. A parameter in ``container.resources``, which Argo cannot load (what
+  ``set_gpu_limit(<param>)`` compiles to), is rejected up front.
 
 Each process also gets ``LOCAL_RUNNER_PATH_MAP``, a JSON object mapping container path
 prefixes to host directories, so fake executables can translate container paths they read
@@ -50,9 +52,10 @@ templates, ``withItems``/``withParam`` (``dsl.ParallelFor``), ``depends`` (kfp 1
 emits it), ``continueOn``, sidecars and init containers, ``envFrom``, env from config maps or
 fields, volume kinds other than hostPath/persistentVolumeClaim/emptyDir, input or output
 artifacts other than container output files, and references Argo would not resolve.
-Argo's Error phase is reported as Failed (the message says why). govaluate dates, ternaries,
-bitwise operators, ``in`` and accessors in ``when`` fail the task with a message saying the
-runner does not implement them.
+Argo's Error phase is reported as Failed (the message says why). In ``when``, ternaries,
+bitwise operators, ``**``, ``in`` and accessors fail the task with a message saying the
+runner does not implement them, and quoted dates compare as strings (govaluate would turn
+them into times); kfp emits none of these.
 """
 
 from __future__ import annotations
