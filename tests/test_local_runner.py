@@ -62,8 +62,8 @@ def mount_workspace(task: dsl.ContainerOp, mount: str) -> dsl.ContainerOp:
 def run(workflow: dict, tmp_path: Path, arguments=None, **kwargs):
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
-    options = dict(workdir=tmp_path / "run", host_paths={"/mnt/ws": workspace},
-                   per_step_dirs=[OUT], executables={"python3": sys.executable})
+    options = {"workdir": tmp_path / "run", "host_paths": {"/mnt/ws": workspace},
+               "per_step_dirs": [OUT], "executables": {"python3": sys.executable}}
     options.update(kwargs)
     return run_workflow(workflow, arguments, **options)
 
