@@ -59,9 +59,9 @@ def sklearn_report(names, matrix):
     total = sum(s[3] for s in stats)
     width = max(max(len(n) for n in names), len("weighted avg"), 2)
     out = "{:>{w}s} ".format("", w=width) + "".join(
-        " {:>9}".format(h) for h in ("precision", "recall", "f1-score", "support")) + "\n\n"
+        f" {h:>9}" for h in ("precision", "recall", "f1-score", "support")) + "\n\n"
     row = "{:>{w}s}  {:>9.2f} {:>9.2f} {:>9.2f} {:>9}\n"
-    for name, (p, r, f, s) in zip(names, stats):
+    for name, (p, r, f, s) in zip(names, stats, strict=True):
         out += row.format(name, p, r, f, s, w=width)
     out += "\n"
     accuracy = sum(matrix[i][i] for i in range(k)) / total
@@ -85,7 +85,8 @@ def main():
             row[j] += 1
         matrix.append(row)
     total = sum(map(sum, matrix))
-    head = open(os.path.join(HERE, "evaluate_2class.txt"), encoding="utf-8").read()
+    with open(os.path.join(HERE, "evaluate_2class.txt"), encoding="utf-8") as f:
+        head = f.read()
     head = head[:head.index("Found 318 images")]
     matrix_lines = numpy_str(matrix).split("\n")
     # stderr from the loader thread lands in the middle of stdout, as it does in a pod log
@@ -95,12 +96,12 @@ def main():
     report_lines.insert(14, "2022-03-09 11:02:41,240 [INFO] __main__: Writing report")
     text = (
         head
-        + "Found {} images belonging to {} classes.\n".format(total, k)
+        + f"Found {total} images belonging to {k} classes.\n"
         + "2022-03-09 11:02:13,374 [INFO] __main__: Processing dataset (evaluation): "
           "/workspace/tao-experiments/data/split/test\n"
         + "Evaluation Loss: 0.4127703392505646\n"
         + "Evaluation Top K accuracy: 0.9874213933944702\n"
-        + "Found {} images belonging to {} classes.\n".format(total, k)
+        + f"Found {total} images belonging to {k} classes.\n"
         + "2022-03-09 11:02:19,005 [INFO] __main__: Calculating per-class P/R and confusion "
           "matrix. It may take a while...\n"
         + "Confusion Matrix\n" + "\n".join(matrix_lines) + "\n"
