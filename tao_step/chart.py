@@ -32,7 +32,7 @@ def nice_step(span: float, count: int) -> float:
     return 10 * magnitude
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> List[float]:
+def nice_ticks(low: float, high: float, count: int = 6) -> List[float]:
     """Round tick values covering [low, high], about ``count`` intervals."""
     if high < low:
         low, high = high, low

@@ -459,6 +459,6 @@ def parse_inference_csv(text: str) -> Tuple[List[Prediction], int]:
             skipped += 1
             continue
         confidence = finite(cells[-1]) if len(cells) >= 3 else None
-        name_cells = cells[1:-1] if confidence is not None else cells[1:]
-        predictions.append(Prediction(cells[0], ",".join(name_cells), confidence))
+        name_cells = row[1:-1] if confidence is not None else row[1:]
+        predictions.append(Prediction(cells[0], ",".join(name_cells).strip(), confidence))
     return predictions, skipped

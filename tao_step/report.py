@@ -117,7 +117,11 @@ def secrets_in(command: Sequence[str]) -> List[str]:
 
 
 def shown_command(command: Sequence[str]) -> str:
-    return " ".join(arg if REDACTED in arg else shlex.quote(arg) for arg in redact(command))
+    """The command line to log: the key redacted, also where it is part of another argument."""
+    line = " ".join(arg if REDACTED in arg else shlex.quote(arg) for arg in redact(command))
+    for secret in secrets_in(command):
+        line = line.replace(secret, REDACTED)
+    return line
 
 
 def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = ()) -> Tuple[int, str]:
