@@ -468,7 +468,7 @@ def report_convert(args, output: str, out: Outputs) -> int:
     size = path_size(args.engine)
     rows = [("Engine", md_code(args.engine)), ("Precision", args.precision.upper()),
             ("Size", megabytes(size) if size else "not written")]
-    text = "### TensorRT engine\n\n" + md_table(("", ""), rows)
+    text = "### TensorRT engine\n\n" + md_table(("Measure", "Value"), rows)
     if not size:
         error("the converter reported success but wrote no engine at %s" % args.engine)
         out.ui.append(kfp_ui.markdown(
@@ -513,19 +513,18 @@ def report_summary(args, output: str, out: Outputs) -> int:
         text += "Model file: %s → %s (%s smaller).\n" % (
             megabytes(unpruned[1]), megabytes(pruned[1]), pct(1 - pruned[1] / unpruned[1], 1))
     text += "\n" + gate_sentence("retrained", retrained, args.min_accuracy_value) + "\n"
+    missing = [name for name, (_, size) in sizes.items() if size is None]
     if sizes:
-        text += "\n### Artifacts\n\n" + md_table(
-            ("Artifact", "Path", "Status", "Size"),
-            [(md_escape(name), md_code(path), "present" if size is not None else "not produced",
-              megabytes(size) if size is not None else "") for name, (path, size) in sizes.items()])
-        out.ui.append(kfp_ui.markdown(text))
+        text += "\nArtifacts: %d of %d produced (table below)%s\n" % (
+            len(sizes) - len(missing), len(sizes),
+            "; not produced: %s." % ", ".join(md_escape(n) for n in missing) if missing else ".")
+    out.ui.append(kfp_ui.markdown(text))
+    if sizes:
         out.ui.append(kfp_ui.table(
             ["artifact", "path", "status", "size (MB)"],
             [(name, path, "present" if size is not None else "not produced",
               "%.2f" % (size / MB) if size is not None else "")
              for name, (path, size) in sizes.items()]))
-    else:
-        out.ui.append(kfp_ui.markdown(text))
     return 0
 
 

@@ -514,8 +514,9 @@ def test_summary(tmp_path):
     assert "Pruning ratio (pruned / original model): 0.6350." in text
     assert "Model file: 2.00 MB → 0.50 MB (75.0% smaller)." in text
     assert "Quality gate: FAILED — retrained top-1 accuracy 94.0% is below min_accuracy" in text
-    assert "| int8-engine |" in text and "| not produced |" in text
+    assert "Artifacts: 3 of 4 produced (table below); not produced: int8-engine" in text
     (table,) = outputs_of(ui, "table")
+    assert table["source"].splitlines()[3].endswith("model.engine,not produced,")
     assert table["source"].splitlines()[2].startswith("export folder,") and \
         table["source"].splitlines()[2].endswith(",present,0.30")
 

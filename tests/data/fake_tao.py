@@ -8,7 +8,7 @@ Operations run left to right:
     err TEXT          one line on stderr
     rawhex HEX        raw bytes on stdout (no newline added)
     copy SRC DST      copy a text file (creating folders), applying the substitutions
-    bytes N DST       write a file of N bytes
+    bytes N DST       write a file of N bytes (zeros)
     subst OLD NEW     replace OLD by NEW in what later print/copy operations produce
     wait PATH         block until PATH exists (gives up after 20 s with status 99)
     exit N            stop with exit status N
@@ -57,7 +57,7 @@ def main(argv):
         elif op == "bytes":
             os.makedirs(os.path.dirname(os.path.abspath(argv[i + 2])), exist_ok=True)
             with open(argv[i + 2], "wb") as f:
-                f.write(b"\0" * int(argv[i + 1]))
+                f.truncate(int(argv[i + 1]))  # sparse: only the size matters
             i += 3
         elif op == "subst":
             substitutions.append((argv[i + 1], argv[i + 2]))
