@@ -383,8 +383,14 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
         text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
     text += problems_markdown(ev.problems)
     out.ui.append(kfp_ui.markdown(text))
-    if ev.matrix is not None and ev.class_names is not None:
-        out.ui.append(kfp_ui.confusion_matrix(ev.class_names, ev.matrix))
+    names = ev.class_names
+    if ev.matrix is not None and names is not None:
+        # The UI looks labels up trimmed; duplicates or padded names would mislabel cells.
+        if len(set(names)) == len(names) and all(n == n.strip() for n in names):
+            out.ui.append(kfp_ui.confusion_matrix(names, ev.matrix))
+        else:
+            warn("class names are not unique or have surrounding spaces; confusion matrix "
+                 "not shown")
     if ev.class_stats is not None and ev.class_names is not None:
         digits = 4 if ev.macro_source == "confusion matrix" else 2
         out.ui.append(kfp_ui.table(

@@ -249,6 +249,19 @@ def test_evaluate_truncated_output_publishes_no_wrong_number(tmp_path):
     assert "| Top-1 accuracy | unknown |" in text and "cut off" in text
 
 
+def test_evaluate_class_names_the_ui_cannot_label(tmp_path):
+    text = "Class name = [' cat', 'cat']\n" + evaluate_text(["a", "b"], [[3, 1], [1, 3]])
+    path = tmp_path / "evaluate.txt"
+    path.write_text(text[:text.index("Classification Report")])
+    result = run_report("evaluate", "--out-dir", tmp_path / "out", "--label", "baseline",
+                        command=fake_tao("print", path))
+    assert result.returncode == 0
+    assert "confusion matrix not shown" in result.stdout
+    metrics, ui = check_outputs(tmp_path / "out")
+    assert metric_values(metrics)["accuracy-top1-baseline"] == 0.75
+    assert not outputs_of(ui, "confusion_matrix")
+
+
 def test_evaluate_empty_output(tmp_path):
     out = tmp_path / "out"
     result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
