@@ -1,0 +1,464 @@
+"""Pure parsers for what TAO 3.x image classification prints and writes.
+
+Every function takes text and returns plain values; nothing here reads files or prints.
+A value that cannot be read with certainty is ``None`` together with a one-line reason:
+callers publish nothing rather than a guess. The formats are described in
+``shared/reference/tao-classification-cli.md``: TAO's own prints (``Evaluation Loss:``),
+Keras progress lines, numpy's repr of the confusion matrix (rows wrapped at 75
+characters) and scikit-learn's ``classification_report`` (2 decimals). Log lines from
+other threads or from stderr can land between any two lines and are skipped.
+"""
+
+import ast
+import csv
+import math
+import re
+from collections import OrderedDict, namedtuple
+from typing import List, Optional, Tuple
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf)"
+
+# Log records that may be interleaved with printed results: TAO's logging format, absl/glog
+# lines from TensorFlow, Python's warnings and "WARNING:tensorflow:" style records.
+_LOG_LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[[A-Z]+\] "
+    r"|^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ "
+    r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"
+    r"|^\S+\.py:\d+: \w+Warning: "
+)
+
+
+def lines_of(text: str) -> List[str]:
+    """Split output into lines; carriage returns (terminal progress bars) also end a line."""
+    return [line.replace("\x08", "") for line in re.split(r"\r\n|\r|\n", text)]
+
+
+def is_log_line(line: str) -> bool:
+    return bool(_LOG_LINE.match(line))
+
+
+def finite(text: str) -> Optional[float]:
+    """The float in ``text`` if it is one and finite, else None."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def fraction(value: Optional[float]) -> Optional[float]:
+    """``value`` if it is a valid accuracy-like fraction in [0, 1], else None."""
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def last_value(text: str, label: str) -> Optional[float]:
+    """The finite number after the last ``label`` (e.g. ``"Evaluation Loss:"``) in ``text``."""
+    matches = re.findall(re.escape(label) + r"\s*(" + _NUMBER + r")", text)
+    return finite(matches[-1]) if matches else None
+
+
+def plain_decimal(value: float) -> str:
+    """A decimal without exponent or sign noise (Argo compares these files as numbers)."""
+    text = ("%.12f" % value).rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+# --------------------------------------------------------------------------- evaluate
+
+ClassRow = namedtuple("ClassRow", "name precision recall f1 support")
+ClassStats = namedtuple("ClassStats", "name precision recall f1 support")
+
+
+class ClassificationReport(object):
+    """The rows of scikit-learn's ``classification_report`` as TAO printed them."""
+
+    def __init__(self, rows: List[ClassRow], summary: "OrderedDict[str, ClassRow]",
+                 accuracy: Optional[float], total: Optional[int]):
+        self.rows = rows
+        self.summary = summary  # "macro avg", "weighted avg" (and older "avg / total")
+        self.accuracy = accuracy  # the "accuracy" row, rounded to 2 decimals
+        self.total = total
+
+
+class Evaluation(object):
+    """What ``classification evaluate`` printed, cross-checked.
+
+    ``top1`` is trace / total of the confusion matrix and is set only when the matrix is
+    complete and agrees with everything else TAO printed (class count, image count and,
+    within rounding, the classification report). ``problems`` says, in plain words, what
+    could not be read.
+    """
+
+    def __init__(self):
+        self.loss = None  # type: Optional[float]
+        self.topk = None  # type: Optional[float]
+        self.images_found = None  # type: Optional[int]
+        self.classes_found = None  # type: Optional[int]
+        self.class_names = None  # type: Optional[List[str]]
+        self.class_names_source = None  # type: Optional[str]
+        self.matrix = None  # type: Optional[List[List[int]]]
+        self.report = None  # type: Optional[ClassificationReport]
+        self.top1 = None  # type: Optional[float]
+        self.class_stats = None  # type: Optional[List[ClassStats]]
+        self.macro = None  # type: Optional[Tuple[float, float, float]]
+        self.macro_source = None  # type: Optional[str]
+        self.problems = []  # type: List[str]
+
+    @property
+    def images(self) -> Optional[int]:
+        if self.matrix is not None:
+            return sum(map(sum, self.matrix))
+        if self.report is not None and self.report.total is not None:
+            return self.report.total
+        return self.images_found
+
+
+def _index_of(lines: List[str], marker: str, start: int = 0) -> Optional[int]:
+    for i in range(start, len(lines)):
+        if lines[i].strip() == marker:
+            return i
+    return None
+
+
+_MATRIX_LINE = re.compile(r"^[\[\]\d\s]*\d[\[\]\d\s]*$|^[\[\]\s]*\][\[\]\s]*$")
+
+
+def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]], Optional[str]]:
+    """Read numpy's repr of a square integer matrix from the lines that follow its title.
+
+    Rows may be wrapped over several lines and foreign lines may be interleaved; only
+    lines made of brackets and integers count. The matrix is accepted only if its
+    brackets close and it is square.
+    """
+    tokens = []  # type: List[str]
+    for line in lines:
+        if "..." in line and _MATRIX_LINE.match(line.replace("...", " ")):
+            return None, ("numpy abbreviated the confusion matrix with '...' (it prints at "
+                          "most 1000 cells), so it cannot be read")
+        if _MATRIX_LINE.match(line):
+            tokens.extend(re.findall(r"\[|\]|\d+", line))
+        if tokens and tokens.count("[") == tokens.count("]"):
+            break
+    if not tokens:
+        return None, "no confusion matrix was printed"
+    depth, rows, row = 0, [], []  # type: int, List[List[int]], List[int]
+    for token in tokens:
+        if token == "[":
+            depth += 1
+            row = []
+            if depth > 2:
+                return None, "the confusion matrix is not a 2-D matrix"
+        elif token == "]":
+            if depth == 2:
+                rows.append(row)
+            depth -= 1
+        elif depth == 2:
+            row.append(int(token))
+        else:
+            return None, "the confusion matrix has a number outside its rows"
+    if depth != 0:
+        return None, "the confusion matrix is cut off (the output ends inside it)"
+    if len(rows) < 2 or any(len(r) != len(rows) for r in rows):
+        return None, "the confusion matrix is not square"
+    return rows, None
+
+
+_REPORT_ROW = re.compile(
+    r"^\s*(?P<name>\S.*?)\s+(?P<p>\d+\.\d+)\s+(?P<r>\d+\.\d+)\s+(?P<f1>\d+\.\d+)"
+    r"\s+(?P<support>\d+)\s*$")
+_ACCURACY_ROW = re.compile(r"^\s*accuracy\s+(?P<acc>\d+\.\d+)\s+(?P<support>\d+)\s*$")
+_SUMMARY_ROWS = ("micro avg", "macro avg", "weighted avg", "samples avg", "avg / total")
+_LAST_SUMMARY_ROWS = ("weighted avg", "avg / total", "samples avg")
+
+
+def parse_classification_report(
+        lines: List[str]) -> Tuple[Optional[ClassificationReport], Optional[str]]:
+    """Read scikit-learn's text report from the lines after ``Classification Report``.
+
+    Class names may contain spaces, digits and punctuation: a row is a name followed by
+    exactly three decimals and an integer. The report counts only if it reaches its last
+    summary row (``weighted avg``), so a cut-off report is never mistaken for a short one.
+    """
+    header_seen = False
+    rows = []  # type: List[ClassRow]
+    summary = OrderedDict()  # type: OrderedDict
+    accuracy, total = None, None
+    for line in lines:
+        if not header_seen:
+            words = line.split()
+            if words[:4] == ["precision", "recall", "f1-score", "support"]:
+                header_seen = True
+            continue
+        if not line.strip() or is_log_line(line):
+            continue
+        m = _ACCURACY_ROW.match(line)
+        if m:
+            accuracy, total = float(m.group("acc")), int(m.group("support"))
+            continue
+        m = _REPORT_ROW.match(line)
+        if not m:
+            continue
+        row = ClassRow(m.group("name"), float(m.group("p")), float(m.group("r")),
+                       float(m.group("f1")), int(m.group("support")))
+        if row.name in _SUMMARY_ROWS:
+            summary[row.name] = row
+            if row.name in _LAST_SUMMARY_ROWS:
+                return ClassificationReport(rows, summary, accuracy, total or row.support), None
+        elif not summary and accuracy is None:
+            rows.append(row)
+    if not header_seen:
+        return None, "the classification report has no header line"
+    return None, "the classification report is cut off (no 'weighted avg' row)"
+
+
+def parse_class_name_line(text: str) -> Optional[List[str]]:
+    """The class list from ``Class name = [...]`` (printed first when ``-cm`` is given)."""
+    found = re.findall(r"Class name\s*=\s*(\[.*\]|\{.*\})", text)
+    if not found:
+        return None
+    try:
+        value = ast.literal_eval(found[-1])
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(value, dict):  # {"class": index}
+        value = [name for name, _ in sorted(value.items(), key=lambda item: item[1])]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
+def stats_from_matrix(names: List[str], matrix: List[List[int]]) -> List[ClassStats]:
+    """Per-class precision, recall and F1 exactly as scikit-learn defines them (0 if undefined)."""
+    k = len(matrix)
+    stats = []
+    for i in range(k):
+        tp = matrix[i][i]
+        support = sum(matrix[i])
+        predicted = sum(matrix[r][i] for r in range(k))
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        stats.append(ClassStats(names[i], p, r, f1, support))
+    return stats
+
+
+# The report prints "%.2f": a true value differs from the printed one by at most 0.005.
+_ROUNDING = 0.005 + 1e-9
+
+
+def _matrix_disagreement(ev: Evaluation, names: Optional[List[str]]) -> Optional[str]:
+    matrix = ev.matrix
+    assert matrix is not None
+    k, total = len(matrix), sum(map(sum, matrix))
+    if names is not None and len(names) != k:
+        return "the confusion matrix is %dx%d but there are %d class names" % (k, k, len(names))
+    if ev.classes_found is not None and ev.classes_found != k:
+        return "the confusion matrix is %dx%d but TAO found %d classes" % (k, k, ev.classes_found)
+    if ev.images_found is not None and ev.images_found != total:
+        return "the confusion matrix counts %d images but TAO found %d" % (total, ev.images_found)
+    report = ev.report
+    if report is None:
+        return None
+    if report.total is not None and report.total != total:
+        return ("the confusion matrix counts %d images but the classification report %d"
+                % (total, report.total))
+    stats = stats_from_matrix([r.name for r in report.rows], matrix)
+    for i, row in enumerate(report.rows):
+        stat = stats[i]
+        if row.support != stat.support or any(
+                abs(printed - exact) > _ROUNDING for printed, exact in
+                ((row.precision, stat.precision), (row.recall, stat.recall), (row.f1, stat.f1))):
+            return "the confusion matrix and the classification report disagree on %r" % row.name
+    return None
+
+
+def parse_evaluate(text: str) -> Evaluation:
+    """Everything ``classification evaluate`` printed, with the top-1 accuracy derived."""
+    ev = Evaluation()
+    lines = lines_of(text)
+    ev.loss = last_value(text, "Evaluation Loss:")
+    if ev.loss is None:
+        ev.problems.append("no 'Evaluation Loss:' line")
+    ev.topk = fraction(last_value(text, "Evaluation Top K accuracy:"))
+    if ev.topk is None:
+        ev.problems.append("no valid 'Evaluation Top K accuracy:' line")
+    found = re.findall(r"Found (\d+) images belonging to (\d+) classes", text)
+    if found:
+        ev.images_found, ev.classes_found = int(found[-1][0]), int(found[-1][1])
+
+    start = _index_of(lines, "Confusion Matrix")
+    end = _index_of(lines, "Classification Report", start or 0)
+    if start is None:
+        ev.problems.append("no 'Confusion Matrix' in the output")
+    else:
+        ev.matrix, problem = parse_confusion_matrix(lines[start + 1:end])
+        if problem:
+            ev.problems.append(problem)
+    if end is None:
+        ev.problems.append("no 'Classification Report' in the output")
+    else:
+        ev.report, problem = parse_classification_report(lines[end + 1:])
+        if problem:
+            ev.problems.append(problem)
+
+    if ev.report is not None and ev.report.rows:
+        ev.class_names, ev.class_names_source = [r.name for r in ev.report.rows], "report"
+    else:
+        ev.class_names = parse_class_name_line(text)
+        ev.class_names_source = "class name line" if ev.class_names else None
+    if ev.class_names is None:
+        ev.problems.append("the class names are unknown (no classification report and no "
+                           "'Class name = [...]' line)")
+
+    if ev.matrix is not None:
+        problem = _matrix_disagreement(ev, ev.class_names)
+        if problem:
+            ev.problems.append(problem + "; not using the confusion matrix")
+            ev.matrix = None
+    if ev.matrix is not None:
+        total = sum(map(sum, ev.matrix))
+        if total:
+            ev.top1 = sum(ev.matrix[i][i] for i in range(len(ev.matrix))) / total
+        names = ev.class_names or ["class %d" % i for i in range(len(ev.matrix))]
+        ev.class_stats = stats_from_matrix(names, ev.matrix)
+        k = len(ev.class_stats)
+        ev.macro = tuple(sum(s[j] for s in ev.class_stats) / k for j in (1, 2, 3))
+        ev.macro_source = "confusion matrix"
+    elif ev.report is not None and "macro avg" in ev.report.summary:
+        row = ev.report.summary["macro avg"]
+        ev.class_stats = [ClassStats(*r) for r in ev.report.rows]
+        ev.macro = (row.precision, row.recall, row.f1)
+        ev.macro_source = "classification report (2 decimals)"
+    if ev.top1 is None:
+        ev.problems.append("the top-1 accuracy cannot be computed without a complete, "
+                           "consistent confusion matrix")
+    return ev
+
+
+# --------------------------------------------------------------------------- train
+
+# Keras names its metrics "acc" (TF 1.15) or "accuracy"; the curve uses the short names.
+_SERIES_ALIASES = {"loss": "loss", "acc": "acc", "accuracy": "acc", "val_loss": "val_loss",
+                   "val_acc": "val_acc", "val_accuracy": "val_acc"}
+SERIES = ("loss", "val_loss", "acc", "val_acc")
+
+
+class TrainingCurve(object):
+    """Per-epoch values; ``series[name][i]`` belongs to ``epochs[i]`` (None where missing)."""
+
+    def __init__(self, epochs: List[int], series: "dict", source: str):
+        self.epochs = epochs
+        self.series = series
+        self.source = source
+
+    def last(self, name: str) -> Optional[float]:
+        """The value of ``name`` at the last epoch that has one."""
+        for value in reversed(self.series.get(name, [])):
+            if value is not None:
+                return value
+        return None
+
+    def has_points(self) -> bool:
+        return any(v is not None for values in self.series.values() for v in values)
+
+
+def parse_training_csv(text: str) -> Tuple[Optional[TrainingCurve], Optional[str]]:
+    """Read Keras' CSVLogger file (``training.csv``) in any column order.
+
+    Keras writes a 0-based ``epoch`` index; the curve shows 1-based epochs like the log
+    and the checkpoint names. Missing columns are simply absent series; cells that are
+    empty or not finite are gaps.
+    """
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header:
+        return None, "training.csv is empty"
+    header = [h.strip() for h in header]
+    columns = {_SERIES_ALIASES[h]: i for i, h in enumerate(header) if h in _SERIES_ALIASES}
+    if not columns:
+        return None, "training.csv has none of the columns loss, acc, val_loss, val_acc"
+    epoch_col = header.index("epoch") if "epoch" in header else None
+    epochs, series = [], {name: [] for name in columns}  # type: List[int], dict
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        epoch = None
+        if epoch_col is not None and epoch_col < len(row):
+            index = finite(row[epoch_col])
+            epoch = int(index) + 1 if index is not None else None
+        epochs.append(epoch if epoch is not None else (epochs[-1] + 1 if epochs else 1))
+        for name, i in columns.items():
+            series[name].append(finite(row[i]) if i < len(row) else None)
+    if not epochs:
+        return None, "training.csv has a header but no epochs"
+    return TrainingCurve(epochs, series, "training.csv"), None
+
+
+_EPOCH_HEADER = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
+_KERAS_METRIC = re.compile(r"(?<![\w])(loss|acc|accuracy|val_loss|val_acc|val_accuracy):\s*("
+                           + _NUMBER + r")")
+
+
+def parse_training_log(text: str) -> Tuple[Optional[TrainingCurve], Optional[str]]:
+    """Rebuild the curve from Keras' progress lines when there is no ``training.csv``.
+
+    Each epoch starts with ``Epoch N/M``; its last progress line, the one that carries
+    ``val_loss``/``val_acc``, has the epoch's results. Epochs without such a line
+    (validation not run, output cut off) are left out rather than guessed.
+    """
+    epoch = None
+    results = OrderedDict()  # type: OrderedDict
+    for line in lines_of(text):
+        m = _EPOCH_HEADER.match(line.strip())
+        if m:
+            epoch = int(m.group(1))
+            continue
+        if epoch is None or "val_" not in line:
+            continue
+        values = {_SERIES_ALIASES[name]: finite(value)
+                  for name, value in _KERAS_METRIC.findall(line)}
+        if "val_loss" in values or "val_acc" in values:
+            results[epoch] = values
+    if not results:
+        return None, "the log has no Keras epoch results with validation values"
+    epochs = sorted(results)
+    series = {name: [results[e].get(name) for e in epochs] for name in SERIES}
+    return TrainingCurve(epochs, series, "the Keras progress lines in the log"), None
+
+
+# --------------------------------------------------------------------------- prune
+
+def parse_pruning_ratio(text: str) -> Optional[float]:
+    """``Pruning ratio (pruned model / original model): <float>`` (a positive number)."""
+    value = last_value(text, "Pruning ratio (pruned model / original model):")
+    return value if value is not None and value > 0 else None
+
+
+# --------------------------------------------------------------------------- inference
+
+Prediction = namedtuple("Prediction", "image class_name confidence")
+
+_HEADER_WORDS = {"image", "image_path", "path", "file", "filename", "file_name"}
+
+
+def parse_inference_csv(text: str) -> Tuple[List[Prediction], int]:
+    """Rows ``image_path,class_name[,confidence]`` of ``result.csv``; returns (rows, skipped).
+
+    Tolerates a header row, blank lines, a missing confidence column and a class name that
+    contains commas without quotes (the last column is taken as the confidence only if it
+    is a number). Rows with fewer than two cells are counted as skipped.
+    """
+    predictions, skipped = [], 0
+    for n, row in enumerate(csv.reader(text.splitlines())):
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        if n == 0 and cells[0].lower() in _HEADER_WORDS:
+            continue
+        if len(cells) < 2 or not cells[0] or not cells[1]:
+            skipped += 1
+            continue
+        confidence = finite(cells[-1]) if len(cells) >= 3 else None
+        name_cells = row[1:-1] if confidence is not None else row[1:]
+        predictions.append(Prediction(cells[0], ",".join(name_cells).strip(), confidence))
+    return predictions, skipped

@@ -1,0 +1,678 @@
+"""``python3 -m tao_step report KIND [options] -- COMMAND [ARGS...]``: run a TAO command
+and publish what it produced to the KFP v1 UI.
+
+COMMAND runs without a shell; its stdout and stderr are copied line by line to our stdout
+as they arrive (the KFP step log) and kept for parsing. Its exit status becomes ours (127
+if it cannot be found). Only after it succeeded are its results parsed and written to
+``--out-dir``: ``mlpipeline-metrics.json`` (when there are metrics),
+``mlpipeline-ui-metadata.json`` and small plain-text files for the pipeline's conditions.
+A number that cannot be read with certainty is not published: the UI says so in words
+and the log gets a WARNING line. The value after ``-k``/``--key`` (the TAO key) is never
+printed.
+
+KINDs (``python3 -m tao_step report KIND --help`` for the options):
+  train      after ``classification train``: training curve, final validation metrics
+  evaluate   after ``classification evaluate``: accuracy, confusion matrix, per-class
+             table, and the quality gate file
+  prune      after ``classification prune``: pruning ratio, model sizes
+  inference  after ``classification inference -d DIR``: predictions from DIR/result.csv
+  convert    after ``converter``: the TensorRT engine's path, precision and size
+  summary    (no COMMAND) the run-level report from the other steps' plain-text outputs
+"""
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections import Counter, OrderedDict
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from tao_step import kfp_ui, parse
+from tao_step.chart import training_curves_html
+from tao_step.kfp_ui import PERCENTAGE, RAW, md_escape, md_table
+
+LABELS = ("baseline", "retrained")
+UNKNOWN = "unknown"
+TOP1_FILE = "top1_accuracy"
+PRUNING_RATIO_FILE = "pruning_ratio"
+MB = 1000.0 * 1000.0
+# Artifacts of these names (``--artifact NAME=PATH`` of ``summary``) give the size reduction.
+UNPRUNED_ARTIFACT, PRUNED_ARTIFACT = "unpruned-model", "pruned-model"
+REDACTED = "***"
+KEY_FLAGS = ("-k", "--key")
+
+
+def top1_metric(label: str) -> str:
+    """The name of a model's top-1 accuracy metric.
+
+    The KFP 1.8 run list shows two metric columns: the metrics reported by the most runs
+    on the page, ties broken by ascending name (frontend ``RunUtils.extractMetricMetadata``
+    orders by ``['count', 'name'], ['desc', 'asc']``; ``RunList`` keeps the first two). The
+    top-1 accuracies are named to sort before every other metric the pipeline reports
+    (``accuracy-`` < ``baseline-`` < ``prun...`` < ``retrained-`` < ``trt-``), so the columns
+    are the baseline and the retrained top-1 accuracy.
+    """
+    return "accuracy-top1-" + label
+
+
+# --------------------------------------------------------------------------- output
+
+def _write_out(data: bytes) -> None:
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:  # a text-only stdout (some test harnesses)
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    stream.write(data)
+    stream.flush()
+
+
+def say(message: str) -> None:
+    # Encoded by hand: the TAO image may run with an ASCII locale.
+    _write_out(("tao_step report: " + message + "\n").encode("utf-8", "replace"))
+
+
+def warn(message: str) -> None:
+    say("WARNING: " + message)
+
+
+def error(message: str) -> None:
+    say("ERROR: " + message)
+
+
+def redact(command: Sequence[str]) -> List[str]:
+    """The command with the TAO key replaced, for showing it (``-k K``, ``--key=K``, ``-kK``)."""
+    shown, hide_next = [], False
+    for arg in command:
+        if hide_next:
+            shown.append(REDACTED)
+            hide_next = False
+        elif arg in KEY_FLAGS:
+            shown.append(arg)
+            hide_next = True
+        elif arg.startswith("--key="):
+            shown.append("--key=" + REDACTED)
+        elif arg.startswith("-k") and not arg.startswith("--"):
+            shown.append("-k" + REDACTED)
+        else:
+            shown.append(arg)
+    return shown
+
+
+def secrets_in(command: Sequence[str]) -> List[str]:
+    """The key values in ``command``; masked in the streamed output too, in case TAO echoes them."""
+    values = []
+    for i, arg in enumerate(command):
+        if arg in KEY_FLAGS and i + 1 < len(command):
+            values.append(command[i + 1])
+        elif arg.startswith("--key="):
+            values.append(arg[len("--key="):])
+        elif arg.startswith("-k") and not arg.startswith("--") and len(arg) > 2:
+            values.append(arg[2:])
+    # A very short value would mask ordinary text; such a key is not worth hiding anyway.
+    return [v for v in values if len(v) >= 4]
+
+
+def shown_command(command: Sequence[str]) -> str:
+    """The command line to log: the key redacted, also where it is part of another argument."""
+    line = " ".join(arg if REDACTED in arg else shlex.quote(arg) for arg in redact(command))
+    for secret in secrets_in(command):
+        line = line.replace(secret, REDACTED)
+    return line
+
+
+def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = ()) -> Tuple[int, str]:
+    """Run ``command`` and copy its merged stdout/stderr to ``sink`` (a binary stream) line by
+    line as it arrives; return its exit status and the full output as text.
+
+    The copy returned is what was written to ``sink`` except that ``secrets`` are masked
+    in ``sink``. ``PYTHONUNBUFFERED`` makes TAO's Python print as it goes rather than in
+    blocks. SIGTERM (pod deletion) is passed on to the command: as PID 1 of the container
+    we would otherwise ignore it.
+    """
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=env)
+    masks = [(s.encode("utf-8"), REDACTED.encode("ascii")) for s in secrets]
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    except ValueError:  # not the main thread: nothing to forward from
+        pass
+    chunks = []
+    try:
+        for line in iter(process.stdout.readline, b""):
+            chunks.append(line)
+            for secret, mask in masks:
+                line = line.replace(secret, mask)
+            sink.write(line)
+            sink.flush()
+        process.stdout.close()
+        status = process.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return status, b"".join(chunks).decode("utf-8", "replace")
+
+
+class Outputs(object):
+    """What one step publishes; written together at the end."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+        self.metrics = []  # type: List[dict]
+        self.ui = []  # type: List[dict]
+        self.files = OrderedDict()  # type: OrderedDict
+
+    def metric(self, name: str, value: Optional[float], fmt: str) -> None:
+        if value is not None:
+            self.metrics.append(kfp_ui.metric(name, value, fmt))
+
+    def text_file(self, name: str, value: str) -> None:
+        """A plain-text file in the out dir (an output parameter for the pipeline)."""
+        self.files[os.path.join(self.out_dir, name)] = value
+
+    def reset(self) -> None:
+        """Remove what an earlier run left and write the pessimistic defaults now, so a
+        crash part-way never leaves a stale number or a stale ``pass`` behind."""
+        os.makedirs(self.out_dir, exist_ok=True)
+        for name in (kfp_ui.METRICS_FILE, kfp_ui.UI_METADATA_FILE):
+            path = os.path.join(self.out_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+        self._write_files()
+
+    def _write_files(self) -> None:
+        for path, value in self.files.items():
+            folder = os.path.dirname(os.path.abspath(path))
+            os.makedirs(folder, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(value)
+
+    def write(self) -> None:
+        if self.metrics:
+            kfp_ui.write_json(os.path.join(self.out_dir, kfp_ui.METRICS_FILE),
+                              kfp_ui.metrics_document(self.metrics))
+        kfp_ui.write_json(os.path.join(self.out_dir, kfp_ui.UI_METADATA_FILE),
+                          kfp_ui.ui_metadata_document(self.ui))
+        self._write_files()
+
+
+# --------------------------------------------------------------------------- formatting
+
+def pct(value: float, decimals: int = 2) -> str:
+    return "%.*f%%" % (decimals, value * 100)
+
+
+def pct_pair(value: float, threshold: float) -> Tuple[str, str]:
+    """Both as percentages with enough decimals that unequal values never look equal."""
+    decimals = 1
+    while decimals < 6 and value != threshold and pct(value, decimals) == pct(threshold, decimals):
+        decimals += 1
+    return pct(value, decimals), pct(threshold, decimals)
+
+
+def megabytes(size: Optional[int]) -> str:
+    return "%.2f MB" % (size / MB) if size is not None else "-"
+
+
+def md_code(text: str) -> str:
+    return "`%s`" % text if "`" not in text else md_escape(text)
+
+
+def problems_markdown(problems: Sequence[str]) -> str:
+    if not problems:
+        return ""
+    return ("\n**Could not be read from the output, so not published:**\n\n"
+            + "".join("- %s\n" % md_escape(p) for p in problems))
+
+
+def path_size(path: str) -> Optional[int]:
+    """Size of a file, or of all files under a folder; None if it does not exist."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name))
+                   for root, _, names in os.walk(path) for name in names)
+    return None
+
+
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def parse_min_accuracy(text: Optional[str]) -> Tuple[Optional[float], Optional[str]]:
+    if text is None:
+        return None, None
+    value = parse.finite(text.strip())
+    if value is None or not 0.0 <= value <= 1.0:
+        return None, ("min_accuracy must be a fraction between 0 and 1 (e.g. 0.9 for 90%%), "
+                      "got %r" % text)
+    return value, None
+
+
+def gate_sentence(label: str, top1: Optional[float], minimum: Optional[float]) -> str:
+    if minimum is None:
+        return "Quality gate: not configured."
+    if minimum == 0:
+        return ("Quality gate: off (min_accuracy 0) — export, INT8 export and TensorRT "
+                "conversion run whatever the accuracy.")
+    if top1 is None:
+        return ("Quality gate: UNDECIDED — the %s top-1 accuracy could not be read, and "
+                "min_accuracy %s needs it; nothing will be exported." % (label, pct(minimum, 1)))
+    shown, threshold = pct_pair(top1, minimum)
+    if top1 >= minimum:
+        return ("Quality gate: PASSED — %s top-1 accuracy %s meets min_accuracy %s; export, "
+                "INT8 export and TensorRT conversion will run." % (label, shown, threshold))
+    return ("Quality gate: FAILED — %s top-1 accuracy %s is below min_accuracy %s; export, "
+            "INT8 export and TensorRT conversion will not run." % (label, shown, threshold))
+
+
+# --------------------------------------------------------------------------- kinds
+
+def report_train(args, output: str, out: Outputs) -> int:
+    csv_path = os.path.join(args.results_dir, "training.csv")
+    notes = []  # why the curve is not (or not only) from training.csv
+    curve = None
+    if os.path.isfile(csv_path):
+        curve, problem = parse.parse_training_csv(read_text(csv_path))
+        if curve is not None and not curve.has_points():
+            curve, problem = None, "%s has no values" % csv_path
+        if problem:
+            notes.append(problem)
+    else:
+        notes.append("there is no %s" % csv_path)
+    if curve is None:
+        curve, problem = parse.parse_training_log(output)
+        if problem:
+            notes.append(problem)
+    if curve is None:
+        warn("training curve unavailable: " + "; ".join(notes))
+
+    final = OrderedDict()  # type: OrderedDict
+    for key, label, series in (("acc", "Total Val accuracy:", "val_acc"),
+                               ("loss", "Total Val Loss:", "val_loss")):
+        value = parse.last_value(output, label)
+        source = "TAO's '%s'" % label.rstrip(":")
+        if value is None and curve is not None:
+            value, source = curve.last(series), "the last epoch in " + curve.source
+        if key == "acc":
+            value = parse.fraction(value)
+        final[key] = (value, source)
+        if value is None:
+            warn("no final validation %s in the output or the curve"
+                 % ("accuracy" if key == "acc" else "loss"))
+    out.metric(args.label + "-final-val-accuracy", final["acc"][0], PERCENTAGE)
+    out.metric(args.label + "-final-val-loss", final["loss"][0], RAW)
+
+    acc, acc_source = final["acc"]
+    loss, loss_source = final["loss"]
+    rows = [("Final validation accuracy",
+             "%s (from %s)" % (pct(acc), md_escape(acc_source)) if acc is not None else "unknown"),
+            ("Final validation loss",
+             "%.4f (from %s)" % (loss, md_escape(loss_source)) if loss is not None
+             else "unknown")]
+    if curve is not None:
+        rows.append(("Epochs", "%d (curve from %s)" % (len(curve.epochs), md_escape(curve.source))))
+    text = "### Training: %s model\n\n" % args.label + md_table(("Measure", "Value"), rows)
+    if curve is None:
+        text += "\nTraining curve unavailable: %s.\n" % md_escape("; ".join(notes))
+    elif notes:
+        text += "\nThe curve comes from the log because %s.\n" % md_escape("; ".join(notes))
+    out.ui.append(kfp_ui.markdown(text))
+    if curve is not None:
+        title = "Training curve: %s model" % args.label
+        out.ui.append(kfp_ui.web_app(training_curves_html(
+            curve, title, "Train (solid) and validation (dashed) per epoch, from %s."
+            % curve.source)))
+    return 0
+
+
+def report_evaluate(args, output: str, out: Outputs) -> int:
+    ev = parse.parse_evaluate(output)
+    label = args.label
+    k_name, k_title = ("top%d" % args.top_k, "Top-%d" % args.top_k) if args.top_k \
+        else ("topk", "Top-k")
+    for problem in ev.problems:
+        warn(problem)
+
+    out.metric(top1_metric(label), ev.top1, PERCENTAGE)
+    out.metric("%s-%s-accuracy" % (label, k_name), ev.topk, PERCENTAGE)
+    out.metric(label + "-loss", ev.loss, RAW)
+    if ev.macro is not None:
+        for i, name in enumerate(("precision", "recall", "f1")):
+            out.metric("%s-macro-%s" % (label, name), ev.macro[i], PERCENTAGE)
+    out.text_file(TOP1_FILE, parse.plain_decimal(ev.top1) if ev.top1 is not None else UNKNOWN)
+
+    status = 0
+    minimum = args.min_accuracy_value
+    if args.gate_file:
+        if ev.top1 is not None:
+            passed = ev.top1 >= minimum
+        elif minimum == 0:
+            passed = True
+            warn("top-1 accuracy unknown; min_accuracy is 0, so the quality gate passes")
+        else:
+            passed = False
+            error("the quality gate needs the %s top-1 accuracy (min_accuracy %s) but it could "
+                  "not be read from the evaluate output; failing this step" % (label, minimum))
+            status = 1
+        out.files[args.gate_file] = "pass" if passed else "fail"
+
+    images = ev.images
+    top1 = "unknown"
+    if ev.top1 is not None and ev.matrix is not None:
+        correct = sum(ev.matrix[i][i] for i in range(len(ev.matrix)))
+        top1 = "**%s** (%d of %d images)" % (pct(ev.top1), correct, images)
+    rows = [("Top-1 accuracy", top1),
+            ("%s accuracy (TAO's 'Evaluation Top K accuracy')" % k_title,
+             pct(ev.topk) if ev.topk is not None else "unknown"),
+            ("Loss", "%.4f" % ev.loss if ev.loss is not None else "unknown"),
+            ("Macro F1", "%.4f (from the %s)" % (ev.macro[2], ev.macro_source)
+             if ev.macro is not None else "unknown"),
+            ("Classes", str(len(ev.class_names)) if ev.class_names else (
+                str(ev.classes_found) if ev.classes_found else "unknown")),
+            ("Images", str(images) if images is not None else "unknown")]
+    text = "### Evaluation: %s model\n\n" % label + md_table(("Measure", "Value"), rows)
+    if args.gate_file:
+        text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
+    text += problems_markdown(ev.problems)
+    out.ui.append(kfp_ui.markdown(text))
+    names = ev.class_names
+    if ev.matrix is not None and names is not None:
+        # The UI looks labels up trimmed; duplicates or padded names would mislabel cells.
+        if len(set(names)) == len(names) and all(n == n.strip() for n in names):
+            out.ui.append(kfp_ui.confusion_matrix(names, ev.matrix))
+        else:
+            warn("class names are not unique or have surrounding spaces; confusion matrix "
+                 "not shown")
+    if ev.class_stats is not None and ev.class_names is not None:
+        digits = 4 if ev.macro_source == "confusion matrix" else 2
+        out.ui.append(kfp_ui.table(
+            ["class", "precision", "recall", "f1-score", "support"],
+            [(s.name, "%.*f" % (digits, s.precision), "%.*f" % (digits, s.recall),
+              "%.*f" % (digits, s.f1), s.support) for s in ev.class_stats]))
+    return status
+
+
+def report_prune(args, output: str, out: Outputs) -> int:
+    ratio = parse.parse_pruning_ratio(output)
+    if ratio is None:
+        warn("no 'Pruning ratio (pruned model / original model):' line in the output")
+    out.text_file(PRUNING_RATIO_FILE, parse.plain_decimal(ratio) if ratio is not None else UNKNOWN)
+    size_in, size_out = path_size(args.input_model), path_size(args.output_model)
+    reduction = 1 - size_out / size_in if size_in and size_out else None
+    out.metric("pruning-ratio", ratio, RAW)
+    out.metric("pruned-size-reduction", reduction, PERCENTAGE)
+    rows = [("Pruning ratio (pruned / original model)",
+             "%.4f" % ratio if ratio is not None else "unknown"),
+            ("Original model", "%s, %s" % (md_code(args.input_model), megabytes(size_in))),
+            ("Pruned model", "%s, %s" % (md_code(args.output_model), megabytes(size_out))),
+            ("Size reduction", pct(reduction, 1) if reduction is not None else "unknown")]
+    text = "### Pruning\n\n" + md_table(("Measure", "Value"), rows)
+    status = 0
+    if not size_out:
+        error("prune reported success but %s is missing or empty" % args.output_model)
+        text += "\n**The pruned model was not written**, although prune reported success.\n"
+        status = 1
+    if ratio is None:
+        text += problems_markdown(["the pruning ratio line"])
+    out.ui.append(kfp_ui.markdown(text))
+    return status
+
+
+def shown_image_path(path: str, image_dir: str) -> str:
+    if os.path.isabs(path):
+        relative = os.path.relpath(path, os.path.abspath(image_dir))
+        if not relative.startswith(os.pardir):
+            return relative
+    return path
+
+
+def report_inference(args, output: str, out: Outputs) -> int:
+    path = os.path.join(args.image_dir, "result.csv")
+    title = "### Inference on %s\n\n" % md_code(args.image_dir)
+    if not os.path.isfile(path):
+        warn("inference finished but wrote no %s" % path)
+        out.ui.append(kfp_ui.markdown(title + "Inference finished but wrote no `result.csv`, "
+                                      "so there are no predictions to show.\n"))
+        return 0
+    predictions, skipped = parse.parse_inference_csv(read_text(path))
+    if skipped:
+        warn("skipped %d malformed rows of %s" % (skipped, path))
+    if not predictions:
+        warn("%s has no predictions" % path)
+        out.ui.append(kfp_ui.markdown(title + "`result.csv` has no readable predictions.\n"))
+        return 0
+    total = len(predictions)
+    counts = Counter(p.class_name for p in predictions)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    text = title + "%d images classified into %d classes (%s).\n" % (
+        total, len(counts), ", ".join("%s: %d" % (md_escape(name), n) for name, n in ranked))
+    if total > args.max_rows:
+        text += ("\nThe predictions table is truncated: it shows the first %d of %d rows of "
+                 "`result.csv`.\n" % (args.max_rows, total))
+    if skipped:
+        text += "\n%d malformed rows of `result.csv` were skipped.\n" % skipped
+    out.ui.append(kfp_ui.markdown(text))
+    out.ui.append(kfp_ui.table(
+        ["image", "predicted class", "confidence"],
+        [(shown_image_path(p.image, args.image_dir), p.class_name,
+          "%.4f" % p.confidence if p.confidence is not None else "")
+         for p in predictions[:args.max_rows]]))
+    out.ui.append(kfp_ui.table(["predicted class", "images", "share"],
+                               [(name, n, pct(n / total, 1)) for name, n in ranked]))
+    return 0
+
+
+def report_convert(args, output: str, out: Outputs) -> int:
+    size = path_size(args.engine)
+    rows = [("Engine", md_code(args.engine)), ("Precision", args.precision.upper()),
+            ("Size", megabytes(size) if size else "not written")]
+    text = "### TensorRT engine\n\n" + md_table(("Measure", "Value"), rows)
+    if not size:
+        error("the converter reported success but wrote no engine at %s" % args.engine)
+        out.ui.append(kfp_ui.markdown(
+            text + "\n**The converter reported success but wrote no engine.**\n"))
+        return 1
+    out.metric("trt-engine-size-mb", size / MB, RAW)
+    out.ui.append(kfp_ui.markdown(text))
+    return 0
+
+
+def _reported(text: str, what: str, check: Callable[[Optional[float]], Optional[float]]
+              ) -> Optional[float]:
+    """A value another step wrote as plain text (``unknown`` when it could not be read)."""
+    if text.strip().lower() in (UNKNOWN, ""):
+        return None
+    value = check(parse.finite(text.strip()))
+    if value is None:
+        warn("%s %r is not a valid number; shown as unknown" % (what, text))
+    return value
+
+
+def report_summary(args, output: str, out: Outputs) -> int:
+    baseline = _reported(args.baseline_accuracy, "baseline accuracy", parse.fraction)
+    retrained = _reported(args.retrained_accuracy, "retrained accuracy", parse.fraction)
+    ratio = _reported(args.pruning_ratio, "pruning ratio",
+                      lambda v: v if v is not None and v > 0 else None)
+
+    def shown(value: Optional[float]) -> str:
+        return pct(value) if value is not None else "unknown"
+
+    change = ("%+.2f points" % ((retrained - baseline) * 100)
+              if baseline is not None and retrained is not None else "-")
+    text = "## Run summary\n\n" + md_table(
+        ("", "Baseline", "Retrained (pruned)", "Change"),
+        [("Top-1 accuracy", shown(baseline), shown(retrained), change)])
+
+    sizes = OrderedDict((name, (path, path_size(path))) for name, path in args.artifact_pairs)
+    text += "\nPruning ratio (pruned / original model): %s.\n" % (
+        "%.4f" % ratio if ratio is not None else "unknown")
+    unpruned, pruned = sizes.get(UNPRUNED_ARTIFACT), sizes.get(PRUNED_ARTIFACT)
+    if unpruned and pruned and unpruned[1] and pruned[1]:
+        text += "Model file: %s → %s (%s smaller).\n" % (
+            megabytes(unpruned[1]), megabytes(pruned[1]), pct(1 - pruned[1] / unpruned[1], 1))
+    text += "\n" + gate_sentence("retrained", retrained, args.min_accuracy_value) + "\n"
+    missing = [name for name, (_, size) in sizes.items() if size is None]
+    if sizes:
+        text += "\nArtifacts: %d of %d produced (table below)%s\n" % (
+            len(sizes) - len(missing), len(sizes),
+            "; not produced: %s." % ", ".join(md_escape(n) for n in missing) if missing else ".")
+    out.ui.append(kfp_ui.markdown(text))
+    if sizes:
+        out.ui.append(kfp_ui.table(
+            ["artifact", "path", "status", "size (MB)"],
+            [(name, path, "present" if size is not None else "not produced",
+              "%.2f" % (size / MB) if size is not None else "")
+             for name, (path, size) in sizes.items()]))
+    return 0
+
+
+# --------------------------------------------------------------------------- command line
+
+class Kind(object):
+    def __init__(self, report: Callable[..., int], runs_command: bool = True):
+        self.report = report
+        self.runs_command = runs_command
+
+
+KINDS = OrderedDict([
+    ("train", Kind(report_train)),
+    ("evaluate", Kind(report_evaluate)),
+    ("prune", Kind(report_prune)),
+    ("inference", Kind(report_inference)),
+    ("convert", Kind(report_convert)),
+    ("summary", Kind(report_summary, runs_command=False)),
+])
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tao_step report", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+
+    def kind(name: str, summary: str) -> argparse.ArgumentParser:
+        usage = "python3 -m tao_step report %s [options]%s" % (
+            name, " -- COMMAND [ARGS...]" if KINDS[name].runs_command else "")
+        sub = kinds.add_parser(name, help=summary, description=summary, usage=usage)
+        sub.add_argument("--out-dir", required=True,
+                         help="where the mlpipeline-*.json files and plain-text outputs go")
+        return sub
+
+    sub = kind("train", "report a classification train run")
+    sub.add_argument("--results-dir", required=True, help="train's -r folder (has training.csv)")
+    sub.add_argument("--label", required=True, choices=LABELS)
+
+    sub = kind("evaluate", "report a classification evaluate run and apply the quality gate")
+    sub.add_argument("--label", required=True, choices=LABELS)
+    sub.add_argument("--top-k", type=_positive_int, help="eval_config.top_k, to name top-k")
+    sub.add_argument("--min-accuracy", help="quality gate threshold, a fraction in [0, 1]")
+    sub.add_argument("--gate-file", help="write 'pass' or 'fail' here (needs --min-accuracy)")
+
+    sub = kind("prune", "report a classification prune run")
+    sub.add_argument("--input-model", required=True, help="prune's -m")
+    sub.add_argument("--output-model", required=True, help="prune's -o")
+
+    sub = kind("inference", "report a classification inference run over a folder")
+    sub.add_argument("--image-dir", required=True, help="inference's -d (has result.csv)")
+    sub.add_argument("--max-rows", type=_positive_int, default=50,
+                     help="predictions shown in the table (default 50)")
+
+    sub = kind("convert", "report a TensorRT converter run")
+    sub.add_argument("--engine", required=True, help="converter's -e")
+    sub.add_argument("--precision", required=True, type=str.lower,
+                     choices=("fp32", "fp16", "int8"), help="converter's -t")
+
+    sub = kind("summary", "write the run-level report (no COMMAND)")
+    sub.add_argument("--baseline-accuracy", required=True, help="evaluate's top1_accuracy")
+    sub.add_argument("--retrained-accuracy", required=True, help="evaluate's top1_accuracy")
+    sub.add_argument("--pruning-ratio", required=True, help="prune's pruning_ratio")
+    sub.add_argument("--min-accuracy", help="the quality gate threshold used")
+    sub.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
+                     help="a file or folder the run should have produced; %r and %r give "
+                          "the size reduction" % (UNPRUNED_ARTIFACT, PRUNED_ARTIFACT))
+    return parser
+
+
+def _check(args) -> Optional[str]:
+    """Problems with the options that must stop us before TAO spends any GPU time."""
+    args.min_accuracy_value, problem = parse_min_accuracy(getattr(args, "min_accuracy", None))
+    if problem:
+        return problem
+    if args.kind == "evaluate" and bool(args.gate_file) != (args.min_accuracy is not None):
+        return "--gate-file and --min-accuracy go together"
+    args.artifact_pairs = []
+    for item in getattr(args, "artifact", []):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            return "--artifact needs NAME=PATH, got %r" % item
+        args.artifact_pairs.append((name.strip(), path.strip()))
+    return None
+
+
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    command = None  # type: Optional[List[str]]
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # bad options (2) or --help (0)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.kind is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    kind = KINDS[args.kind]
+    problem = _check(args)
+    if problem is None and kind.runs_command and not command:
+        problem = "%s needs the TAO command after --" % args.kind
+    if problem is None and not kind.runs_command and command:
+        problem = "%s runs no command; remove everything from -- on" % args.kind
+    if problem:
+        error(problem)
+        return 2
+
+    out = Outputs(args.out_dir)
+    if args.kind == "evaluate":
+        out.text_file(TOP1_FILE, UNKNOWN)
+        if args.gate_file:
+            out.files[args.gate_file] = "fail"
+    elif args.kind == "prune":
+        out.text_file(PRUNING_RATIO_FILE, UNKNOWN)
+    out.reset()
+
+    output = ""
+    if command:
+        say("running: " + shown_command(command))
+        try:
+            status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
+                                           secrets_in(command))
+        except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError)
+            error("%s: %s" % ("command not found" if missing else "cannot run",
+                              shlex.quote(command[0])))
+            return 127 if missing else 126
+        if status != 0:
+            code = status if status > 0 else 128 - status  # killed by a signal: 128 + N
+            error("%s exited with status %d; nothing is published"
+                  % (shlex.quote(command[0]), code))
+            return code
+    status = kind.report(args, output, out)
+    out.write()
+    return status

@@ -1,0 +1,614 @@
+"""``python -m tao_step report`` end to end, with a fake TAO command (tests/data/fake_tao.py)."""
+
+import io
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from report_helpers import (
+    FAKE_TAO,
+    PYTHON,
+    ROOT,
+    SAMPLES,
+    check_outputs,
+    evaluate_text,
+    fake_tao,
+    metric_values,
+    outputs_of,
+    run_list_columns,
+    run_report,
+)
+
+from tao_step import report
+
+EVALUATE_2 = SAMPLES / "evaluate_2class.txt"
+EVALUATE_24 = SAMPLES / "evaluate_24class.txt"
+
+
+def markdown_of(ui: dict) -> str:
+    return "\n".join(o["source"] for o in outputs_of(ui, "markdown"))
+
+
+def write_evaluate(tmp_path, names, matrix) -> str:
+    path = tmp_path / "evaluate.txt"
+    path.write_text(evaluate_text(names, matrix), encoding="utf-8")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- running TAO
+
+def test_failing_command_passes_its_status_and_publishes_nothing(tmp_path):
+    out = tmp_path / "out"
+    gate = tmp_path / "gate"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        "--min-accuracy", "0", "--gate-file", gate,
+                        command=fake_tao("print", EVALUATE_2, "exit", 3))
+    assert result.returncode == 3
+    assert "Confusion Matrix" in result.stdout  # the log was still streamed
+    assert "exited with status 3; nothing is published" in result.stdout
+    assert not (out / "mlpipeline-metrics.json").exists()
+    assert not (out / "mlpipeline-ui-metadata.json").exists()
+    assert (out / "top1_accuracy").read_text() == "unknown"
+    assert gate.read_text() == "fail"
+
+
+def test_stale_outputs_of_an_earlier_run_are_removed(tmp_path):
+    out = tmp_path / "out"
+    ok = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                    command=fake_tao("print", EVALUATE_2))
+    assert ok.returncode == 0 and (out / "mlpipeline-metrics.json").exists()
+    failed = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao("exit", 1))
+    assert failed.returncode == 1
+    assert sorted(p.name for p in out.iterdir()) == ["top1_accuracy"]
+    assert (out / "top1_accuracy").read_text() == "unknown"
+
+
+def test_command_not_found(tmp_path):
+    result = run_report("prune", "--out-dir", tmp_path, "--input-model", "a", "--output-model",
+                        "b", command=["classification-does-not-exist", "prune", "-k", "key1"])
+    assert result.returncode == 127
+    messages = [line for line in result.stdout.splitlines() if "ERROR" in line]
+    assert messages == ["tao_step report: ERROR: command not found: "
+                        "classification-does-not-exist"]
+
+
+def test_the_key_after_k_is_never_printed(tmp_path):
+    key = "nvidia_tlt_secret"
+    result = run_report("prune", "--out-dir", tmp_path / "out", "--input-model", "in",
+                        "--output-model", "out",
+                        command=fake_tao("say", f"loaded key {key}", "err", f"--key={key}",
+                                         "exit", 1, "-k", key, "--key", key, f"--key={key}"))
+    assert result.returncode == 1
+    assert key not in result.stdout + result.stderr
+    running = next(line for line in result.stdout.splitlines() if "running:" in line)
+    assert running.endswith("-k *** --key *** --key=***")
+    assert "loaded key ***" in result.stdout
+
+
+def test_redaction_forms():
+    assert report.redact(["c", "-k", "K1", "-kK2", "--key=K3", "--key", "K4", "-e", "s"]) == [
+        "c", "-k", "***", "-k***", "--key=***", "--key", "***", "-e", "s"]
+    assert report.secrets_in(["c", "-k", "K1xx", "-kK2xx", "--key=K3xx", "-k", "ab"]) == [
+        "K1xx", "K2xx", "K3xx"]
+
+
+def test_output_is_streamed_live(tmp_path):
+    """The first line must reach our stdout while the command is still running: the fake
+    command does not print its second line until the test has seen the first."""
+    go = tmp_path / "go"
+    (tmp_path / "1.txt").write_text("first line\n")
+    (tmp_path / "2.txt").write_text("second line\n")
+    argv = [PYTHON, "-m", "tao_step", "report", "convert", "--out-dir", str(tmp_path / "out"),
+            "--engine", str(tmp_path / "e.engine"), "--precision", "fp16", "--",
+            *fake_tao("print", tmp_path / "1.txt", "wait", go, "bytes", 10,
+                      tmp_path / "e.engine", "print", tmp_path / "2.txt")]
+    process = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = b""
+    try:
+        deadline = time.time() + 15
+        while b"first line" not in seen and time.time() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 0.5)
+            if ready:
+                seen += os.read(process.stdout.fileno(), 4096)
+        assert b"first line" in seen, "nothing streamed while the command was running"
+        assert b"second line" not in seen
+        go.touch()
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert b"second line" in seen + rest
+
+
+def test_the_kept_copy_equals_what_was_printed():
+    sink = io.BytesIO()
+    command = [sys.executable, str(FAKE_TAO), "say", "to stdout", "err", "to stderr",
+               "rawhex", "c3a9ff0a", "print", str(EVALUATE_2), "rawhex", "6e6f206e65776c696e65"]
+    status, copy = report.run_streaming(command, sink)
+    assert status == 0
+    printed = sink.getvalue()
+    assert copy == printed.decode("utf-8", "replace")
+    assert printed.startswith(b"to stdout\nto stderr\n\xc3\xa9\xff\n")
+    assert printed.endswith(b"no newline")
+    assert (EVALUATE_2.read_bytes()) in printed
+
+
+def test_sigterm_is_passed_to_the_command(tmp_path):
+    argv = [PYTHON, "-m", "tao_step", "report", "convert", "--out-dir", str(tmp_path),
+            "--engine", "e", "--precision", "fp32", "--",
+            *fake_tao("say", "started", "wait", tmp_path / "never")]
+    process = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert b"started" in process.stdout.readline() + process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert b"exited with status 143" in output
+
+
+@pytest.mark.parametrize("options, command, message", [
+    (["evaluate", "--label", "baseline"], None, "needs the TAO command after --"),
+    (["summary", "--baseline-accuracy", "0.9", "--retrained-accuracy", "0.9",
+      "--pruning-ratio", "0.5"], ["true"], "runs no command"),
+    (["evaluate", "--label", "baseline", "--gate-file", "g"], ["true"], "go together"),
+    (["summary", "--baseline-accuracy", "1", "--retrained-accuracy", "1", "--pruning-ratio",
+      "1", "--artifact", "no-equals-sign"], None, "NAME=PATH"),
+])
+def test_usage_errors(tmp_path, options, command, message):
+    result = run_report(*options, "--out-dir", tmp_path, command=command)
+    assert result.returncode == 2
+    assert message in result.stdout
+
+
+def test_bad_option_values_are_usage_errors(tmp_path):
+    result = run_report("evaluate", "--out-dir", tmp_path, "--label", "final", command=["true"])
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_report("inference", "--out-dir", tmp_path, "--image-dir", tmp_path,
+                        "--max-rows", "0", command=["true"])
+    assert result.returncode == 2
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def test_evaluate_two_classes(tmp_path):
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline", "--top-k", 3,
+                        command=fake_tao("print", EVALUATE_2))
+    assert result.returncode == 0, result.stdout
+    assert "tao_step report: WARNING" not in result.stdout
+    metrics, ui = check_outputs(out)
+    # [[70 12] [3 233]]: precision = column share, recall = row share
+    precision, recall = (70 / 73, 233 / 245), (70 / 82, 233 / 236)
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
+    assert metric_values(metrics) == pytest.approx({
+        "accuracy-top1-baseline": 303 / 318,
+        "baseline-top3-accuracy": 1.0,
+        "baseline-loss": 0.3027826488580344,
+        "baseline-macro-precision": sum(precision) / 2,
+        "baseline-macro-recall": sum(recall) / 2,
+        "baseline-macro-f1": sum(f1) / 2,
+    })
+    assert [m["format"] for m in metrics["metrics"]] == [
+        "PERCENTAGE", "PERCENTAGE", "RAW", "PERCENTAGE", "PERCENTAGE", "PERCENTAGE"]
+    assert float((out / "top1_accuracy").read_text()) == pytest.approx(303 / 318)
+    (matrix,) = outputs_of(ui, "confusion_matrix")
+    assert matrix["labels"] == ["bicycle", "electric_bicycle"]
+    assert matrix["source"].splitlines() == [
+        "bicycle,bicycle,70", "bicycle,electric_bicycle,12",
+        "electric_bicycle,bicycle,3", "electric_bicycle,electric_bicycle,233"]
+    (table,) = outputs_of(ui, "table")
+    assert table["header"] == ["class", "precision", "recall", "f1-score", "support"]
+    assert table["source"].splitlines()[0] == "bicycle,0.9589,0.8537,0.9032,82"
+    text = markdown_of(ui)
+    assert "**95.28%** (303 of 318 images)" in text
+    assert "Top-3 accuracy" in text and "| Images | 318 |" in text and "| Classes | 2 |" in text
+
+
+def test_evaluate_many_classes(tmp_path):
+    out = tmp_path / "out"
+    truth = json.loads((SAMPLES / "evaluate_24class.expected.json").read_text())
+    result = run_report("evaluate", "--out-dir", out, "--label", "retrained",
+                        command=fake_tao("print", EVALUATE_24))
+    assert result.returncode == 0
+    metrics, ui = check_outputs(out)
+    assert "retrained-topk-accuracy" in metric_values(metrics)  # k not given: not guessed
+    (matrix,) = outputs_of(ui, "confusion_matrix")
+    assert matrix["labels"] == truth["class_names"]
+    assert len(matrix["source"].strip().splitlines()) == 24 ** 2 + 0  # no quoted newlines
+    assert '"helicopter, light",airbus_a320,' in matrix["source"]
+    (table,) = outputs_of(ui, "table")
+    assert len(table["source"].strip().splitlines()) == 24
+    assert "| Top-k accuracy (TAO's 'Evaluation Top K accuracy') | 98.74% |" in markdown_of(ui)
+
+
+def test_evaluate_truncated_output_publishes_no_wrong_number(tmp_path):
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao("print", SAMPLES / "evaluate_truncated.txt"))
+    assert result.returncode == 0
+    assert "WARNING: the confusion matrix is cut off" in result.stdout
+    metrics, ui = check_outputs(out)
+    assert set(metric_values(metrics)) == {"baseline-topk-accuracy", "baseline-loss"}
+    assert (out / "top1_accuracy").read_text() == "unknown"
+    assert not outputs_of(ui, "confusion_matrix") and not outputs_of(ui, "table")
+    text = markdown_of(ui)
+    assert "| Top-1 accuracy | unknown |" in text and "cut off" in text
+
+
+def test_evaluate_class_names_the_ui_cannot_label(tmp_path):
+    text = "Class name = [' cat', 'cat']\n" + evaluate_text(["a", "b"], [[3, 1], [1, 3]])
+    path = tmp_path / "evaluate.txt"
+    path.write_text(text[:text.index("Classification Report")])
+    result = run_report("evaluate", "--out-dir", tmp_path / "out", "--label", "baseline",
+                        command=fake_tao("print", path))
+    assert result.returncode == 0
+    assert "confusion matrix not shown" in result.stdout
+    metrics, ui = check_outputs(tmp_path / "out")
+    assert metric_values(metrics)["accuracy-top1-baseline"] == 0.75
+    assert not outputs_of(ui, "confusion_matrix")
+
+
+def test_evaluate_empty_output(tmp_path):
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao())
+    assert result.returncode == 0
+    metrics, ui = check_outputs(out)
+    assert metrics is None and not (out / "mlpipeline-metrics.json").exists()
+    assert "Could not be read" in markdown_of(ui)
+
+
+# The 4x4 matrix below has top-1 accuracy 12/16 = 0.75 exactly.
+GATE_NAMES = ["cat", "dog", "fox", "owl"]
+GATE_MATRIX = [[3, 1, 0, 0], [0, 3, 1, 0], [0, 0, 3, 1], [1, 0, 0, 3]]
+
+
+@pytest.mark.parametrize("minimum, verdict", [("0.7", "pass"), ("0.75", "pass"),
+                                              (" 0.75 ", "pass"), ("0.76", "fail"),
+                                              ("1", "fail"), ("0", "pass")])
+def test_quality_gate(tmp_path, minimum, verdict):
+    out, gate = tmp_path / "out", tmp_path / "gate" / "result"
+    result = run_report("evaluate", "--out-dir", out, "--label", "retrained",
+                        "--min-accuracy", minimum, "--gate-file", gate,
+                        command=fake_tao("print", write_evaluate(tmp_path, GATE_NAMES,
+                                                                 GATE_MATRIX)))
+    assert result.returncode == 0
+    assert gate.read_text() == verdict
+    assert (out / "top1_accuracy").read_text() == "0.75"
+    _, ui = check_outputs(out)
+    text = markdown_of(ui)
+    if float(minimum) == 0:
+        assert "Quality gate: off (min_accuracy 0)" in text
+    elif verdict == "pass":
+        assert "Quality gate: PASSED — retrained top-1 accuracy 75.0% meets" in text
+    else:
+        assert "Quality gate: FAILED — retrained top-1 accuracy 75.0% is below min_accuracy" in text
+        assert "will not run" in text
+
+
+def test_gate_wording_never_shows_unequal_values_as_equal(tmp_path):
+    names, matrix = ["a", "b"], [[8995, 1005], [0, 0]]  # 0.8995
+    gate = tmp_path / "gate"
+    result = run_report("evaluate", "--out-dir", tmp_path / "out", "--label", "retrained",
+                        "--min-accuracy", "0.9", "--gate-file", gate,
+                        command=fake_tao("print", write_evaluate(tmp_path, names, matrix)))
+    assert gate.read_text() == "fail", result.stdout
+    _, ui = check_outputs(tmp_path / "out")
+    assert "accuracy 89.95% is below min_accuracy 90.00%" in markdown_of(ui)
+
+
+@pytest.mark.parametrize("minimum", ["abc", "1.5", "-0.1", "nan", "90%", "", "inf"])
+def test_invalid_min_accuracy_stops_before_running_tao(tmp_path, minimum):
+    marker = tmp_path / "tao-ran"
+    result = run_report("evaluate", "--out-dir", tmp_path / "out", "--label", "baseline",
+                        "--min-accuracy", minimum, "--gate-file", tmp_path / "gate",
+                        command=fake_tao("bytes", 1, marker))
+    assert result.returncode == 2
+    assert "min_accuracy" in result.stdout
+    assert not marker.exists()
+
+
+def test_gate_without_top1_fails_the_step_unless_min_accuracy_is_zero(tmp_path):
+    truncated = SAMPLES / "evaluate_truncated.txt"
+    gate = tmp_path / "gate"
+    strict = run_report("evaluate", "--out-dir", tmp_path / "a", "--label", "retrained",
+                        "--min-accuracy", "0.5", "--gate-file", gate,
+                        command=fake_tao("print", truncated))
+    assert strict.returncode == 1
+    assert "the quality gate needs the retrained top-1 accuracy" in strict.stdout
+    assert gate.read_text() == "fail"
+    _, ui = check_outputs(tmp_path / "a")
+    assert "Quality gate: UNDECIDED" in markdown_of(ui)
+
+    lenient = run_report("evaluate", "--out-dir", tmp_path / "b", "--label", "retrained",
+                         "--min-accuracy", "0", "--gate-file", gate,
+                         command=fake_tao("print", truncated))
+    assert lenient.returncode == 0
+    assert gate.read_text() == "pass"
+    assert "WARNING: top-1 accuracy unknown; min_accuracy is 0" in lenient.stdout
+
+
+# --------------------------------------------------------------------------- train
+
+def train(tmp_path, label, *ops):
+    out = tmp_path / "out"
+    result = run_report("train", "--out-dir", out, "--results-dir", tmp_path / "results",
+                        "--label", label, command=fake_tao(*ops))
+    return result, out
+
+
+def test_train_with_training_csv(tmp_path):
+    result, out = train(tmp_path, "baseline",
+                        "copy", SAMPLES / "train_baseline.training.csv",
+                        tmp_path / "results" / "training.csv",
+                        "print", SAMPLES / "train_baseline.log")
+    assert result.returncode == 0
+    metrics, ui = check_outputs(out)
+    assert metric_values(metrics) == pytest.approx({"baseline-final-val-accuracy": 0.9880002,
+                                                    "baseline-final-val-loss": 0.2701264526023991})
+    (page,) = outputs_of(ui, "web-app")
+    assert "<svg" in page["source"] and "from training.csv" in page["source"]
+    assert "| Epochs | 12 (curve from training.csv) |" in markdown_of(ui)
+
+
+def test_train_falls_back_to_the_log(tmp_path):
+    result, out = train(tmp_path, "retrained", "print", SAMPLES / "train_baseline.log")
+    assert result.returncode == 0
+    _, ui = check_outputs(out)
+    assert len(outputs_of(ui, "web-app")) == 1
+    assert "The curve comes from the log because there is no" in markdown_of(ui)
+
+
+def test_train_without_curve_or_totals(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "training.csv").write_text("epoch,lr\n0,0.1\n")
+    result, out = train(tmp_path, "baseline", "say", "Training finished successfully.")
+    assert result.returncode == 0
+    assert "WARNING: training curve unavailable" in result.stdout
+    metrics, ui = check_outputs(out)
+    assert metrics is None and not outputs_of(ui, "web-app")
+    assert "Training curve unavailable" in markdown_of(ui)
+
+
+def test_train_final_values_from_the_csv_when_the_log_has_no_totals(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "training.csv").write_text(
+        "epoch,val_loss,val_acc\n0,0.9,0.5\n1,0.7,0.625\n")
+    result, out = train(tmp_path, "baseline", "say", "done")
+    metrics, _ = check_outputs(out)
+    assert metric_values(metrics) == {"baseline-final-val-accuracy": 0.625,
+                                      "baseline-final-val-loss": 0.7}
+
+
+# --------------------------------------------------------------------------- prune
+
+def prune(tmp_path, *ops):
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    (models / "in.tlt").write_bytes(b"\0" * 4000)
+    out = tmp_path / "out"
+    result = run_report("prune", "--out-dir", out, "--input-model", models / "in.tlt",
+                        "--output-model", models / "out.tlt", command=fake_tao(*ops))
+    return result, out, models
+
+
+def test_prune(tmp_path):
+    result, out, models = prune(tmp_path, "print", SAMPLES / "prune.log",
+                                "bytes", 1000, tmp_path / "models" / "out.tlt")
+    assert result.returncode == 0
+    metrics, ui = check_outputs(out)
+    assert metric_values(metrics) == pytest.approx({"pruning-ratio": 0.6353601900291853,
+                                                    "pruned-size-reduction": 0.75})
+    assert (out / "pruning_ratio").read_text() == "0.635360190029"
+    assert "| Size reduction | 75.0% |" in markdown_of(ui)
+
+
+def test_prune_without_ratio_line(tmp_path):
+    result, out, _ = prune(tmp_path, "bytes", 1000, tmp_path / "models" / "out.tlt")
+    assert result.returncode == 0
+    assert "WARNING: no 'Pruning ratio" in result.stdout
+    metrics, _ = check_outputs(out)
+    assert set(metric_values(metrics)) == {"pruned-size-reduction"}
+    assert (out / "pruning_ratio").read_text() == "unknown"
+
+
+def test_prune_that_writes_no_model_fails(tmp_path):
+    result, out, _ = prune(tmp_path, "print", SAMPLES / "prune.log")
+    assert result.returncode == 1
+    assert "prune reported success but" in result.stdout
+    _, ui = check_outputs(out)
+    assert "The pruned model was not written" in markdown_of(ui)
+
+
+# --------------------------------------------------------------------------- inference
+
+def test_inference_truncated_table_and_counts(tmp_path):
+    images = tmp_path / "images"
+    out = tmp_path / "out"
+    result = run_report("inference", "--out-dir", out, "--image-dir", images,
+                        command=fake_tao("subst", "@IMAGE_DIR@", images,
+                                         "copy", SAMPLES / "inference_result.csv",
+                                         images / "result.csv",
+                                         "print", SAMPLES / "inference.log"))
+    assert result.returncode == 0
+    metrics, ui = check_outputs(out)
+    assert metrics is None
+    predictions, counts = outputs_of(ui, "table")
+    rows = predictions["source"].splitlines()
+    assert len(rows) == 50
+    assert rows[0] == "bicycle/bicycle_1000.jpg,bicycle,0.8018"  # relative to --image-dir
+    count_rows = [r.split(",") for r in counts["source"].splitlines()]
+    assert sum(int(r[1]) for r in count_rows) == 64
+    text = markdown_of(ui)
+    assert "64 images classified into 2 classes" in text
+    assert "truncated: it shows the first 50 of 64 rows" in text
+
+
+def test_inference_small_result_without_confidence(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "result.csv").write_text(f"{images}/a.png,cat\n/elsewhere/b.png,dog\n\n")
+    result = run_report("inference", "--out-dir", tmp_path / "out", "--image-dir", images,
+                        "--max-rows", 5, command=fake_tao())
+    assert result.returncode == 0
+    _, ui = check_outputs(tmp_path / "out")
+    predictions, _ = outputs_of(ui, "table")
+    assert predictions["source"].splitlines() == ["a.png,cat,", "/elsewhere/b.png,dog,"]
+    assert "truncated" not in markdown_of(ui)
+
+
+def test_inference_without_result_csv(tmp_path):
+    result = run_report("inference", "--out-dir", tmp_path / "out", "--image-dir", tmp_path,
+                        command=fake_tao())
+    assert result.returncode == 0
+    assert "WARNING: inference finished but wrote no" in result.stdout
+    _, ui = check_outputs(tmp_path / "out")
+    assert "wrote no `result.csv`" in markdown_of(ui)
+
+
+# --------------------------------------------------------------------------- convert
+
+def test_convert(tmp_path):
+    engine = tmp_path / "engines" / "model.int8.engine"
+    result = run_report("convert", "--out-dir", tmp_path / "out", "--engine", engine,
+                        "--precision", "INT8",
+                        command=fake_tao("print", SAMPLES / "convert.log",
+                                         "bytes", 2_500_000, engine))
+    assert result.returncode == 0
+    metrics, ui = check_outputs(tmp_path / "out")
+    assert metric_values(metrics) == {"trt-engine-size-mb": 2.5}
+    assert "| Precision | INT8 |" in markdown_of(ui) and "2.50 MB" in markdown_of(ui)
+
+
+def test_convert_that_writes_no_engine_fails(tmp_path):
+    result = run_report("convert", "--out-dir", tmp_path / "out", "--engine",
+                        tmp_path / "missing.engine", "--precision", "fp16",
+                        command=fake_tao("print", SAMPLES / "convert.log"))
+    assert result.returncode == 1
+    assert "the converter reported success but wrote no engine" in result.stdout
+    metrics, ui = check_outputs(tmp_path / "out")
+    assert metrics is None and "wrote no engine" in markdown_of(ui)
+
+
+# --------------------------------------------------------------------------- summary
+
+def test_summary(tmp_path):
+    (tmp_path / "unpruned.tlt").write_bytes(b"\0" * 2_000_000)
+    (tmp_path / "pruned.tlt").write_bytes(b"\0" * 500_000)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "model.etlt").write_bytes(b"\0" * 300_000)
+    out = tmp_path / "out"
+    result = run_report("summary", "--out-dir", out, "--baseline-accuracy", "0.9528",
+                        "--retrained-accuracy", "0.9403", "--pruning-ratio", "0.635",
+                        "--min-accuracy", "0.95",
+                        "--artifact", f"unpruned-model={tmp_path / 'unpruned.tlt'}",
+                        "--artifact", f"pruned-model={tmp_path / 'pruned.tlt'}",
+                        "--artifact", f"export folder={tmp_path / 'export'}",
+                        "--artifact", f"int8-engine={tmp_path / 'model.engine'}")
+    assert result.returncode == 0, result.stdout
+    metrics, ui = check_outputs(out)
+    assert metrics is None  # the run list's two columns stay the accuracies
+    text = markdown_of(ui)
+    assert "| Top-1 accuracy | 95.28% | 94.03% | -1.25 points |" in text
+    assert "Pruning ratio (pruned / original model): 0.6350." in text
+    assert "Model file: 2.00 MB → 0.50 MB (75.0% smaller)." in text
+    assert "Quality gate: FAILED — retrained top-1 accuracy 94.0% is below min_accuracy" in text
+    assert "Artifacts: 3 of 4 produced (table below); not produced: int8-engine" in text
+    (table,) = outputs_of(ui, "table")
+    assert table["source"].splitlines()[3].endswith("model.engine,not produced,")
+    assert table["source"].splitlines()[2].startswith("export folder,") and \
+        table["source"].splitlines()[2].endswith(",present,0.30")
+
+
+def test_summary_with_unknown_values(tmp_path):
+    result = run_report("summary", "--out-dir", tmp_path, "--baseline-accuracy", "unknown",
+                        "--retrained-accuracy", "1.7", "--pruning-ratio", "")
+    assert result.returncode == 0
+    assert "WARNING: retrained accuracy '1.7' is not a valid number" in result.stdout
+    _, ui = check_outputs(tmp_path)
+    text = markdown_of(ui)
+    assert "| Top-1 accuracy | unknown | unknown | - |" in text
+    assert "Quality gate: not configured." in text
+
+
+# --------------------------------------------------------------------------- the whole run
+
+def test_a_whole_run_publishes_valid_files_and_the_accuracies_become_the_columns(tmp_path):
+    """Every step of a pipeline run, then the run list's metric columns as KFP 1.8 picks them."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "resnet_080.tlt").write_bytes(b"\0" * 9000)
+    steps = [
+        ("train", ["--results-dir", tmp_path / "r1", "--label", "baseline"],
+         ["copy", SAMPLES / "train_baseline.training.csv", tmp_path / "r1" / "training.csv",
+          "print", SAMPLES / "train_baseline.log"]),
+        ("evaluate", ["--label", "baseline", "--top-k", "3"], ["print", EVALUATE_2]),
+        ("prune", ["--input-model", models / "resnet_080.tlt", "--output-model",
+                   models / "pruned.tlt"],
+         ["print", SAMPLES / "prune.log", "bytes", 5000, models / "pruned.tlt"]),
+        ("train", ["--results-dir", tmp_path / "r2", "--label", "retrained"],
+         ["print", SAMPLES / "train_baseline.log"]),
+        ("evaluate", ["--label", "retrained", "--top-k", "3", "--min-accuracy", "0.5",
+                      "--gate-file", tmp_path / "gate"], ["print", EVALUATE_24]),
+        ("inference", ["--image-dir", tmp_path / "images"],
+         ["subst", "@IMAGE_DIR@", tmp_path / "images", "copy",
+          SAMPLES / "inference_result.csv", tmp_path / "images" / "result.csv"]),
+        ("convert", ["--engine", models / "m.engine", "--precision", "int8"],
+         ["bytes", 4000, models / "m.engine"]),
+    ]
+    names = []
+    for i, (kind, options, ops) in enumerate(steps):
+        result = run_report(kind, "--out-dir", tmp_path / str(i), *options,
+                            command=fake_tao(*ops))
+        assert result.returncode == 0, result.stdout
+        metrics, _ = check_outputs(tmp_path / str(i))
+        names += list(metric_values(metrics))
+    summary = run_report("summary", "--out-dir", tmp_path / "summary",
+                         "--baseline-accuracy", (tmp_path / "1" / "top1_accuracy").read_text(),
+                         "--retrained-accuracy", (tmp_path / "4" / "top1_accuracy").read_text(),
+                         "--pruning-ratio", (tmp_path / "2" / "pruning_ratio").read_text(),
+                         "--min-accuracy", "0.5",
+                         "--artifact", f"unpruned-model={models / 'resnet_080.tlt'}",
+                         "--artifact", f"pruned-model={models / 'pruned.tlt'}")
+    assert summary.returncode == 0
+    assert check_outputs(tmp_path / "summary")[0] is None
+    assert len(names) == len(set(names)) <= 50
+    assert run_list_columns([names] * 3) == ["accuracy-top1-baseline", "accuracy-top1-retrained"]
+
+
+# --------------------------------------------------------------------------- Python 3.6
+
+def test_tao_step_is_python_3_6_compatible():
+    vermin = [os.path.join(os.path.dirname(sys.executable), "vermin"), "--target=3.6-",
+              "--no-tips", "--violations", "--eval-annotations", "--no-config-file"]
+    result = subprocess.run([*vermin, str(ROOT / "tao_step")], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_vermin_check_catches_3_7_features(tmp_path):
+    """The flags above do fail on what the TAO image's Python 3.6 cannot run."""
+    vermin = [os.path.join(os.path.dirname(sys.executable), "vermin"), "--target=3.6-",
+              "--no-tips", "--violations", "--eval-annotations", "--no-config-file"]
+    for code in ("import subprocess\nsubprocess.run(['x'], capture_output=True)\n",
+                 "from dataclasses import dataclass\n",
+                 "def f(x: list[int]) -> None:\n    pass\n",
+                 "if (n := 1):\n    pass\n"):
+        (tmp_path / "newer.py").write_text(code)
+        result = subprocess.run([*vermin, str(tmp_path / "newer.py")], capture_output=True,
+                                text=True, check=False)
+        assert result.returncode != 0, code
