@@ -344,6 +344,7 @@ class Preflight:
         self.facts = []
         self.specs = {}  # spec parameter -> specs.Spec, when it parsed
         self._splits = {}
+        self._compared = set()  # (train split, other split) already compared
 
     # -- helpers ---------------------------------------------------------------------------
     def _on_disk(self, relative):
@@ -472,8 +473,10 @@ class Preflight:
             ("eval_config.eval_dataset_path", "evaluate scores the model on its classes"),
         ):
             other = self._spec_target(spec, path)
-            if other is None or self._split(other).error or not self._split(other).classes:
+            if (other is None or self._split(other).error or not self._split(other).classes
+                    or (train, other) in self._compared):
                 continue
+            self._compared.add((train, other))
             only_train, only_other = _differences(classes, self._split(other).classes)
             if only_train or only_other:
                 detail = "; ".join(part for part in (
