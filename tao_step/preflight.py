@@ -329,20 +329,19 @@ def _names(names, most=5):
 
 
 class Preflight:
-    """One preflight of a workspace: ``problems``, ``warnings`` and ``facts`` (for the
-    summary) after ``run()``."""
+    """One preflight of a workspace; after ``run()``: ``problems``, ``warnings``, the parsed
+    ``specs`` and the training ``classes`` (for the summary)."""
 
     def __init__(self, workspace, values, mount_dir=None):
         self.workspace = os.path.abspath(workspace)
         self.mount = posixpath.normpath(mount_dir or self.workspace)
-        self.values = values
-        # Only values that passed validate_values are used to look at the workspace.
+        # Only values that pass validate_values are used to look at the workspace.
         self.ok = {name: values[name] for name in PARAMETERS
                    if name in values and value_error(name, values[name]) is None}
         self.problems = []
         self.warnings = []
-        self.facts = []
         self.specs = {}  # spec parameter -> specs.Spec, when it parsed
+        self.classes = None
         self._splits = {}
         self._compared = set()  # (train split, other split) already compared
 
@@ -367,13 +366,14 @@ class Preflight:
             self._splits[relative] = _Split(self._on_disk(relative))
         return self._splits[relative]
 
-    def _distinct_specs(self):
+    def distinct_specs(self):
+        """Each parsed spec file once (the retrain and calibrate specs are often one)."""
         seen = set()
         for name in SPEC_PARAMETERS:
             spec = self.specs.get(name)
             if spec is not None and spec.file not in seen:
                 seen.add(spec.file)
-                yield name, spec
+                yield spec
 
     # -- checks ----------------------------------------------------------------------------
     def run(self):
@@ -410,11 +410,9 @@ class Preflight:
             spec, problems = specs.check_spec_file(path, name=relative)
             self.problems.extend(str(problem) for problem in problems)
             loaded[relative] = self.specs[name] = spec
-        files = {spec.file for spec in self.specs.values() if spec is not None}
-        self.facts.append(f"{len(files)} spec files")
 
     def _check_spec_paths(self):
-        for _, spec in self._distinct_specs():
+        for spec in self.distinct_specs():
             for path in specs.PATH_FIELDS:
                 value, _ = spec.field(path)
                 if value.startswith("/") and _inside(value, self.mount) is None:
@@ -432,7 +430,7 @@ class Preflight:
 
     def _check_datasets(self):
         reported = set()
-        for _, spec in self._distinct_specs():
+        for spec in self.distinct_specs():
             for path in ("train_config.train_dataset_path", "train_config.val_dataset_path",
                          "eval_config.eval_dataset_path"):
                 relative = self._spec_target(spec, path)
@@ -466,8 +464,8 @@ class Preflight:
         if train is None or self._split(train).error or not self._split(train).classes:
             return
         classes = self._split(train).classes
-        if not self.facts[1:]:
-            self.facts.append(f"{len(classes)} classes ({_names(classes)})")
+        if self.classes is None:
+            self.classes = classes
         for path, why in (
             ("train_config.val_dataset_path", "train and val need the same class folders"),
             ("eval_config.eval_dataset_path", "evaluate scores the model on its classes"),
@@ -724,13 +722,13 @@ def _parse_arguments(argv):
         if name in values:
             raise _UsageError(f"--param {name} given twice")
         values[name] = value
-    return arguments, values, parser
+    return arguments, values
 
 
 def main(argv):
     """``preflight --workspace WS [--mount-dir DIR] --param NAME=VALUE...``."""
     try:
-        arguments, values, _ = _parse_arguments(argv)
+        arguments, values = _parse_arguments(argv)
     except _UsageError as error:
         sys.stderr.write(f"preflight: {error}\nusage: python3 -m tao_step preflight "
                          "--workspace WS [--mount-dir DIR] --param NAME=VALUE ...\n")
@@ -747,7 +745,9 @@ def main(argv):
         print(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
               f"{warned}; fix them and start the run again")
         return 1
-    print(f"preflight OK: {len(values)} values, {', '.join(check.facts)}{warned}")
+    classes = f", {len(check.classes)} classes ({_names(check.classes)})" if check.classes else ""
+    print(f"preflight OK: {len(values)} values, {len(list(check.distinct_specs()))} spec files"
+          f"{classes}{warned}")
     return 0
 
 

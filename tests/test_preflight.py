@@ -260,6 +260,14 @@ def test_catalogue(workspace, values, changes, workspace_edit, expected, count):
     assert len(problems) == count, problems
 
 
+def test_image_extensions_are_case_insensitive(workspace, values):
+    for image in (workspace / DATA / "train" / "dog").iterdir():
+        image.rename(image.with_suffix(".JPEG"))
+    for image in (workspace / DATA / "test" / "person").iterdir():
+        image.rename(image.with_suffix(".Png"))
+    assert run(workspace, values) == []
+
+
 def test_catalogue_is_large_and_distinct():
     assert len(CATALOGUE) >= 15
     assert len({case[0] for case in CATALOGUE}) == len(CATALOGUE)
