@@ -668,8 +668,8 @@ class Preflight:
                            ("export_int8_model_output_file", "export-int8-model")):
             output = self.ok.get(name)
             if output is not None and os.path.exists(self._on_disk(output)):
-                self.warnings.append(f"{name}: {output} already exists; TAO refuses to "
-                                     f"overwrite it (TAO 5 does), so {step} may fail: delete it "
+                self.warnings.append(f"{name}: {output} already exists; TAO 5 refuses to "
+                                     f"overwrite it (3.0 may too), so {step} may fail: delete it "
                                      "or choose a new name")
         images = self.ok.get("test_infer_image_path")
         if images is not None and os.path.exists(self._on_disk(images + "/result.csv")):

@@ -299,8 +299,8 @@ def test_existing_outputs_are_warnings_not_problems(workspace, values):
          "(resnet_080.tlt); train-model writes over them (move them away to keep them)"),
         ("convert_trt_output_file: tao-experiments/export/final_model.trt already exists; "
          "convert-trt replaces it"),
-        ("export_model_output_file: tao-experiments/export/final_model.etlt already exists; TAO "
-         "refuses to overwrite it (TAO 5 does), so export-model may fail: delete it or choose a "
+        ("export_model_output_file: tao-experiments/export/final_model.etlt already exists; TAO 5 "
+         "refuses to overwrite it (3.0 may too), so export-model may fail: delete it or choose a "
          "new name"),
     ]
 
@@ -344,8 +344,8 @@ def test_cli_reports_problems_and_warnings(workspace, values):
     assert result.stdout.splitlines() == [
         'train_num_gpus: "two" is not a whole number (enter GPUs for training, e.g. 1)',
         ("warning: calibrate_output_file: tao-experiments/export/calibration.tensor already "
-         "exists; TAO refuses to overwrite it (TAO 5 does), so calibrate-model may fail: delete "
-         "it or choose a new name"),
+         "exists; TAO 5 refuses to overwrite it (3.0 may too), so calibrate-model may fail: "
+         "delete it or choose a new name"),
         "preflight: 1 problem, 1 warning; fix them and start the run again",
     ]
 
