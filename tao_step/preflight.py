@@ -1,0 +1,755 @@
+"""Preflight: check a run's Create Run values and its workspace before any TAO step runs.
+
+``python3 -m tao_step preflight --workspace WS [--mount-dir DIR] --param NAME=VALUE ...``
+
+``--param`` is given once per Create Run parameter (every one the pipeline has, values as
+typed in the form). ``--mount-dir`` is the path the spec files' absolute paths were written
+against (the pipeline's ``tao_mount_dir``); it defaults to WS, which is where the workspace
+is mounted in the pipeline, and differs from it only in tests and dry runs.
+
+Every problem is printed as one line naming the parameter or the spec file and line, with
+what to change; warnings (outputs a step would replace or refuse to overwrite) follow,
+prefixed ``warning:``. Exit status: 0 when there is no problem, 1 when there is, 2 on a
+usage error. It only reads the workspace (listings and spec files), so it takes seconds.
+
+``validate_values`` (the form values alone) is pure so the host can run it at compile time
+on the defaults; ``check_workspace`` and ``find_warnings`` look at the workspace.
+Runs inside the TAO 3.0 image (Python 3.6) and on the host: standard library and protobuf.
+"""
+
+import argparse
+import math
+import os
+import posixpath
+import re
+import sys
+
+from tao_step import specs
+
+# The Create Run form, in its order (original-interface.md), plus the accuracy gate.
+PARAMETERS = (
+    "pretrained_model_name",
+    "pretrained_model_dir",
+    "train_classification_data",
+    "train_classification_spec",
+    "train_classification_output",
+    "train_num_gpus",
+    "prune_model_input_file",
+    "prune_model_output_file",
+    "prune_equalization_criterion",
+    "prune_threshold",
+    "retrain_classification_spec",
+    "retrain_classification_output",
+    "test_infer_model_input_file",
+    "test_infer_image_path",
+    "test_infer_class_map",
+    "test_infer_batch_size",
+    "export_model_input_file",
+    "export_model_output_file",
+    "calibrate_classification_spec",
+    "calibrate_max_batches",
+    "calibrate_output_file",
+    "export_int8_cache_file",
+    "export_int8_batches",
+    "export_int8_model_output_file",
+    "convert_trt_output_file",
+    "convert_trt_output_layer",
+    "convert_trt_dims",
+    "convert_trt_input_type",
+    "convert_trt_max_batch_size",
+    "convert_trt_precision",
+    "convert_trt_batch_size",
+    "tao_mount_dir",
+    "api_key",
+    "min_accuracy",
+)
+
+# Paths relative to tao_mount_dir; every step mounts only the workspace, so they must stay
+# inside it.
+PATH_PARAMETERS = (
+    "pretrained_model_dir",
+    "train_classification_data",
+    "train_classification_spec",
+    "train_classification_output",
+    "prune_model_input_file",
+    "prune_model_output_file",
+    "retrain_classification_spec",
+    "retrain_classification_output",
+    "test_infer_model_input_file",
+    "test_infer_image_path",
+    "test_infer_class_map",
+    "export_model_input_file",
+    "export_model_output_file",
+    "calibrate_classification_spec",
+    "calibrate_output_file",
+    "export_int8_cache_file",
+    "export_int8_model_output_file",
+    "convert_trt_output_file",
+)
+# Whole numbers that must be at least 1, with what they count.
+COUNTS = {
+    "train_num_gpus": "GPUs for training",
+    "test_infer_batch_size": "images per inference batch",
+    "calibrate_max_batches": "batches of training images to calibrate on",
+    "export_int8_batches": "calibration batches for the INT8 export",
+    "convert_trt_max_batch_size": "the engine's largest batch",
+    "convert_trt_batch_size": "the calibration batch of the engine build",
+}
+CHOICES = {
+    "prune_equalization_criterion": ("union", "intersection", "arithmetic_mean",
+                                     "geometric_mean"),
+    "convert_trt_precision": ("fp32", "fp16", "int8"),
+    "convert_trt_input_type": ("nchw", "nhwc", "nc"),
+}
+SPEC_PARAMETERS = (
+    "train_classification_spec",
+    "retrain_classification_spec",
+    "calibrate_classification_spec",
+)
+# Keras' flow_from_directory, which TAO training, evaluation and calibration use, reads these.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+# classification inference -d reads only these.
+INFERENCE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+NGC_NAME = re.compile(r"^([\w.-]+)/(?:([\w.-]+)/)?([\w.-]+):([\w.-]+)$")
+
+
+def ngc_download_dir(dest, model_name):
+    """Where ``ngc registry model download-version MODEL_NAME --dest DEST`` unpacks the model:
+    ``DEST/<model>_v<version>``, or None if ``model_name`` is not org/[team/]model:version."""
+    match = NGC_NAME.match(model_name)
+    if not match:
+        return None
+    return posixpath.join(dest, f"{match.group(3)}_v{match.group(4)}")
+
+
+def ngc_model_file(model_name):
+    """The file NGC's TAO pretrained classification model holds, or None when unknown.
+
+    ``nvidia/tao/pretrained_classification:resnet18`` holds ``resnet_18.hdf5``; the other
+    ResNet and VGG versions follow the same pattern (``resnet50`` -> ``resnet_50.hdf5``).
+    """
+    match = NGC_NAME.match(model_name)
+    if not match or match.group(3) != "pretrained_classification":
+        return None
+    family = re.match(r"(resnet|vgg)(\d+)$", match.group(4))
+    return f"{family.group(1)}_{family.group(2)}.hdf5" if family else None
+
+
+def checkpoint_name(arch, n_epochs):
+    """The file TAO classification train writes after epoch ``n_epochs``."""
+    return f"{arch}_{n_epochs:03d}.tlt"
+
+
+def _whole_number(text):
+    return int(text) if re.match(r"^\s*\+?\d+\s*$", text) else None
+
+
+def _real_number(text):
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _path_error(name, text):
+    if not text.strip():
+        return f"{name}: is empty (give a path relative to tao_mount_dir)"
+    if text != text.strip():
+        return f'{name}: "{text}" has spaces at its start or end (remove them)'
+    if text.startswith("/"):
+        return (f"{name}: {text} is absolute; give it relative to tao_mount_dir (every step "
+                "prefixes it with tao_mount_dir/), e.g. " + _example(name))
+    normal = posixpath.normpath(text)
+    if normal == ".." or normal.startswith("../"):
+        return (f"{name}: {text} leads out of the workspace (only tao_mount_dir is mounted in "
+                "the steps); give a path inside it without '..', e.g. " + _example(name))
+    if normal == "." and name != "pretrained_model_dir":
+        return f"{name}: {text} names the workspace itself; give a path inside it, e.g. " + (
+            _example(name))
+    return None
+
+
+def _example(name):
+    examples = {
+        "pretrained_model_dir": "models",
+        "train_classification_spec": "specs/classification_spec.cfg",
+        "retrain_classification_spec": "specs/classification_retrain_spec.cfg",
+        "calibrate_classification_spec": "specs/classification_retrain_spec.cfg",
+        "test_infer_image_path": "tao-experiments/data/split/test/person",
+    }
+    return examples.get(name, "tao-experiments/...")
+
+
+def value_error(name, text):
+    """Why the Create Run value ``text`` of parameter ``name`` is invalid, or None."""
+    if name in PATH_PARAMETERS:
+        return _path_error(name, text)
+    if name in COUNTS:
+        number = _whole_number(text)
+        if number is None:
+            return f'{name}: "{text}" is not a whole number (enter {COUNTS[name]}, e.g. 1)'
+        if number < 1:
+            return f"{name}: {number} must be at least 1 ({COUNTS[name]})"
+        return None
+    if name in CHOICES:
+        if text not in CHOICES[name]:
+            return f'{name}: "{text}" is not one of {", ".join(CHOICES[name])} (enter one of them)'
+        return None
+    if name == "prune_threshold":
+        number = _real_number(text)
+        if number is None or not 0 < number <= 1:
+            return (f'{name}: "{text}" is not a number in (0, 1] (the pruning threshold, e.g. '
+                    "0.6; higher prunes more)")
+        return None
+    if name == "min_accuracy":
+        number = _real_number(text)
+        if number is None or not 0 <= number <= 1:
+            return (f'{name}: "{text}" is not a number in [0, 1] (the accuracy the retrained '
+                    "model must reach, as a fraction, e.g. 0.8; 0 accepts any)")
+        return None
+    if name == "convert_trt_dims":
+        if re.search(r"\s", text):
+            return f'{name}: "{text}" contains spaces (write C,H,W without spaces, e.g. 3,224,224)'
+        error = specs.image_size_error(text)
+        return f"{name}: {error}" if error else None
+    if name == "tao_mount_dir":
+        if not text.startswith("/"):
+            return (f'{name}: "{text}" is not an absolute path (the folder where the workspace '
+                    "is mounted in every step, e.g. /mnt/workspace)")
+        if posixpath.normpath(text) == "/" or text != text.strip():
+            return f'{name}: "{text}" cannot be the mount point (use e.g. /mnt/workspace)'
+        return None
+    if name == "pretrained_model_name":
+        if not NGC_NAME.match(text):
+            return (f'{name}: "{text}" is not an NGC model name (write org/team/name:version, '
+                    "e.g. nvidia/tao/pretrained_classification:resnet18)")
+        return None
+    if name == "api_key":
+        if not text or re.search(r"\s", text):
+            return (f"{name}: {'is empty' if not text else 'contains spaces'} (the TAO model "
+                    "key passed as -k; nvidia_tlt for NGC's public TAO models)")
+        return None
+    if name == "convert_trt_output_layer":
+        if not text or re.search(r"\s", text):
+            return (f'{name}: "{text}" is not a layer name (classification models output '
+                    "predictions/Softmax)")
+        return None
+    return None
+
+
+def validate_values(values):
+    """Problems with the Create Run values alone, one message per problem: pure, no files.
+
+    ``values`` maps parameter names to their text. Every name in ``PARAMETERS`` must be
+    present; names outside it are reported too.
+    """
+    problems = []
+    for name in sorted(set(values) - set(PARAMETERS)):
+        problems.append(f"{name}: not a parameter of this pipeline (check the spelling; "
+                        f"known: {', '.join(PARAMETERS)})")
+    for name in PARAMETERS:
+        if name not in values:
+            problems.append(f"{name}: no value given (every Create Run parameter needs one)")
+            continue
+        error = value_error(name, values[name])
+        if error:
+            problems.append(error)
+    batch = _whole_number(values.get("convert_trt_batch_size", ""))
+    largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
+    if batch and largest and batch > largest:
+        problems.append(f"convert_trt_batch_size: {batch} is larger than "
+                        f"convert_trt_max_batch_size {largest} (the engine cannot take batches "
+                        "above its maximum; lower it or raise convert_trt_max_batch_size)")
+    return problems
+
+
+def _inside(path, root):
+    """``path`` relative to ``root`` when it lies inside it (both absolute), else None."""
+    path = posixpath.normpath(path)
+    root = posixpath.normpath(root)
+    if path == root:
+        return "."
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else None
+
+
+def _images(folder, extensions, limit):
+    """Up to ``limit`` image paths under ``folder`` (recursive, extension case-insensitive)."""
+    found = []
+    for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        subdirectories.sort()
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() in extensions:
+                found.append(os.path.join(directory, name))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+class _Split:
+    """A dataset split on disk: its class folders, or why it cannot be read."""
+
+    def __init__(self, path):
+        self.path = path
+        self.error = None
+        self.classes = []
+        self.empty_classes = []
+        if not os.path.exists(path):
+            self.error = "does not exist"
+            return
+        if not os.path.isdir(path):
+            self.error = "is a file, not a folder of class folders"
+            return
+        self.classes = sorted(entry for entry in os.listdir(path)
+                              if os.path.isdir(os.path.join(path, entry)))
+        self.empty_classes = [name for name in self.classes
+                              if not _images(os.path.join(path, name), IMAGE_EXTENSIONS, 1)]
+
+    def count_images(self, limit):
+        """How many images the split holds, counting no further than ``limit``."""
+        total = 0
+        for name in self.classes:
+            total += len(_images(os.path.join(self.path, name), IMAGE_EXTENSIONS,
+                                 limit - total))
+            if total >= limit:
+                break
+        return total
+
+
+def _differences(first, second):
+    only_first = sorted(set(first) - set(second))
+    only_second = sorted(set(second) - set(first))
+    return only_first, only_second
+
+
+def _names(names, most=5):
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+class Preflight:
+    """One preflight of a workspace; after ``run()``: ``problems``, ``warnings``, the parsed
+    ``specs`` and the training ``classes`` (for the summary)."""
+
+    def __init__(self, workspace, values, mount_dir=None):
+        self.workspace = os.path.abspath(workspace)
+        self.mount = posixpath.normpath(mount_dir or self.workspace)
+        # Only values that pass validate_values are used to look at the workspace.
+        self.ok = {name: values[name] for name in PARAMETERS
+                   if name in values and value_error(name, values[name]) is None}
+        self.problems = []
+        self.warnings = []
+        self.specs = {}  # spec parameter -> specs.Spec, when it parsed
+        self.classes = None
+        self._splits = {}
+        self._compared = set()  # (train split, other split) already compared
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _on_disk(self, relative):
+        return os.path.join(self.workspace, *relative.split("/"))
+
+    def _spec_problem(self, spec, path, message):
+        line = spec.where(path)
+        where = f"{spec.file}:{line}" if line else spec.file
+        self.problems.append(f"{where}: {path}: {message}")
+
+    def _spec_target(self, spec, path):
+        """The workspace-relative path a spec field names, or None (unset or outside)."""
+        value, _ = spec.field(path)
+        if not value.startswith("/"):
+            return None
+        return _inside(value, self.mount)
+
+    def _split(self, relative):
+        if relative not in self._splits:
+            self._splits[relative] = _Split(self._on_disk(relative))
+        return self._splits[relative]
+
+    def distinct_specs(self):
+        """Each parsed spec file once (the retrain and calibrate specs are often one)."""
+        seen = set()
+        for name in SPEC_PARAMETERS:
+            spec = self.specs.get(name)
+            if spec is not None and spec.file not in seen:
+                seen.add(spec.file)
+                yield spec
+
+    # -- checks ----------------------------------------------------------------------------
+    def run(self):
+        if not os.path.isdir(self.workspace):
+            self.problems.append(f"--workspace {self.workspace}: no such folder (mount the "
+                                 "workspace volume there)")
+            return self
+        self._load_specs()
+        self._check_spec_paths()
+        self._check_datasets()
+        self._check_test_images()
+        self._check_pretrained_model()
+        self._check_first_training()
+        self._check_retraining()
+        self._check_calibration()
+        self._find_warnings()
+        return self
+
+    def _load_specs(self):
+        loaded = {}
+        for name in SPEC_PARAMETERS:
+            relative = self.ok.get(name)
+            if relative is None:
+                continue
+            if relative in loaded:
+                self.specs[name] = loaded[relative]
+                continue
+            path = self._on_disk(relative)
+            if not os.path.exists(path):
+                self.problems.append(f"{name}: {relative} does not exist in the workspace "
+                                     f"({path}); put the spec file there or fix {name}")
+                loaded[relative] = None
+                continue
+            spec, problems = specs.check_spec_file(path, name=relative)
+            self.problems.extend(str(problem) for problem in problems)
+            loaded[relative] = self.specs[name] = spec
+
+    def _check_spec_paths(self):
+        for spec in self.distinct_specs():
+            for path in specs.PATH_FIELDS:
+                value, _ = spec.field(path)
+                if value.startswith("/") and _inside(value, self.mount) is None:
+                    self._spec_problem(spec, path, f"{value} is outside {self.mount} "
+                                       "(tao_mount_dir), the only folder the steps mount; "
+                                       + self._suggest_inside(value))
+
+    def _suggest_inside(self, value):
+        parts = posixpath.normpath(value).strip("/").split("/")
+        for start in range(1, len(parts)):
+            rest = "/".join(parts[start:])
+            if os.path.exists(self._on_disk(rest)):
+                return f"did you mean {posixpath.join(self.mount, rest)}?"
+        return f"write it as a path under {self.mount}/"
+
+    def _check_datasets(self):
+        reported = set()
+        for spec in self.distinct_specs():
+            for path in ("train_config.train_dataset_path", "train_config.val_dataset_path",
+                         "eval_config.eval_dataset_path"):
+                relative = self._spec_target(spec, path)
+                if relative is None or relative in reported:
+                    continue
+                reported.add(relative)
+                self._check_split(spec, path, relative)
+            self._compare_classes(spec)
+
+    def _check_split(self, spec, path, relative):
+        split = self._split(relative)
+        value, _ = spec.field(path)
+        if split.error:
+            fix = ("copy the split there, one folder per class with its images inside, or fix "
+                   "the path")
+            self._spec_problem(spec, path, f"{value} {split.error} (looked at {split.path}); "
+                               + fix)
+        elif not split.classes:
+            self._spec_problem(spec, path, f"{value} holds no class folders (TAO expects one "
+                               "folder per class with the images inside)")
+        elif len(split.classes) < 2:
+            self._spec_problem(spec, path, f"{value} has a single class folder "
+                               f"({split.classes[0]}); classification needs at least 2 classes")
+        if split.empty_classes:
+            self._spec_problem(spec, path, f"class folders without images in {value}: "
+                               f"{_names(split.empty_classes)} (add {', '.join(IMAGE_EXTENSIONS)}"
+                               " images or remove the folders)")
+
+    def _compare_classes(self, spec):
+        train = self._spec_target(spec, "train_config.train_dataset_path")
+        if train is None or self._split(train).error or not self._split(train).classes:
+            return
+        classes = self._split(train).classes
+        if self.classes is None:
+            self.classes = classes
+        for path, why in (
+            ("train_config.val_dataset_path", "train and val need the same class folders"),
+            ("eval_config.eval_dataset_path", "evaluate scores the model on its classes"),
+        ):
+            other = self._spec_target(spec, path)
+            if (other is None or self._split(other).error or not self._split(other).classes
+                    or (train, other) in self._compared):
+                continue
+            self._compared.add((train, other))
+            only_train, only_other = _differences(classes, self._split(other).classes)
+            if only_train or only_other:
+                detail = "; ".join(part for part in (
+                    f"only in train: {_names(only_train)}" if only_train else "",
+                    f"only here: {_names(only_other)}" if only_other else "") if part)
+                self._spec_problem(spec, path, f"classes differ from train_dataset_path "
+                                   f"({detail}); {why}")
+
+    def _check_test_images(self):
+        relative = self.ok.get("test_infer_image_path")
+        if relative is None:
+            return
+        path = self._on_disk(relative)
+        if not os.path.isdir(path):
+            what = "is a file" if os.path.exists(path) else "does not exist"
+            self.problems.append(f"test_infer_image_path: {relative} {what} in the workspace "
+                                 f"({path}); give the folder of images test-infer classifies")
+        elif not _images(path, INFERENCE_EXTENSIONS, 1):
+            self.problems.append(f"test_infer_image_path: {relative} holds no .jpg, .jpeg or "
+                                 ".png images (classification inference reads only those); "
+                                 "add images or point it at another folder")
+
+    def _check_pretrained_model(self):
+        spec = self.specs.get("train_classification_spec")
+        name = self.ok.get("pretrained_model_name")
+        dest = self.ok.get("pretrained_model_dir")
+        if spec is None or name is None or dest is None:
+            return
+        path = "train_config.pretrained_model_path"
+        value, _ = spec.field(path)
+        if not value or not value.startswith("/"):
+            return
+        directory = ngc_download_dir(posixpath.join(self.mount, dest), name)
+        known_file = ngc_model_file(name)
+        expected = posixpath.join(directory, known_file or "<model file>")
+        actual = posixpath.normpath(value)
+        if posixpath.dirname(actual) != directory or (known_file and actual != expected):
+            self._spec_problem(spec, path, f"{value} is not where download-model puts {name} "
+                               f"(ngc writes {expected}); set pretrained_model_path to that "
+                               "file, or pretrained_model_dir and pretrained_model_name to "
+                               "match it")
+
+    def _trained_checkpoint(self, spec_name, output_name):
+        """(workspace-relative checkpoint, why) for the last checkpoint a training writes."""
+        spec = self.specs.get(spec_name)
+        output = self.ok.get(output_name)
+        if spec is None or output is None:
+            return None, None
+        model = spec.message.model_config
+        epochs = spec.message.train_config.n_epochs
+        if not spec.has("model_config.arch") or model.arch not in specs.ARCHITECTURES:
+            return None, None
+        if not spec.has("train_config.n_epochs") or epochs < 1:
+            return None, None
+        relative = posixpath.join(posixpath.normpath(output), "weights",
+                                  checkpoint_name(model.arch, epochs))
+        why = (f"arch {model.arch}, n_epochs {epochs} in {spec.file} line "
+               f"{spec.line('train_config.n_epochs')}")
+        return relative, why
+
+    def _expect_parameter(self, name, expected, step, why):
+        value = self.ok.get(name)
+        if value is not None and posixpath.normpath(value) != expected:
+            self.problems.append(f"{name}: {value} does not match the {step} writes ({expected}"
+                                 f": {why}); set {name} to that path")
+
+    def _expect_spec_path(self, spec, path, expected, step, why):
+        value, _ = spec.field(path)
+        if value and _inside(value, self.mount) is not None and (
+                _inside(value, self.mount) != expected):
+            self._spec_problem(spec, path, f"{value} is not the {step} writes "
+                               f"({posixpath.join(self.mount, expected)}: {why}); set "
+                               f"{path.rpartition('.')[2]} to that path")
+
+    def _check_first_training(self):
+        checkpoint, why = self._trained_checkpoint("train_classification_spec",
+                                                   "train_classification_output")
+        if checkpoint is None:
+            return
+        step = "checkpoint train-model"
+        self._expect_spec_path(self.specs["train_classification_spec"],
+                               "eval_config.model_path", checkpoint, step, why)
+        self._expect_parameter("prune_model_input_file", checkpoint, step, why)
+
+    def _check_retraining(self):
+        spec = self.specs.get("retrain_classification_spec")
+        if spec is None:
+            return
+        if spec.has("model_config.freeze_blocks"):
+            blocks = ", ".join(str(block) for block in spec.message.model_config.freeze_blocks)
+            self._spec_problem(spec, "model_config.freeze_blocks", f"the retrain spec freezes "
+                               f"blocks {blocks} of the pruned model; remove freeze_blocks so "
+                               "every pruned block can recover its accuracy")
+        pruned = self.ok.get("prune_model_output_file")
+        value, _ = spec.field("train_config.pretrained_model_path")
+        if pruned is not None and value.startswith("/") and _inside(value, self.mount) is not None:
+            if _inside(value, self.mount) != posixpath.normpath(pruned):
+                self._spec_problem(spec, "train_config.pretrained_model_path", f"{value} is not "
+                                   f"the pruned model prune-model writes "
+                                   f"({posixpath.join(self.mount, posixpath.normpath(pruned))}, "
+                                   "prune_model_output_file); set pretrained_model_path to that "
+                                   "path so retraining starts from the pruned model")
+        elif pruned is not None and not spec.has("train_config.pretrained_model_path"):
+            self._spec_problem(spec, "train_config.pretrained_model_path", "missing: retraining "
+                               "would start from random weights instead of the pruned model "
+                               f"(set it to {posixpath.join(self.mount, pruned)})")
+        first = self.specs.get("train_classification_spec")
+        if first is not None and first is not spec:
+            for path in ("model_config.arch", "model_config.n_layers"):
+                mine, theirs = spec.field(path)[0], first.field(path)[0]
+                if mine != theirs:
+                    self._spec_problem(spec, path, f"{mine} differs from {theirs} in "
+                                       f"{first.file} line {first.where(path)}; the pruned "
+                                       "model keeps the first training's architecture")
+        checkpoint, why = self._trained_checkpoint("retrain_classification_spec",
+                                                   "retrain_classification_output")
+        if checkpoint is not None:
+            step = "checkpoint retrain-model"
+            self._expect_spec_path(spec, "eval_config.model_path", checkpoint, step, why)
+            self._expect_parameter("test_infer_model_input_file", checkpoint, step, why)
+            self._expect_parameter("export_model_input_file", checkpoint, step, why)
+        output = self.ok.get("retrain_classification_output")
+        if output is not None:
+            self._expect_parameter("test_infer_class_map",
+                                   posixpath.join(posixpath.normpath(output), "classmap.json"),
+                                   "class map retrain-model", "retrain_classification_output")
+        self._check_input_size(spec)
+
+    def _check_input_size(self, spec):
+        if not spec.has("model_config.input_image_size") or specs.image_size_error(
+                spec.message.model_config.input_image_size):
+            return
+        size = specs.parse_image_size(spec.message.model_config.input_image_size)
+        dims = self.ok.get("convert_trt_dims")
+        if dims is not None and specs.parse_image_size(dims) != size:
+            self.problems.append(
+                f"convert_trt_dims: {dims} disagrees with input_image_size "
+                f"\"{spec.message.model_config.input_image_size}\" in {spec.file} line "
+                f"{spec.line('model_config.input_image_size')} (the exported model takes that "
+                f"size); set convert_trt_dims to {','.join(str(n) for n in size)}")
+        calibrate = self.specs.get("calibrate_classification_spec")
+        path = "model_config.input_image_size"
+        if calibrate is not None and calibrate is not spec and calibrate.has(path):
+            other = calibrate.message.model_config.input_image_size
+            if not specs.image_size_error(other) and specs.parse_image_size(other) != size:
+                mine = spec.message.model_config.input_image_size
+                self._spec_problem(calibrate, path, f'"{other}" differs from the retrained '
+                                   f'model\'s "{mine}" ({spec.file} line {spec.line(path)}); '
+                                   "INT8 calibration data must have the model's input size")
+
+    def _check_calibration(self):
+        spec = self.specs.get("calibrate_classification_spec")
+        batches = self.ok.get("calibrate_max_batches")
+        if spec is None or batches is None:
+            return
+        relative = self._spec_target(spec, "train_config.train_dataset_path")
+        batch = spec.message.train_config.batch_size_per_gpu
+        if relative is None or batch < 1 or self._split(relative).error:
+            return
+        needed = int(batches) * batch
+        found = self._split(relative).count_images(needed)
+        if found < needed:
+            most = found // batch
+            self.problems.append(
+                f"calibrate_max_batches: {int(batches)} batches of {batch} images "
+                f"(batch_size_per_gpu in {spec.file} line "
+                f"{spec.line('train_config.batch_size_per_gpu')}) need {needed} training images "
+                f"but {relative} has {found}; set calibrate_max_batches to {most} or less"
+                + ("" if most else " (add training images: not even one batch fits)"))
+
+    def _find_warnings(self):
+        for name, step in (("train_classification_output", "train-model"),
+                           ("retrain_classification_output", "retrain-model")):
+            output = self.ok.get(name)
+            if output is None:
+                continue
+            weights = self._on_disk(posixpath.join(output, "weights"))
+            existing = sorted(os.listdir(weights)) if os.path.isdir(weights) else []
+            if existing:
+                self.warnings.append(f"{name}: {output}/weights already holds {len(existing)} "
+                                     f"files ({_names(existing, 2)}); {step} writes over them "
+                                     "(move them away to keep them)")
+        for name, step in (("prune_model_output_file", "prune-model"),
+                           ("export_int8_cache_file", "export-int8-model"),
+                           ("convert_trt_output_file", "convert-trt")):
+            output = self.ok.get(name)
+            if output is not None and os.path.exists(self._on_disk(output)):
+                self.warnings.append(f"{name}: {output} already exists; {step} replaces it")
+        for name, step in (("export_model_output_file", "export-model"),
+                           ("calibrate_output_file", "calibrate-model"),
+                           ("export_int8_model_output_file", "export-int8-model")):
+            output = self.ok.get(name)
+            if output is not None and os.path.exists(self._on_disk(output)):
+                self.warnings.append(f"{name}: {output} already exists; TAO 5 refuses to "
+                                     f"overwrite it (3.0 may too), so {step} may fail: delete it "
+                                     "or choose a new name")
+        images = self.ok.get("test_infer_image_path")
+        if images is not None and os.path.exists(self._on_disk(images + "/result.csv")):
+            self.warnings.append(f"test_infer_image_path: {images}/result.csv already exists; "
+                                 "test-infer replaces it")
+        spec = self.specs.get("train_classification_spec")
+        if spec is not None and not spec.field("train_config.pretrained_model_path")[0]:
+            self.warnings.append(f"{spec.file}: train_config.pretrained_model_path is not set: "
+                                 "train-model starts from random weights and does not use the "
+                                 "model download-model fetches")
+
+
+def check_workspace(workspace, values, mount_dir=None):
+    """Problems found on the workspace for these Create Run values, one message each.
+
+    Only values that pass ``validate_values`` are used (report those separately).
+    ``mount_dir`` is the path the specs were written against (default: ``workspace``).
+    """
+    return Preflight(workspace, values, mount_dir).run().problems
+
+
+def find_warnings(workspace, values, mount_dir=None):
+    """Warnings about the workspace: outputs a step would replace or refuse to overwrite."""
+    return Preflight(workspace, values, mount_dir).run().warnings
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(message)
+
+
+def _parse_arguments(argv):
+    parser = _Parser(prog="python3 -m tao_step preflight",
+                     description="Check the Create Run values and the workspace of a run.")
+    parser.add_argument("--workspace", required=True, help="the workspace folder as mounted")
+    parser.add_argument("--mount-dir", help="the path the spec files were written against "
+                                            "(default: the workspace)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="one Create Run value; give every parameter")
+    arguments = parser.parse_args(argv)
+    values = {}
+    for item in arguments.param:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise _UsageError(f"--param {item}: write NAME=VALUE")
+        if name in values:
+            raise _UsageError(f"--param {name} given twice")
+        values[name] = value
+    return arguments, values
+
+
+def main(argv):
+    """``preflight --workspace WS [--mount-dir DIR] --param NAME=VALUE...``."""
+    try:
+        arguments, values = _parse_arguments(argv)
+    except _UsageError as error:
+        sys.stderr.write(f"preflight: {error}\nusage: python3 -m tao_step preflight "
+                         "--workspace WS [--mount-dir DIR] --param NAME=VALUE ...\n")
+        return 2
+    problems = validate_values(values)
+    check = Preflight(arguments.workspace, values, arguments.mount_dir).run()
+    problems += check.problems
+    for line in problems:
+        print(line)
+    for line in check.warnings:
+        print("warning: " + line)
+    warned = f", {len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
+    if problems:
+        print(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+              f"{warned}; fix them and start the run again")
+        return 1
+    classes = f", {len(check.classes)} classes ({_names(check.classes)})" if check.classes else ""
+    print(f"preflight OK: {len(values)} values, {len(list(check.distinct_specs()))} spec files"
+          f"{classes}{warned}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

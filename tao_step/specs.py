@@ -1,0 +1,613 @@
+"""Check TAO image-classification spec files before TAO reads them.
+
+``python3 -m tao_step spec-check FILE [FILE...]`` prints one line per problem,
+``FILE:LINE: field.path: what is wrong (how to fix)``, or ``FILE: OK``; it exits 0 when every
+file is good, 1 when any has a problem and 2 on a usage error.
+
+The schema is the TAO 3.0 classification spec (``model_config``, ``train_config``,
+``eval_config``) declared here as a protobuf descriptor, so protobuf's own text-format parser
+does the parsing and reports syntax errors, unknown fields and wrong value types with their
+line. What a proto cannot say (required fields, allowed strings, ranges, absolute paths) is
+checked afterwards. The descriptor is proto2 so that a field written as ``n_epochs: 0`` and
+a missing ``n_epochs`` can be told apart. TAO 3.0 reads ``use_imagenet_head`` and TAO 5
+``retain_head``: both are accepted.
+
+Runs inside the TAO 3.0 image (Python 3.6, protobuf 3.x) and on the host: standard library
+and protobuf 3.6 to 3.20 APIs only.
+"""
+
+import difflib
+import os
+import re
+import sys
+
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+)
+
+PACKAGE = "tao_step.classification"
+ROOT_MESSAGE = "ClassificationExperimentConfig"
+
+ARCHITECTURES = (
+    "resnet", "vgg", "alexnet", "googlenet", "mobilenet_v1", "mobilenet_v2", "squeezenet",
+    "darknet", "cspdarknet", "cspdarknet_tiny",
+) + tuple(f"efficientnet_b{i}" for i in range(8))
+# n_layers TAO builds for the architectures that take it.
+ARCH_LAYERS = {"resnet": (10, 18, 34, 50, 101, 152), "vgg": (16, 19), "darknet": (19, 53)}
+PREPROCESS_MODES = ("tf", "caffe", "torch")
+REGULARIZERS = ("L1", "L2", "None")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+LR_SCHEDULES = ("step", "soft_anneal", "cosine")
+# Every spec field that names a file or folder; TAO resolves them inside its container.
+PATH_FIELDS = (
+    "train_config.train_dataset_path",
+    "train_config.val_dataset_path",
+    "train_config.pretrained_model_path",
+    "eval_config.eval_dataset_path",
+    "eval_config.model_path",
+)
+
+# (message, ((field, type), ...)). A type is a scalar name, "repeated T", "map<K,V>", an enum
+# from _ENUMS or another message; a message in _ONEOFS keeps all its fields in that oneof.
+_MESSAGES = (
+    ("BatchNormConfig", (("momentum", "float"), ("epsilon", "float"))),
+    ("Activation", (
+        ("activation_type", "string"),
+        ("activation_parameters", "map<string,float>"),
+    )),
+    ("ModelConfig", (
+        ("arch", "string"),
+        ("input_image_size", "string"),
+        ("n_layers", "uint32"),
+        ("resize_interpolation_method", "InterpolationMethod"),
+        ("use_imagenet_head", "bool"),
+        ("retain_head", "bool"),
+        ("use_batch_norm", "bool"),
+        ("use_bias", "bool"),
+        ("use_pooling", "bool"),
+        ("all_projections", "bool"),
+        ("freeze_bn", "bool"),
+        ("freeze_blocks", "repeated uint32"),
+        ("dropout", "float"),
+        ("batch_norm_config", "BatchNormConfig"),
+        ("activation", "Activation"),
+    )),
+    ("SgdOptimizerConfig", (
+        ("lr", "float"), ("decay", "float"), ("momentum", "float"), ("nesterov", "bool"),
+    )),
+    ("AdamOptimizerConfig", (
+        ("lr", "float"), ("beta_1", "float"), ("beta_2", "float"), ("epsilon", "float"),
+        ("decay", "float"),
+    )),
+    ("RmspropOptimizerConfig", (
+        ("lr", "float"), ("rho", "float"), ("epsilon", "float"), ("decay", "float"),
+    )),
+    ("OptimizerConfig", (
+        ("sgd", "SgdOptimizerConfig"),
+        ("adam", "AdamOptimizerConfig"),
+        ("rmsprop", "RmspropOptimizerConfig"),
+    )),
+    ("StepLrConfig", (("learning_rate", "float"), ("step_size", "uint32"), ("gamma", "float"))),
+    ("SoftAnnealLrConfig", (
+        ("learning_rate", "float"),
+        ("soft_start", "float"),
+        ("annealing_divider", "float"),
+        ("annealing_points", "repeated float"),
+    )),
+    ("CosineLrConfig", (
+        ("learning_rate", "float"), ("min_lr_ratio", "float"), ("soft_start", "float"),
+    )),
+    ("LRConfig", (
+        ("step", "StepLrConfig"),
+        ("soft_anneal", "SoftAnnealLrConfig"),
+        ("cosine", "CosineLrConfig"),
+    )),
+    ("RegConfig", (("type", "string"), ("scope", "string"), ("weight_decay", "float"))),
+    ("TrainConfig", (
+        ("train_dataset_path", "string"),
+        ("val_dataset_path", "string"),
+        ("pretrained_model_path", "string"),
+        ("optimizer", "OptimizerConfig"),
+        ("batch_size_per_gpu", "uint32"),
+        ("n_epochs", "uint32"),
+        ("n_workers", "uint32"),
+        ("reg_config", "RegConfig"),
+        ("lr_config", "LRConfig"),
+        ("random_seed", "uint32"),
+        ("enable_random_crop", "bool"),
+        ("enable_center_crop", "bool"),
+        ("enable_color_augmentation", "bool"),
+        ("label_smoothing", "float"),
+        ("preprocess_mode", "string"),
+        ("mixup_alpha", "float"),
+        ("model_parallelism", "repeated float"),
+        ("image_mean", "map<string,float>"),
+        ("disable_horizontal_flip", "bool"),
+    )),
+    ("EvalConfig", (
+        ("top_k", "uint32"),
+        ("eval_dataset_path", "string"),
+        ("model_path", "string"),
+        ("batch_size", "uint32"),
+        ("n_workers", "uint32"),
+        ("enable_center_crop", "bool"),
+    )),
+    (ROOT_MESSAGE, (
+        ("model_config", "ModelConfig"),
+        ("train_config", "TrainConfig"),
+        ("eval_config", "EvalConfig"),
+    )),
+)
+_ENUMS = {"InterpolationMethod": ("BILINEAR", "BICUBIC")}
+_ONEOFS = {"OptimizerConfig": "optim", "LRConfig": "lr_scheduler"}
+
+_FDP = descriptor_pb2.FieldDescriptorProto
+_SCALARS = {
+    "string": _FDP.TYPE_STRING,
+    "bool": _FDP.TYPE_BOOL,
+    "float": _FDP.TYPE_FLOAT,
+    "uint32": _FDP.TYPE_UINT32,
+}
+
+# Fields whose absence makes TAO fail or silently train something else; eval_config is
+# required because the pipeline evaluates and runs inference from every spec it trains.
+REQUIRED = (
+    ("model_config", "the model to build, e.g. model_config { arch: \"resnet\" ... }"),
+    ("model_config.arch", "e.g. arch: \"resnet\""),
+    ("model_config.input_image_size", "e.g. input_image_size: \"3,224,224\""),
+    ("train_config", "the training recipe: train_config { ... }"),
+    ("train_config.train_dataset_path", "the training split, a folder of class folders"),
+    ("train_config.val_dataset_path", "the validation split, a folder of class folders"),
+    ("train_config.optimizer", "e.g. optimizer { sgd { lr: 0.01 momentum: 0.9 } }"),
+    ("train_config.batch_size_per_gpu", "e.g. batch_size_per_gpu: 64"),
+    ("train_config.n_epochs", "e.g. n_epochs: 80"),
+    ("train_config.reg_config", ("e.g. reg_config { type: \"L2\" scope: \"Conv2D,Dense\" "
+                                "weight_decay: 0.00005 }")),
+    ("train_config.lr_config", ("e.g. lr_config { step { learning_rate: 0.006 step_size: 10 "
+                               "gamma: 0.1 } }")),
+    ("eval_config", "evaluate and inference read it: eval_config { ... }"),
+    ("eval_config.top_k", "e.g. top_k: 3"),
+    ("eval_config.eval_dataset_path", "the split to evaluate, e.g. the test split"),
+    ("eval_config.model_path", "the checkpoint evaluate reads: the last one training writes"),
+    ("eval_config.batch_size", "e.g. batch_size: 256"),
+)
+
+
+def _field_proto(message, number, name, type_text):
+    field = descriptor_pb2.FieldDescriptorProto(name=name, number=number)
+    field.label = _FDP.LABEL_OPTIONAL
+    if type_text.startswith("repeated "):
+        field.label = _FDP.LABEL_REPEATED
+        type_text = type_text[len("repeated "):]
+    map_types = re.match(r"map<(\w+),(\w+)>$", type_text)
+    if map_types:
+        entry = message.nested_type.add(name=_camel(name) + "Entry")
+        entry.options.map_entry = True
+        for entry_number, (entry_name, entry_type) in enumerate(
+                zip(("key", "value"), map_types.groups()), 1):
+            entry.field.add(name=entry_name, number=entry_number, label=_FDP.LABEL_OPTIONAL,
+                            type=_SCALARS[entry_type])
+        field.label = _FDP.LABEL_REPEATED
+        field.type = _FDP.TYPE_MESSAGE
+        field.type_name = f".{PACKAGE}.{message.name}.{entry.name}"
+    elif type_text in _SCALARS:
+        field.type = _SCALARS[type_text]
+    elif type_text in _ENUMS:
+        field.type = _FDP.TYPE_ENUM
+        field.type_name = f".{PACKAGE}.{type_text}"
+    else:
+        field.type = _FDP.TYPE_MESSAGE
+        field.type_name = f".{PACKAGE}.{type_text}"
+    return field
+
+
+def _camel(name):
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _file_descriptor_proto():
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="tao_step/classification_spec.proto", package=PACKAGE, syntax="proto2")
+    for enum_name, values in _ENUMS.items():
+        enum = file_proto.enum_type.add(name=enum_name)
+        for number, value in enumerate(values):
+            enum.value.add(name=value, number=number)
+    for message_name, fields in _MESSAGES:
+        message = file_proto.message_type.add(name=message_name)
+        if message_name in _ONEOFS:
+            message.oneof_decl.add(name=_ONEOFS[message_name])
+        for number, (name, type_text) in enumerate(fields, 1):
+            field = _field_proto(message, number, name, type_text)
+            if message_name in _ONEOFS:
+                field.oneof_index = 0
+            message.field.add().CopyFrom(field)
+    return file_proto
+
+
+def _message_class():
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(_file_descriptor_proto())
+    descriptor = pool.FindMessageTypeByName(f"{PACKAGE}.{ROOT_MESSAGE}")
+    get_class = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.21
+    if get_class is not None:
+        return get_class(descriptor)
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
+ClassificationExperimentConfig = _message_class()
+
+
+class Problem:
+    """One thing wrong in a spec file; ``str()`` gives ``FILE:LINE: field: message``.
+
+    ``line`` is 1-based, or None when the problem has no line (a missing file);
+    ``field`` is the dotted field path, or None.
+    """
+
+    __slots__ = ("field", "file", "line", "message")
+
+    def __init__(self, file, line, field, message):
+        self.file = file
+        self.line = line
+        self.field = field
+        self.message = message
+
+    def __str__(self):
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return ": ".join(part for part in (where, self.field, self.message) if part)
+
+    def __repr__(self):
+        return f"Problem({self.file!r}, {self.line!r}, {self.field!r}, {self.message!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Problem) and str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+
+class Spec:
+    """A parsed spec: the protobuf ``message`` plus the line of every field written in it."""
+
+    def __init__(self, file, message, lines):
+        self.file = file
+        self.message = message
+        self._lines = lines  # dotted path -> [1-based line of each occurrence]
+
+    def has(self, path):
+        """Whether ``path`` (e.g. ``"train_config.n_epochs"``) is written in the file."""
+        return path in self._lines
+
+    def line(self, path):
+        """The line ``path`` is written on (its first occurrence), or None if absent."""
+        lines = self._lines.get(path)
+        return lines[0] if lines else None
+
+    def lines(self, path):
+        """Every line ``path`` is written on (repeated fields occur several times)."""
+        return list(self._lines.get(path, ()))
+
+    def field(self, path):
+        """``(value, line)`` of ``path``: the value as TAO reads it (its default when the
+        field is not written, a list for a repeated field) and its line or None."""
+        value = self.message
+        for name in path.split("."):
+            value = getattr(value, name)
+        if hasattr(value, "extend"):
+            value = list(value)
+        return value, self.line(path)
+
+    def where(self, path):
+        """The line of ``path`` or, when it is not written, of its closest written parent."""
+        while path:
+            line = self.line(path)
+            if line:
+                return line
+            path = path.rpartition(".")[0]
+        return None
+
+
+class _IndexingParser(text_format._Parser):
+    """protobuf's text-format parser, noting the line of each field it merges.
+
+    ``_MergeField`` is the parser's per-field step from protobuf 3.0 to 4.x; the tokenizer's
+    current token is the field name when it is called.
+    """
+
+    def __init__(self):
+        text_format._Parser.__init__(self)
+        self.lines = {}
+        self.error_field = None
+        self._stack = []
+
+    def _MergeField(self, tokenizer, message):
+        name = tokenizer.token
+        named = re.match(r"[A-Za-z_]\w*$", name) is not None
+        if named:
+            self._stack.append(name)
+            path = ".".join(self._stack)
+            self.lines.setdefault(path, []).append(getattr(tokenizer, "_line", -1) + 1)
+        try:
+            text_format._Parser._MergeField(self, tokenizer, message)
+        except text_format.ParseError:
+            if self.error_field is None:
+                self.error_field = ".".join(self._stack) or None
+            raise
+        finally:
+            if named:
+                self._stack.pop()
+
+
+def _message_descriptor(path):
+    """The descriptor of the message that holds the field at dotted ``path``, or None."""
+    descriptor = ClassificationExperimentConfig.DESCRIPTOR
+    for name in path.split(".")[:-1]:
+        field = descriptor.fields_by_name.get(name)
+        if field is None or field.message_type is None:
+            return None
+        descriptor = field.message_type
+    return descriptor
+
+
+# protobuf's parse-error texts, reworded for the person fixing the spec.
+_PARSE_ERRORS = (
+    (r"Couldn't parse (?:unsigned |signed )?integer: (.*)",
+     lambda m: f"{m.group(1)} is not a whole number (write digits only, e.g. 80)"),
+    (r"Couldn't parse (?:float|double|number): (.*)",
+     lambda m: f"{m.group(1)} is not a number (e.g. 0.01)"),
+    (r"Couldn't parse bool(?:ean)?: (.*)",
+     lambda m: f"{m.group(1)} is not true or false"),
+    (r"Expected string but found: '(.*)'",
+     lambda m: f'text values go in double quotes (write "{m.group(1)}")'),
+    (r"Value out of range: (.*)",
+     lambda m: f"{m.group(1)} is out of range (this field takes a whole number >= 0)"),
+    (r'Message type "[^"]*" should not have multiple "([^"]+)" fields',
+     lambda m: f"written more than once (keep one {m.group(1)} line)"),
+    (r'Field "([^"]+)" is specified along with field "([^"]+)", another member of oneof',
+     lambda m: f"{m.group(2)} and {m.group(1)} cannot both be set (keep one of them)"),
+)
+
+
+def _parse_error_problem(file, error, field, source_lines):
+    text = str(error)
+    line = error.GetLine() if hasattr(error, "GetLine") else None
+    column = error.GetColumn() if hasattr(error, "GetColumn") else None
+    located = re.match(r"(\d+)(?::(\d+))? : (.*)$", text, re.DOTALL)
+    if located:
+        line = line or int(located.group(1))
+        column = column or (int(located.group(2)) if located.group(2) else None)
+        text = located.group(3)
+    if line and line <= len(source_lines):
+        # The tokenizer quotes the whole offending line in front of its message.
+        quoted = f"'{source_lines[line - 1]}': "
+        if text.startswith(quoted):
+            text = text[len(quoted):]
+    unknown = re.search(r'has no field named "([^"]+)"', text)
+    holder = _message_descriptor(field) if field else None
+    if unknown and holder is not None:
+        known = tuple(holder.fields_by_name)
+        close = difflib.get_close_matches(unknown.group(1), known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "known fields here: " + ", ".join(known)
+        return Problem(file, line, field, f"unknown field ({hint})")
+    bad_enum = re.search(r'Enum type "[^"]*" has no value named (\S+?)\.?$', text)
+    enum_field = holder.fields_by_name.get(field.split(".")[-1]) if holder else None
+    if bad_enum and enum_field is not None and enum_field.enum_type is not None:
+        values = ", ".join(value.name for value in enum_field.enum_type.values)
+        return Problem(file, line, field, f"{bad_enum.group(1)} is not a valid value "
+                                          f"(use one of {values})")
+    for pattern, explain in _PARSE_ERRORS:
+        match = re.search(pattern, text)
+        if match:
+            return Problem(file, line, field, explain(match).rstrip("."))
+    where = f" at column {column}" if column else ""
+    return Problem(file, line, field, f"{text.rstrip('.')} (fix the text-format syntax{where}: "
+                                      "fields are written name: value, blocks name { ... })")
+
+
+def parse_spec_text(text, file="<spec>"):
+    """Parse spec text: ``(Spec, [])`` or, on a syntax error, ``(None, [Problem])``."""
+    parser = _IndexingParser()
+    message = ClassificationExperimentConfig()
+    lines = text.split("\n")
+    try:
+        parser.ParseLines(lines, message)
+    except text_format.ParseError as error:
+        return None, [_parse_error_problem(file, error, parser.error_field, lines)]
+    return Spec(file, message, parser.lines), []
+
+
+def check_spec_text(text, file="<spec>"):
+    """``(spec_or_None, [Problem])`` for spec text; ``file`` names it in the problems."""
+    spec, problems = parse_spec_text(text, file)
+    if spec is None:
+        return None, problems
+    return spec, semantic_problems(spec)
+
+
+def check_spec_file(path, name=None):
+    """Check one spec file: ``(spec_or_None, [Problem])``.
+
+    The spec is None when the file cannot be read or parsed; otherwise it is returned even
+    when it has semantic problems, so callers can still cross-check it. ``name`` is how the
+    file is named in the problems (default: ``path``).
+    """
+    name = name or path
+    if not os.path.exists(path):
+        return None, [Problem(name, None, None, "no such file (check the path)")]
+    if os.path.isdir(path):
+        return None, [Problem(name, None, None, "is a folder, not a spec file")]
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, [Problem(name, None, None,
+                              f"is not UTF-8 text ({error.reason}); save it as UTF-8 text")]
+    except OSError as error:
+        return None, [Problem(name, None, None, f"cannot be read ({error.strerror})")]
+    return check_spec_text(text, name)
+
+
+def _number(value):
+    return f"{value:g}"
+
+
+def semantic_problems(spec):
+    """What the proto cannot express: required fields, allowed strings, ranges, paths."""
+    problems = []
+
+    def report(path, message):
+        problems.append(Problem(spec.file, spec.where(path), path, message))
+
+    def one_of(choices, quote=""):
+        return ", ".join(quote + choice + quote for choice in choices)
+
+    for path, hint in REQUIRED:
+        parent = path.rpartition(".")[0]
+        # A missing block is one problem, not one per field it should hold.
+        if not spec.has(path) and (not parent or spec.has(parent)):
+            report(path, f"missing (required: {hint})")
+
+    model = spec.message.model_config
+    train = spec.message.train_config
+    evaluation = spec.message.eval_config
+
+    if spec.has("model_config.arch") and model.arch not in ARCHITECTURES:
+        close = difflib.get_close_matches(model.arch, ARCHITECTURES, n=1)
+        hint = f"did you mean {close[0]}?" if close else "use one of " + one_of(ARCHITECTURES)
+        report("model_config.arch", f'"{model.arch}" is not a TAO classification architecture '
+                                    f"({hint})")
+    layers = ARCH_LAYERS.get(model.arch)
+    if layers and model.n_layers not in layers:
+        wrong = (f"{model.n_layers} is not a depth TAO builds"
+                 if spec.has("model_config.n_layers") else "missing")
+        report("model_config.n_layers", f"{wrong} for {model.arch} (set n_layers to one of "
+                                        f"{one_of(str(n) for n in layers)})")
+    if spec.has("model_config.input_image_size"):
+        error = image_size_error(model.input_image_size)
+        if error:
+            report("model_config.input_image_size", error)
+    if spec.has("model_config.dropout") and not 0 <= model.dropout < 1:
+        report("model_config.dropout", f"{_number(model.dropout)} is not in [0, 1) "
+                                       "(a dropout rate such as 0.1)")
+
+    if spec.has("train_config.optimizer"):
+        chosen = [name for name in OPTIMIZERS if train.optimizer.HasField(name)]
+        if not chosen:
+            report("train_config.optimizer", "names no optimizer (add one of "
+                   + one_of(name + " { ... }" for name in OPTIMIZERS) + ")")
+        for name in chosen:
+            path = f"train_config.optimizer.{name}.lr"
+            settings = getattr(train.optimizer, name)
+            if spec.has(path) and not settings.lr > 0:
+                report(path, f"{_number(settings.lr)} must be > 0 (a learning rate such as 0.01)")
+    for name in ("batch_size_per_gpu", "n_epochs"):
+        path = "train_config." + name
+        if spec.has(path) and getattr(train, name) < 1:
+            report(path, f"{getattr(train, name)} must be at least 1")
+    for path, value in (("train_config.n_workers", train.n_workers),
+                        ("eval_config.n_workers", evaluation.n_workers)):
+        if spec.has(path) and value < 1:
+            report(path, f"{value} must be > 0 (data-loader processes, e.g. 8)")
+    if spec.has("train_config.preprocess_mode") and train.preprocess_mode not in PREPROCESS_MODES:
+        report("train_config.preprocess_mode",
+               f'"{train.preprocess_mode}" is not a preprocessing mode (use one of '
+               f"{one_of(PREPROCESS_MODES)}; NGC's pretrained models expect \"caffe\")")
+    if spec.has("train_config.label_smoothing") and not 0 <= train.label_smoothing < 1:
+        report("train_config.label_smoothing", f"{_number(train.label_smoothing)} is not in "
+                                               "[0, 1) (e.g. 0.1, or 0.0 for none)")
+    if spec.has("train_config.mixup_alpha") and train.mixup_alpha < 0:
+        report("train_config.mixup_alpha", f"{_number(train.mixup_alpha)} must not be negative "
+                                           "(0 disables mixup)")
+    if spec.has("train_config.reg_config"):
+        regularizer = train.reg_config
+        if not spec.has("train_config.reg_config.type"):
+            report("train_config.reg_config.type",
+                   f"missing (use one of {one_of(REGULARIZERS, quote=chr(34))})")
+        elif regularizer.type not in REGULARIZERS:
+            report("train_config.reg_config.type", f'"{regularizer.type}" is not a regularizer '
+                   f"(use one of {one_of(REGULARIZERS, quote=chr(34))})")
+        if regularizer.type in ("L1", "L2") and not 0 < regularizer.weight_decay < 1:
+            written = spec.has("train_config.reg_config.weight_decay")
+            report("train_config.reg_config.weight_decay",
+                   f"{_number(regularizer.weight_decay) if written else 'missing, so 0,'} is not "
+                   "in (0, 1) (a small factor such as 0.00005)")
+    if spec.has("train_config.lr_config"):
+        chosen = [name for name in LR_SCHEDULES if train.lr_config.HasField(name)]
+        if not chosen:
+            report("train_config.lr_config", "names no schedule (add one of "
+                   + one_of(name + " { ... }" for name in LR_SCHEDULES) + ")")
+        for name in chosen:
+            path = f"train_config.lr_config.{name}.learning_rate"
+            rate = getattr(train.lr_config, name).learning_rate
+            if not rate > 0:
+                wrong = _number(rate) if spec.has(path) else "missing, so 0,"
+                report(path, f"{wrong} must be > 0 (the base learning rate, e.g. 0.006)")
+        if "step" in chosen and train.lr_config.step.step_size < 1:
+            report("train_config.lr_config.step.step_size",
+                   "must be at least 1 (epochs between learning-rate drops, e.g. 10)")
+
+    if spec.has("eval_config.top_k") and evaluation.top_k < 1:
+        report("eval_config.top_k", f"{evaluation.top_k} must be at least 1 (e.g. 3: evaluate "
+                                    "reports top-k accuracy)")
+    if spec.has("eval_config.batch_size") and evaluation.batch_size < 1:
+        report("eval_config.batch_size", f"{evaluation.batch_size} must be at least 1")
+
+    for path in PATH_FIELDS:
+        value, _ = spec.field(path)
+        if spec.has(path) and not value:
+            report(path, "is empty (write the absolute path inside the container)")
+        elif value and not value.startswith("/"):
+            report(path, f'"{value}" is relative: TAO would resolve it against its working '
+                         "directory (write the absolute path inside the mounted workspace)")
+    return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def image_size_error(text):
+    """Why ``text`` is not a valid ``"C,H,W"`` image size, or None if it is."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3 or not all(re.match(r"\d+$", part) for part in parts):
+        return f'"{text}" is not C,H,W (write three whole numbers, e.g. "3,224,224")'
+    channels, height, width = (int(part) for part in parts)
+    if channels not in (1, 3):
+        return (f'"{text}" has {channels} channels (C must be 1 for grayscale or 3 for colour '
+                "images)")
+    if height < 16 or width < 16:
+        return f'"{text}" is too small (H and W must be at least 16)'
+    return None
+
+
+def parse_image_size(text):
+    """``(C, H, W)`` from a valid ``"C,H,W"`` text (see ``image_size_error``)."""
+    return tuple(int(part) for part in text.split(","))
+
+
+USAGE = "usage: python3 -m tao_step spec-check FILE [FILE...]"
+
+
+def main(argv):
+    """``spec-check FILE...``: 0 if every file is good, 1 if any has problems, 2 on usage."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    options = [arg for arg in argv if arg.startswith("-")]
+    if not argv or options:
+        error = f"unknown option {options[0]}" if options else "no file given"
+        sys.stderr.write(f"spec-check: {error}\n{USAGE}\n")
+        return 2
+    status = 0
+    for path in argv:
+        _, problems = check_spec_file(path)
+        for problem in problems:
+            print(problem)
+        if problems:
+            status = 1
+        else:
+            print(f"{path}: OK")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,383 @@
+"""fake_tao: the whole TAO sequence of the pipeline end to end, TAO's failures, and the
+output formats (numpy's matrix, scikit-learn's report) that the pipeline parses."""
+
+import csv
+import json
+import math
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+from conftest import COUNTS, MOUNT, ROOT
+
+from fake_tao import fake_tao
+from fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+
+BIN = os.path.join(ROOT, "fake_tao", "bin")
+KEY = "nvidia_tlt"
+SPLIT = "tao-experiments/data/split"
+PRUNED = "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt"
+
+
+def tao(program, *arguments, env=None):
+    """Run a fake executable the way a step would (through its #! line)."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    environment = {name: value for name, value in os.environ.items()
+                   if name != "NGC_CLI_API_KEY"}
+    environment.update(PATH=path, **(env or {}))
+    return subprocess.run([os.path.join(BIN, program), *[str(a) for a in arguments]],
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env=environment)
+
+
+def passed(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.rstrip().endswith("Execution status: PASS"), result.stderr
+    return result
+
+
+def failed(result, message):
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.rstrip().endswith("Execution status: FAIL"), result.stderr
+    assert message in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture
+def ws(workspace):
+    """The workspace with its specs pointing at where it really is (TAO reads those paths)."""
+    for spec in (workspace / "specs").iterdir():
+        spec.write_text(spec.read_text().replace(MOUNT, str(workspace)))
+    return workspace
+
+
+def parse_evaluate(stdout):
+    lines = stdout.splitlines()
+    matrix_text = lines[lines.index("Confusion Matrix") + 1:lines.index("Classification Report")]
+    numbers = [int(n) for n in re.findall(r"\d+", " ".join(matrix_text))]
+    size = math.isqrt(len(numbers))
+    assert size * size == len(numbers)
+    found = [line for line in lines if line.startswith("Found ")]
+    top_k = float(re.search(r"^Evaluation Top K accuracy: (\S+)$", stdout, re.MULTILINE).group(1))
+    loss = float(re.search(r"^Evaluation Loss: (\S+)$", stdout, re.MULTILINE).group(1))
+    report = lines[lines.index("Classification Report") + 1:]
+    return {"matrix": [numbers[i * size:(i + 1) * size] for i in range(size)], "found": found,
+            "top_k": top_k, "loss": loss, "report": report}
+
+
+def test_the_pipeline_sequence(ws):
+    specs = ws / "specs"
+    out = ws / "tao-experiments"
+    train_spec = specs / "classification_spec.cfg"
+    retrain_spec = specs / "classification_retrain_spec.cfg"
+
+    # download-model
+    download = tao("ngc", "registry", "model", "download-version",
+                   "nvidia/tao/pretrained_classification:resnet18", "--dest", ws / "models")
+    assert download.returncode == 0, download.stderr
+    pretrained = ws / "models" / "pretrained_classification_vresnet18" / "resnet_18.hdf5"
+    assert pretrained.is_file()
+    assert (f"Downloaded local path: {ws / 'models' / 'pretrained_classification_vresnet18'}"
+            in download.stdout)
+
+    # train-model
+    result = passed(tao("classification", "train", "--gpus", 1, "-k", KEY, "-e", train_spec,
+                        "-r", out / "output"))
+    weights = sorted(os.listdir(out / "output" / "weights"))
+    assert weights == [f"resnet_{epoch:03d}.tlt" for epoch in range(1, 81)]
+    assert f"Epoch 00080: saving model to {out / 'output' / 'weights' / 'resnet_080.tlt'}" in (
+        result.stdout)
+    assert result.stdout.count("saving model to") == 80
+    assert "Found 160 images belonging to 4 classes." in result.stdout
+    final_accuracy = float(
+        re.search(r"^Total Val accuracy: (\S+)$", result.stdout, re.MULTILINE)[1])
+    assert re.search(r"^Total Val Loss: \d+\.\d+", result.stdout, re.MULTILINE)
+    assert json.loads((out / "output" / "classmap.json").read_text()) == {
+        name: index for index, name in enumerate(sorted(DEFAULT_CLASSES))}
+    with open(out / "output" / "training.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "acc", "loss", "lr", "val_acc", "val_loss"]
+    assert len(rows) == 80
+    assert float(rows[-1]["val_acc"]) > float(rows[0]["val_acc"])
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+    assert float(rows[-1]["val_acc"]) == pytest.approx(final_accuracy, abs=1e-6)
+    assert float(rows[-1]["lr"]) < float(rows[0]["lr"])  # the step schedule decays
+    status = [json.loads(line) for line in (out / "output" / "status.json").read_text().split(
+        "\n") if line]
+    assert status[0]["status"] == "STARTED" and status[-1]["status"] == "SUCCESS"
+
+    # evaluate-model
+    first = parse_evaluate(passed(tao("classification", "evaluate", "-e", train_spec, "-k",
+                                      KEY)).stdout)
+    assert first["found"] == ["Found 40 images belonging to 4 classes."] * 2
+    assert [sum(row) for row in first["matrix"]] == [COUNTS["test"]] * 4
+    top1 = sum(first["matrix"][i][i] for i in range(4)) / 40
+    assert 0.5 < top1 <= 1.0 and first["top_k"] >= top1
+    accuracy_line = next(line for line in first["report"] if line.split()[:1] == ["accuracy"])
+    assert float(accuracy_line.split()[1]) == pytest.approx(top1, abs=0.0051)  # 2 decimals
+    assert [line.split()[0] for line in first["report"][2:6]] == sorted(DEFAULT_CLASSES)
+
+    # prune-model
+    model = out / "output" / "weights" / "resnet_080.tlt"
+    result = passed(tao("classification", "prune", "-k", KEY, "-m", model, "-o", ws / PRUNED,
+                        "-pth", 0.6, "-eq", "union"))
+    ratio = float(re.search(r"Pruning ratio \(pruned model / original model\): (\S+)",
+                            result.stderr)[1])
+    assert 0 < ratio < 1
+    assert os.path.getsize(ws / PRUNED) < os.path.getsize(model)
+    header = fake_tao.read_model(str(ws / PRUNED))
+    assert header["pruning"]["from_digest"] == fake_tao.file_digest(str(model))
+    harder = tao("classification", "prune", "-k", KEY, "-m", model, "-o", out / "p2.tlt",
+                 "-pth", 0.9)
+    assert float(re.search(r"original model\): (\S+)", passed(harder).stderr)[1]) < ratio
+
+    # retrain-model, reevaluate-model
+    passed(tao("classification", "train", "--gpus", 1, "-k", KEY, "-e", retrain_spec, "-r",
+               out / "output-retrain"))
+    retrained = out / "output-retrain" / "weights" / "resnet_080.tlt"
+    assert os.path.getsize(retrained) < os.path.getsize(model)
+    assert fake_tao.read_model(str(retrained))["parameters"] == header["parameters"]
+    second = parse_evaluate(passed(tao("classification", "evaluate", "-e", retrain_spec, "-k",
+                                       KEY)).stdout)
+    assert [sum(row) for row in second["matrix"]] == [COUNTS["test"]] * 4
+
+    # test-infer
+    images = ws / SPLIT / "test" / "person"
+    passed(tao("classification", "inference", "-k", KEY, "-e", retrain_spec, "-m", retrained,
+               "-d", images, "-b", 16, "-cm", out / "output-retrain" / "classmap.json"))
+    with open(images / "result.csv") as handle:
+        predictions = list(csv.reader(handle))
+    assert sorted(row[0] for row in predictions) == sorted(
+        str(images / name) for name in os.listdir(images) if name.endswith(".png"))
+    assert all(len(row) == 3 and row[1] in DEFAULT_CLASSES and 0 < float(row[2]) <= 1
+               for row in predictions)
+
+    # export-model, calibrate-model, export-int8-model, convert-trt
+    export = out / "export"
+    passed(tao("classification", "export", "-m", retrained, "-k", KEY, "-o",
+               export / "final_model.etlt"))
+    calibrate = ("classification", "calibration_tensorfile", "-e", retrain_spec, "-m", 10,
+                 "-o", export / "calibration.tensor")
+    passed(tao(*calibrate))
+    assert sorted(os.listdir(export)) == ["calibration.tensor", "final_model.etlt"]
+    export_int8 = ("classification", "export", "-m", retrained, "-k", KEY, "-o",
+                   export / "final_int8_model.etlt", "--cal_data_file",
+                   export / "calibration.tensor", "--data_type", "int8", "--batches", 10,
+                   "--cal_cache_file", export / "final_model_int8_cache.bin", "-v")
+    passed(tao(*export_int8))
+    assert (export / "final_model_int8_cache.bin").is_file()
+    convert = tao("converter", export / "final_int8_model.etlt", "-k", KEY, "-o",
+                  "predictions/Softmax", "-c", export / "final_model_int8_cache.bin", "-d",
+                  "3,224,224", "-i", "nchw", "-m", 64, "-t", "int8", "-e",
+                  export / "final_model.trt", "-b", 64)
+    assert convert.returncode == 0, convert.stdout + convert.stderr
+    engine = fake_tao.read_model(str(export / "final_model.trt"))
+    assert (engine["format"], engine["precision"], engine["max_batch_size"]) == (
+        "engine", "int8", 64)
+
+    # A second run of the export steps meets their outputs and refuses to overwrite them.
+    failed(tao("classification", "export", "-m", retrained, "-k", KEY, "-o",
+               export / "final_model.etlt"), "already exists")
+    failed(tao(*calibrate), "already exists")
+    failed(tao(*export_int8), "already exists")
+
+
+def tlt(path, key=KEY, **changes):
+    """A fake trained model (or, with ``key=None``, an unencrypted pretrained one)."""
+    header = {"format": "tlt", "key": key and fake_tao.key_digest(key), "arch": "resnet",
+              "n_layers": 18, "input_image_size": "3,224,224", "classes": sorted(DEFAULT_CLASSES),
+              "epoch": 80, "parameters": 11_200_000, "val_acc": 0.9, "seed": 0, "pruning": None}
+    header.update(changes)
+    fake_tao.write_model(str(path), header)
+    return path
+
+
+def test_train_fails_without_the_pretrained_model(ws):
+    failed(tao("classification", "train", "-k", KEY, "-e", ws / "specs" /
+               "classification_spec.cfg", "-r", ws / "out"), "pretrained model file")
+    assert not (ws / "out" / "weights").exists()
+
+
+def test_train_fails_on_a_bad_spec_with_its_line(ws):
+    spec = ws / "specs" / "classification_spec.cfg"
+    spec.write_text(spec.read_text().replace("n_epochs: 80", "n_epochs: 0"))
+    failed(tao("classification", "train", "-k", KEY, "-e", spec, "-r", ws / "out"),
+           f"{spec}:26: train_config.n_epochs: 0 must be at least 1")
+
+
+def test_train_fails_when_val_classes_differ(ws):
+    tlt(ws / "models" / "pretrained_classification_vresnet18" / "resnet_18.hdf5", key=None,
+        format="hdf5")
+    os.rename(ws / SPLIT / "val" / "dog", ws / SPLIT / "val" / "cat")
+    failed(tao("classification", "train", "-k", KEY, "-e", ws / "specs" /
+               "classification_spec.cfg", "-r", ws / "out"), "different classes")
+
+
+def test_evaluate_fails_without_the_model(ws):
+    failed(tao("classification", "evaluate", "-e", ws / "specs" / "classification_spec.cfg",
+               "-k", KEY), "resnet_080.tlt does not exist")
+
+
+def test_wrong_key_fails_like_tao(ws):
+    model = tlt(ws / "tao-experiments" / "output" / "weights" / "resnet_080.tlt")
+    failed(tao("classification", "evaluate", "-e", ws / "specs" / "classification_spec.cfg",
+               "-k", "another_key"), "The key used to load the model")
+    failed(tao("classification", "prune", "-k", "another_key", "-m", model, "-o",
+               ws / "p.tlt"), "Invalid decryption")
+    passed(tao("classification", "prune", "-k", KEY, "-m", model, "-o", ws / "p.tlt"))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "-e", "spec.cfg", "-r", "out"], "the following arguments are required: -k"),
+    (["prune", "-m", "a.tlt", "-k", KEY], "the following arguments are required: -o"),
+    (["prune", "-m", "a.tlt", "-o", "b.tlt", "-k", KEY, "-eq", "mean"], "invalid choice"),
+    (["inference", "-m", "a.tlt", "-k", KEY, "-e", "s.cfg", "-cm", "c.json"],
+     "one of the arguments -i/--image -d/--image_dir is required"),
+    (["export", "-m", "a.tlt", "-k", KEY, "--data_type", "int4"], "invalid choice"),
+    (["calibration_tensorfile", "-e", "s.cfg", "-o", "c.tensor"],
+     "the following arguments are required: -m"),
+])
+def test_usage_errors_exit_2(arguments, message):
+    result = tao("classification", *arguments)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_use_amp_is_for_train_only(ws):
+    failed(tao("classification", "evaluate", "--use_amp", "-e", ws / "specs" /
+               "classification_spec.cfg", "-k", KEY), "--use_amp is only supported by train")
+
+
+def test_calibration_needs_enough_batches(ws):
+    spec = ws / "specs" / "classification_retrain_spec.cfg"
+    failed(tao("classification", "calibration_tensorfile", "-e", spec, "-m", 11, "-o",
+               ws / "c.tensor"), "max_batches (11) is larger than the number of batches the "
+           "dataset holds (160 images / batch_size_per_gpu 16 = 10)")
+    assert not (ws / "c.tensor").exists()
+
+
+def test_int8_export_needs_the_calibration_file(ws):
+    model = tlt(ws / "m.tlt")
+    failed(tao("classification", "export", "-m", model, "-k", KEY, "-o", ws / "m.etlt",
+               "--data_type", "int8", "--cal_data_file", ws / "missing.tensor",
+               "--cal_cache_file", ws / "cache.bin"), "missing.tensor does not exist")
+    assert not (ws / "m.etlt").exists()
+    passed(tao("classification", "export", "-m", model, "-k", KEY, "-o", ws / "m.etlt"))
+
+
+def test_inference_needs_the_class_map(ws):
+    model = tlt(ws / "m.tlt")
+    failed(tao("classification", "inference", "-m", model, "-k", KEY, "-e",
+               ws / "specs" / "classification_retrain_spec.cfg", "-d", ws / SPLIT / "test",
+               "-cm", ws / "classmap.json"), "class map")
+
+
+@pytest.fixture
+def etlt(ws):
+    path = ws / "m.etlt"
+    passed(tao("classification", "export", "-m", tlt(ws / "m.tlt"), "-k", KEY, "-o", path))
+    return path
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["-d", "3,224,224", "-o", "predictions/Softmax", "-k", "wrong"], "is incorrect"),
+    (["-d", "3,112,112", "-o", "predictions/Softmax", "-k", KEY], "not 3,112,112 (-d)"),
+    (["-d", "3,224,224", "-o", "softmax", "-k", KEY], "output node softmax not found"),
+    (["-d", "3,224,224", "-o", "predictions/Softmax", "-k", KEY, "-t", "int8"],
+     "INT8 needs a calibration cache (-c)"),
+])
+def test_converter_failures(etlt, arguments, message):
+    result = tao("converter", etlt, *arguments, "-e", etlt.parent / "x.trt")
+    assert result.returncode == 1
+    assert message in result.stdout
+    assert not (etlt.parent / "x.trt").exists()
+
+
+def test_converter_requires_its_flags(etlt):
+    for missing in ("-k", "-d", "-o"):
+        flags = {"-k": KEY, "-d": "3,224,224", "-o": "predictions/Softmax"}
+        del flags[missing]
+        result = tao("converter", etlt, *[part for pair in flags.items() for part in pair])
+        assert result.returncode == 2
+        assert f"required: {missing}" in result.stderr
+
+
+def test_ngc_refuses_bad_or_private_targets(tmp_path):
+    result = tao("ngc", "registry", "model", "download-version", "resnet18", "--dest", tmp_path)
+    assert result.returncode == 1 and "Invalid target" in result.stderr
+    private = ("ngc", "registry", "model", "download-version", "acme/vision/classifier:v2",
+               "--dest", tmp_path)
+    assert tao(*private).returncode == 1
+    assert tao(*private, env={"NGC_CLI_API_KEY": "k"}).returncode == 0
+    assert (tmp_path / "classifier_vv2").is_dir()
+    assert tao("ngc", "registry", "image", "pull", "x").returncode == 2
+
+
+def test_numpy_matrix_format():
+    assert fake_tao.numpy_str([[70, 12], [3, 233]]) == "[[ 70  12]\n [  3 233]]"
+    wide = [[(row * 37 + column * 53) % 1000 for column in range(20)] for row in range(2)]
+    # str(numpy.array(wide)), numpy 1.14+: rows wider than 75 characters wrap.
+    assert fake_tao.numpy_str(wide) == (
+        "[[  0  53 106 159 212 265 318 371 424 477 530 583 636 689 742 795 848 901\n"
+        "  954   7]\n"
+        " [ 37  90 143 196 249 302 355 408 461 514 567 620 673 726 779 832 885 938\n"
+        "  991  44]]")
+    # Above 1000 numbers numpy summarises: the matrix can no longer be read back whole.
+    large = [[1] * 40 for _ in range(40)]
+    text = fake_tao.numpy_str(large)
+    assert text.split("\n")[3] == " ..."
+    assert text.split("\n")[0] == "[[1 1 1 ... 1 1 1]"
+
+
+def test_classification_report_format():
+    """The example evaluate output of the TAO contract page, to the character."""
+    assert fake_tao.classification_report(["bicycle", "electric_bicycle"],
+                                          [[70, 12], [3, 233]]) == (
+        "                  precision    recall  f1-score   support\n"
+        "\n"
+        "         bicycle       0.96      0.85      0.90        82\n"
+        "electric_bicycle       0.95      0.99      0.97       236\n"
+        "\n"
+        "        accuracy                           0.95       318\n"
+        "       macro avg       0.95      0.92      0.94       318\n"
+        "    weighted avg       0.95      0.95      0.95       318\n")
+
+
+def read_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def test_make_dataset_is_deterministic_and_writes_valid_pngs(tmp_path):
+    first = make_dataset(str(tmp_path / "a"), classes=("x", "y"), counts={"train": 2, "val": 1,
+                                                                          "test": 1}, size=16)
+    make_dataset(str(tmp_path / "b"), classes=("x", "y"), counts={"train": 2, "val": 1,
+                                                                 "test": 1}, size=16)
+    paths = [path for split in first.values() for images in split.values() for path in images]
+    assert len(paths) == 8
+    for path in paths:
+        data = read_bytes(path)
+        assert data == read_bytes(path.replace(str(tmp_path / "a"), str(tmp_path / "b")))
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        offset, chunks = 8, {}
+        while offset < len(data):
+            length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+            body = data[offset + 4:offset + 8 + length]
+            assert struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])[0] == (
+                zlib.crc32(body))
+            chunks[kind] = body[4:]
+            offset += 12 + length
+        assert struct.unpack(">II", chunks[b"IHDR"][:8]) == (16, 16)
+        assert len(zlib.decompress(chunks[b"IDAT"])) == 16 * (1 + 16 * 3)
+    assert sorted(os.listdir(tmp_path / "a" / "split")) == ["test", "train", "val"]
+    assert sorted(os.listdir(tmp_path / "a" / "split" / "train")) == ["x", "y"]
+    cli = subprocess.run([sys.executable, os.path.join(ROOT, "fake_tao", "make_dataset.py"),
+                          str(tmp_path / "c"), "--classes", "cat,dog", "--train", "3"],
+                         check=False, capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert len(os.listdir(tmp_path / "c" / "split" / "train" / "dog")) == 3

@@ -1,0 +1,371 @@
+"""tao_step.preflight: a catalogue of misconfigurations, each caught with its message, and
+the command line."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import MOUNT, ORIGINAL_DEFAULTS, ROOT
+
+from tao_step import preflight
+
+TRAIN_SPEC = "specs/classification_spec.cfg"
+RETRAIN_SPEC = "specs/classification_retrain_spec.cfg"
+DATA = "tao-experiments/data/split"
+
+
+def run(workspace, values):
+    """All problems preflight finds: the values, then the workspace."""
+    return preflight.validate_values(values) + preflight.check_workspace(
+        str(workspace), values, MOUNT)
+
+
+def edit(workspace, relative, old, new):
+    path = workspace / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def line_of(workspace, relative, fragment):
+    for number, line in enumerate((workspace / relative).read_text().split("\n"), 1):
+        if fragment in line:
+            return number
+    raise AssertionError(f"{fragment!r} not in {relative}")
+
+
+def test_good_workspace_passes(workspace, values):
+    assert run(workspace, values) == []
+    assert preflight.find_warnings(str(workspace), values, MOUNT) == []
+
+
+def test_original_defaults_pass_the_value_checks():
+    """What the compile step runs: the form values alone, no files."""
+    assert preflight.validate_values(ORIGINAL_DEFAULTS) == []
+
+
+def test_original_defaults_fail_on_the_checkpoint_names(workspace):
+    """The original's known defect: resnet_020.tlt while the specs train 80 epochs."""
+    line = line_of(workspace, TRAIN_SPEC, "n_epochs: 80")
+    retrain_line = line_of(workspace, RETRAIN_SPEC, "n_epochs: 80")
+    assert run(workspace, dict(ORIGINAL_DEFAULTS)) == [
+        ("prune_model_input_file: tao-experiments/output/weights/resnet_020.tlt does not match "
+         "the checkpoint train-model writes (tao-experiments/output/weights/resnet_080.tlt: arch "
+         f"resnet, n_epochs 80 in {TRAIN_SPEC} line {line}); set prune_model_input_file to that "
+         "path"),
+        ("test_infer_model_input_file: tao-experiments/output-retrain/weights/resnet_020.tlt does "
+         "not match the checkpoint retrain-model writes (tao-experiments/output-retrain/weights/"
+         f"resnet_080.tlt: arch resnet, n_epochs 80 in {RETRAIN_SPEC} line {retrain_line}); set "
+         "test_infer_model_input_file to that path"),
+        ("export_model_input_file: tao-experiments/output-retrain/weights/resnet_020.tlt does not "
+         "match the checkpoint retrain-model writes (tao-experiments/output-retrain/weights/"
+         f"resnet_080.tlt: arch resnet, n_epochs 80 in {RETRAIN_SPEC} line {retrain_line}); set "
+         "export_model_input_file to that path"),
+    ]
+
+
+# -- the catalogue --------------------------------------------------------------------------
+# Each case: (id, {parameter: new value}, workspace edit or None, expected fragments, count).
+# Every expected fragment must appear in one problem; count is how many problems there are.
+
+
+def remove(relative):
+    def apply(workspace):
+        shutil.rmtree(str(workspace / relative))
+    return apply
+
+
+def spec_edit(relative, old, new):
+    def apply(workspace):
+        edit(workspace, relative, old, new)
+    return apply
+
+
+def empty_class(workspace):
+    folder = workspace / DATA / "train" / "dog"
+    for image in folder.iterdir():
+        image.unlink()
+
+
+def rename_val_class(workspace):
+    os.rename(str(workspace / DATA / "val" / "dog"), str(workspace / DATA / "val" / "cat"))
+
+
+def single_class(workspace):
+    for split in ("train", "val", "test"):
+        for name in ("bicycle", "car", "dog"):
+            shutil.rmtree(str(workspace / DATA / split / name))
+
+
+def bmp_only_test_folder(workspace):
+    folder = workspace / DATA / "test" / "person"
+    for image in folder.iterdir():
+        image.rename(image.with_suffix(".bmp"))
+
+
+CATALOGUE = [
+    ("gpus not a number", {"train_num_gpus": "two"}, None,
+     ['train_num_gpus: "two" is not a whole number (enter GPUs for training, e.g. 1)'], 1),
+    ("gpus zero", {"train_num_gpus": "0"}, None,
+     ["train_num_gpus: 0 must be at least 1 (GPUs for training)"], 1),
+    ("batch size a fraction", {"test_infer_batch_size": "1.5"}, None,
+     ['test_infer_batch_size: "1.5" is not a whole number'], 1),
+    ("threshold out of range", {"prune_threshold": "1.5"}, None,
+     ['prune_threshold: "1.5" is not a number in (0, 1]'], 1),
+    ("threshold not a number", {"prune_threshold": "six"}, None,
+     ['prune_threshold: "six" is not a number in (0, 1]'], 1),
+    ("criterion not a choice", {"prune_equalization_criterion": "mean"}, None,
+     [('prune_equalization_criterion: "mean" is not one of union, intersection, '
+       "arithmetic_mean, geometric_mean")], 1),
+    ("precision not a choice", {"convert_trt_precision": "INT8"}, None,
+     ['convert_trt_precision: "INT8" is not one of fp32, fp16, int8'], 1),
+    ("input type not a choice", {"convert_trt_input_type": "chw"}, None,
+     ['convert_trt_input_type: "chw" is not one of nchw, nhwc, nc'], 1),
+    ("accuracy as a percentage", {"min_accuracy": "80"}, None,
+     ['min_accuracy: "80" is not a number in [0, 1]'], 1),
+    ("engine batch above its maximum", {"convert_trt_batch_size": "128"}, None,
+     ["convert_trt_batch_size: 128 is larger than convert_trt_max_batch_size 64"], 1),
+    ("dims not C,H,W", {"convert_trt_dims": "224,224"}, None,
+     ['convert_trt_dims: "224,224" is not C,H,W'], 1),
+    ("dims with 4 channels", {"convert_trt_dims": "4,224,224"}, None,
+     ['convert_trt_dims: "4,224,224" has 4 channels'], 1),
+    ("absolute path parameter",
+     {"export_model_output_file": "/mnt/workspace/tao-experiments/export/final_model.etlt"}, None,
+     [("export_model_output_file: /mnt/workspace/tao-experiments/export/final_model.etlt is "
+       "absolute; give it relative to tao_mount_dir")], 1),
+    ("path escaping the workspace", {"calibrate_output_file": "tao-experiments/../../x.tensor"},
+     None, ["calibrate_output_file: tao-experiments/../../x.tensor leads out of the workspace"],
+     1),
+    ("relative mount dir", {"tao_mount_dir": "mnt/workspace"}, None,
+     ['tao_mount_dir: "mnt/workspace" is not an absolute path'], 1),
+    ("model name without version", {"pretrained_model_name": "nvidia/tao/resnet18"}, None,
+     [('pretrained_model_name: "nvidia/tao/resnet18" is not an NGC model name (write '
+       "org/team/name:version")], 1),
+    ("empty key", {"api_key": ""}, None, ["api_key: is empty"], 1),
+    ("missing spec", {"train_classification_spec": "specs/classification.cfg"}, None,
+     ["train_classification_spec: specs/classification.cfg does not exist in the workspace"], 1),
+    ("spec syntax error",
+     {}, spec_edit(TRAIN_SPEC, "  optimizer {", "  optimizer"),
+     [f'{TRAIN_SPEC}:18: train_config.optimizer: Expected "{{"'], 1),
+    ("spec unknown field", {}, spec_edit(TRAIN_SPEC, "n_workers: 16", "num_workers: 16"),
+     [f"{TRAIN_SPEC}:27: train_config.num_workers: unknown field (did you mean n_workers?)"], 1),
+    ("spec missing required field", {}, spec_edit(RETRAIN_SPEC, "  batch_size_per_gpu: 16\n", ""),
+     [f"{RETRAIN_SPEC}:10: train_config.batch_size_per_gpu: missing (required"], 1),
+    ("checkpoint name vs n_epochs", {}, spec_edit(TRAIN_SPEC, "n_epochs: 80", "n_epochs: 20"),
+     [(f"{TRAIN_SPEC}:48: eval_config.model_path: /mnt/workspace/tao-experiments/output/weights/"
+       "resnet_080.tlt is not the checkpoint train-model writes (/mnt/workspace/tao-experiments/"
+       f"output/weights/resnet_020.tlt: arch resnet, n_epochs 20 in {TRAIN_SPEC} line 26); set "
+       "model_path to that path"),
+      ("prune_model_input_file: tao-experiments/output/weights/resnet_080.tlt does not match the "
+       "checkpoint train-model writes (tao-experiments/output/weights/resnet_020.tlt: arch "
+       f"resnet, n_epochs 20 in {TRAIN_SPEC} line 26); set prune_model_input_file to that path")],
+     2),
+    ("retrain not from the pruned model", {},
+     spec_edit(RETRAIN_SPEC, "output-pruned/resnet18_nopool_bn_pruned.tlt",
+               "output/weights/resnet_080.tlt"),
+     [(f"{RETRAIN_SPEC}:13: train_config.pretrained_model_path: /mnt/workspace/tao-experiments/"
+       "output/weights/resnet_080.tlt is not the pruned model prune-model writes (/mnt/workspace/"
+       "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt, prune_model_output_file); "
+       "set pretrained_model_path to that path")], 1),
+    ("prune output moved", {"prune_model_output_file": "tao-experiments/pruned/model.tlt"}, None,
+     [(f"{RETRAIN_SPEC}:13: train_config.pretrained_model_path: /mnt/workspace/tao-experiments/"
+       "output-pruned/resnet18_nopool_bn_pruned.tlt is not the pruned model prune-model writes "
+       "(/mnt/workspace/tao-experiments/pruned/model.tlt")], 1),
+    ("retrain freezing blocks", {},
+     spec_edit(RETRAIN_SPEC, "  n_layers: 18\n", "  n_layers: 18\n  freeze_blocks: 0\n"),
+     [(f"{RETRAIN_SPEC}:6: model_config.freeze_blocks: the retrain spec freezes blocks 0 of the "
+       "pruned model; remove freeze_blocks")], 1),
+    ("retrain with another architecture", {},
+     spec_edit(RETRAIN_SPEC, "n_layers: 18", "n_layers: 34"),
+     [f"{RETRAIN_SPEC}:5: model_config.n_layers: 34 differs from 18 in {TRAIN_SPEC} line 6"], 1),
+    ("test checkpoint not the retrained one",
+     {"test_infer_model_input_file": "tao-experiments/output/weights/resnet_080.tlt"}, None,
+     [("test_infer_model_input_file: tao-experiments/output/weights/resnet_080.tlt does not match "
+       "the checkpoint retrain-model writes (tao-experiments/output-retrain/weights/"
+       "resnet_080.tlt")], 1),
+    ("class map of the first run",
+     {"test_infer_class_map": "tao-experiments/output/classmap.json"}, None,
+     [("test_infer_class_map: tao-experiments/output/classmap.json does not match the class map "
+       "retrain-model writes (tao-experiments/output-retrain/classmap.json")], 1),
+    ("missing dataset split", {}, remove(DATA + "/val"),
+     [(f"{TRAIN_SPEC}:15: train_config.val_dataset_path: /mnt/workspace/{DATA}/val does not "
+       "exist (looked at")], 1),
+    ("train/val class mismatch", {}, rename_val_class,
+     [(f"{TRAIN_SPEC}:15: train_config.val_dataset_path: classes differ from train_dataset_path "
+       "(only in train: dog; only here: cat); train and val need the same class folders")], 1),
+    ("single class", {"calibrate_max_batches": "2"}, single_class,
+     [(f"{TRAIN_SPEC}:14: train_config.train_dataset_path: /mnt/workspace/{DATA}/train has a "
+       "single class folder (person); classification needs at least 2 classes"),
+      (f"{TRAIN_SPEC}:15: train_config.val_dataset_path: /mnt/workspace/{DATA}/val has a single "
+       "class folder"), (f"{TRAIN_SPEC}:47: eval_config.eval_dataset_path: /mnt/workspace/"
+       f"{DATA}/test has a single class folder")], 3),
+    ("class folder without images", {"calibrate_max_batches": "5"}, empty_class,
+     [(f"{TRAIN_SPEC}:14: train_config.train_dataset_path: class folders without images in "
+       f"/mnt/workspace/{DATA}/train: dog (add .png, .jpg")], 1),
+    ("not enough images to calibrate", {"calibrate_max_batches": "11"}, None,
+     [("calibrate_max_batches: 11 batches of 16 images (batch_size_per_gpu in "
+       f"{RETRAIN_SPEC} line 22) need 176 training images but {DATA}/train has 160; set "
+       "calibrate_max_batches to 10 or less")], 1),
+    ("missing test image folder", {"test_infer_image_path": DATA + "/test/horse"}, None,
+     [f"test_infer_image_path: {DATA}/test/horse does not exist in the workspace"], 1),
+    ("test folder without inference images", {}, bmp_only_test_folder,
+     [f"test_infer_image_path: {DATA}/test/person holds no .jpg, .jpeg or .png images"], 1),
+    ("engine dims vs input_image_size", {"convert_trt_dims": "3,112,112"}, None,
+     [('convert_trt_dims: 3,112,112 disagrees with input_image_size "3,224,224" in '
+       f"{RETRAIN_SPEC} line 8 (the exported model takes that size); set convert_trt_dims to "
+       "3,224,224")], 1),
+    ("calibration spec of another size", {"calibrate_classification_spec": "specs/calib.cfg"},
+     lambda ws: (ws / "specs" / "calib.cfg").write_text(
+         (ws / RETRAIN_SPEC).read_text().replace('"3,224,224"', '"3,112,112"')),
+     [('specs/calib.cfg:8: model_config.input_image_size: "3,112,112" differs from the retrained '
+       "model's")], 1),
+    ("pretrained model not where ngc puts it", {"pretrained_model_dir": "pretrained"}, None,
+     [(f"{TRAIN_SPEC}:16: train_config.pretrained_model_path: /mnt/workspace/models/"
+       "pretrained_classification_vresnet18/resnet_18.hdf5 is not where download-model puts "
+       "nvidia/tao/pretrained_classification:resnet18 (ngc writes /mnt/workspace/pretrained/"
+       "pretrained_classification_vresnet18/resnet_18.hdf5); set pretrained_model_path to that "
+       "file")], 1),
+    ("pretrained model of another version",
+     {"pretrained_model_name": "nvidia/tao/pretrained_classification:resnet50"}, None,
+     ["(ngc writes /mnt/workspace/models/pretrained_classification_vresnet50/resnet_50.hdf5)"],
+     1),
+    ("spec path outside the workspace", {},
+     spec_edit(TRAIN_SPEC, '"/mnt/workspace/tao-experiments/data/split/train"',
+               '"/workspace/tao-experiments/data/split/train"'),
+     [(f"{TRAIN_SPEC}:14: train_config.train_dataset_path: /workspace/tao-experiments/data/split/"
+       "train is outside /mnt/workspace (tao_mount_dir), the only folder the steps mount; did you "
+       "mean /mnt/workspace/tao-experiments/data/split/train?")], 1),
+    ("relative path in a spec", {},
+     spec_edit(TRAIN_SPEC, '"/mnt/workspace/tao-experiments/data/split/test"',
+               '"tao-experiments/data/split/test"'),
+     [(f'{TRAIN_SPEC}:47: eval_config.eval_dataset_path: "tao-experiments/data/split/test" is '
+       "relative")], 1),
+    ("unknown parameter", {"train_num_gpu": "1"}, None,
+     ["train_num_gpu: not a parameter of this pipeline"], 1),
+]
+
+
+@pytest.mark.parametrize("changes, workspace_edit, expected, count",
+                         [case[1:] for case in CATALOGUE], ids=[case[0] for case in CATALOGUE])
+def test_catalogue(workspace, values, changes, workspace_edit, expected, count):
+    values.update(changes)
+    if workspace_edit:
+        workspace_edit(workspace)
+    problems = run(workspace, values)
+    for fragment in expected:
+        assert sum(fragment in problem for problem in problems) == 1, (fragment, problems)
+    assert len(problems) == count, problems
+
+
+def test_image_extensions_are_case_insensitive(workspace, values):
+    for image in (workspace / DATA / "train" / "dog").iterdir():
+        image.rename(image.with_suffix(".JPEG"))
+    for image in (workspace / DATA / "test" / "person").iterdir():
+        image.rename(image.with_suffix(".Png"))
+    assert run(workspace, values) == []
+
+
+def test_catalogue_is_large_and_distinct():
+    assert len(CATALOGUE) >= 15
+    assert len({case[0] for case in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_missing_parameter(values):
+    del values["convert_trt_dims"]
+    assert preflight.validate_values(values) == [
+        "convert_trt_dims: no value given (every Create Run parameter needs one)"]
+
+
+def test_value_checks_need_no_files(values):
+    """validate_values is pure: it judges text only, wherever it runs."""
+    values["tao_mount_dir"] = "/does/not/exist"
+    assert preflight.validate_values(values) == []
+
+
+def test_existing_outputs_are_warnings_not_problems(workspace, values):
+    export = workspace / "tao-experiments" / "export"
+    export.mkdir(parents=True)
+    (export / "final_model.etlt").write_text("x")
+    (export / "final_model.trt").write_text("x")
+    weights = workspace / "tao-experiments" / "output" / "weights"
+    weights.mkdir(parents=True)
+    (weights / "resnet_080.tlt").write_text("x")
+    assert run(workspace, values) == []
+    assert preflight.find_warnings(str(workspace), values, MOUNT) == [
+        ("train_classification_output: tao-experiments/output/weights already holds 1 files "
+         "(resnet_080.tlt); train-model writes over them (move them away to keep them)"),
+        ("convert_trt_output_file: tao-experiments/export/final_model.trt already exists; "
+         "convert-trt replaces it"),
+        ("export_model_output_file: tao-experiments/export/final_model.etlt already exists; TAO 5 "
+         "refuses to overwrite it (3.0 may too), so export-model may fail: delete it or choose a "
+         "new name"),
+    ]
+
+
+def test_mount_dir_defaults_to_the_workspace(workspace, values):
+    """In the pipeline the workspace is mounted where the specs point: no --mount-dir."""
+    for relative in (TRAIN_SPEC, RETRAIN_SPEC):
+        text = (workspace / relative).read_text()
+        (workspace / relative).write_text(text.replace("/mnt/workspace/", str(workspace) + "/"))
+    values["tao_mount_dir"] = str(workspace)
+    assert preflight.validate_values(values) + preflight.check_workspace(
+        str(workspace), values) == []
+
+
+def preflight_cli(workspace, values, *extra):
+    arguments = [sys.executable, "-m", "tao_step", "preflight", "--workspace", str(workspace),
+                 *extra]
+    for name, value in values.items():
+        arguments += ["--param", f"{name}={value}"]
+    return subprocess.run(arguments, cwd=ROOT, check=False, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_passes_a_good_workspace_quickly(workspace, values):
+    started = time.monotonic()
+    result = preflight_cli(workspace, values, "--mount-dir", MOUNT)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        ("preflight OK: 34 values, 2 spec files, 4 classes (bicycle, car, dog, person), "
+         "0 warnings")]
+
+
+def test_cli_reports_problems_and_warnings(workspace, values):
+    values["train_num_gpus"] = "two"
+    export = workspace / "tao-experiments" / "export"
+    export.mkdir(parents=True)
+    (export / "calibration.tensor").write_text("x")
+    result = preflight_cli(workspace, values, "--mount-dir", MOUNT)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        'train_num_gpus: "two" is not a whole number (enter GPUs for training, e.g. 1)',
+        ("warning: calibrate_output_file: tao-experiments/export/calibration.tensor already "
+         "exists; TAO 5 refuses to overwrite it (3.0 may too), so calibrate-model may fail: "
+         "delete it or choose a new name"),
+        "preflight: 1 problem, 1 warning; fix them and start the run again",
+    ]
+
+
+def test_cli_value_with_equals_sign_and_usage_errors(workspace, values):
+    values["api_key"] = "a=b"
+    assert preflight_cli(workspace, values, "--mount-dir", MOUNT).returncode == 0
+    for broken in (["--param", "novalue"], ["--param", "api_key=x", "--param", "api_key=y"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "tao_step", "preflight", "--workspace", str(workspace),
+             *broken], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "usage: python3 -m tao_step preflight" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "tao_step", "preflight"], cwd=ROOT,
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--workspace" in result.stderr
+
+
+def test_cli_missing_workspace(tmp_path, values):
+    result = preflight_cli(tmp_path / "nowhere", values)
+    assert result.returncode == 1
+    assert f"--workspace {tmp_path / 'nowhere'}: no such folder" in result.stdout
