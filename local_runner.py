@@ -196,6 +196,7 @@ def run_workflow(
     path_prefix: Sequence[PathLike] = (),
     executables: Mapping[str, PathLike] | None = None,
     echo: Callable[[str], None] | None = None,
+    masked: Sequence[str] = (),
 ) -> RunResult:
     """Execute ``workflow`` (a compiled KFP v1 Argo Workflow) locally.
 
@@ -214,6 +215,8 @@ def run_workflow(
     the value of a ``secretKeyRef``; ``executables`` replaces a command's ``argv[0]``
     (``{"python3": sys.executable}``). ``echo``, if given, receives each step's start (with
     its command), every line it prints and its end, prefixed with its display name.
+    ``masked`` values (e.g. a key passed as a plain parameter) are hidden like secrets in
+    every recorded command and error line.
 
     Raises :class:`UnsupportedWorkflowError` for a workflow this runner cannot execute and
     ``ValueError`` for a missing secret, volume mapping or an unknown argument, before
@@ -234,6 +237,7 @@ def run_workflow(
         path_prefix=[str(Path(p).absolute()) for p in path_prefix],
         executables={k: str(v) for k, v in (executables or {}).items()},
         echo=echo,
+        masked=[m for m in masked if m],
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     return runner.run(dict(arguments or {}))
@@ -868,8 +872,9 @@ class _Runner:
                  claims: dict[str, PathLike], per_step_dirs: list[str],
                  base_env: dict[str, str], secrets: dict[tuple[str, str], str],
                  path_prefix: list[str], executables: dict[str, str],
-                 echo: Callable[[str], None] | None):
+                 echo: Callable[[str], None] | None, masked: list[str]):
         self.templates = _validate(workflow)
+        self.masked = masked
         self.spec = workflow["spec"]
         meta = workflow.get("metadata") or {}
         self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}local"
@@ -1072,7 +1077,7 @@ class _Runner:
             return FAILED, str(e), {}
 
         def mask(text: str) -> str:
-            for secret in secret_values:
+            for secret in secret_values + self.masked:
                 text = text.replace(secret, SECRET_MASK)
             return text
 

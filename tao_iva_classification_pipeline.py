@@ -112,12 +112,18 @@ PARAMETERS = (
           "absolute path of the workspace on the node, mounted at the same path in every step"),
     Param("api_key", "nvidia_tlt",
           "TAO model key (-k); nvidia_tlt for NGC's public TAO models; not an NGC API key"),
+    # Added after the original's form, so its order is kept.
+    Param("min_accuracy", "0",
+          "quality gate: the retrained model's top-1 accuracy (fraction, 0-1) needed for the "
+          "exports and TensorRT engine to be built; 0 builds them whatever the accuracy"),
 )
 
 
 # Per-step time limits (activeDeadlineSeconds) unless --step-timeout says otherwise.
-TRAINING_STEPS = ("train-model", "retrain-model")
-DEFAULT_TIMEOUTS = {"download-model": 3600, "train-model": 72 * 3600, "retrain-model": 72 * 3600}
+DEFAULT_TIMEOUTS = {
+    "preflight": 600, "summary": 600, "download-model": 3600,
+    "train-model": 72 * 3600, "retrain-model": 72 * 3600,
+}
 DEFAULT_TIMEOUT = 6 * 3600
 
 # Where a --key-secret value reaches TAO: Kubernetes expands $(TAO_API_KEY) in the args.
@@ -151,14 +157,28 @@ class CompileOptions:
     memory_request: str = "16Gi"
     # activeDeadlineSeconds per step name, over DEFAULT_TIMEOUTS / DEFAULT_TIMEOUT.
     timeouts: tuple = ()
+    # Create Run defaults changed at compile time (--param): a pre-filled form.
+    defaults: tuple = ()
 
     def timeout(self, step: str) -> int:
         return dict(self.timeouts).get(step, DEFAULT_TIMEOUTS.get(step, DEFAULT_TIMEOUT))
 
     def form(self) -> tuple:
-        """The Create Run parameters this build shows."""
+        """The Create Run parameters this build shows, with their defaults."""
         hidden = {"api_key"} if self.key_secret else set()
-        return tuple(p for p in PARAMETERS if p.name not in hidden)
+        changed = dict(self.defaults)
+        return tuple(p._replace(default=changed.get(p.name, p.default))
+                     for p in PARAMETERS if p.name not in hidden)
+
+    def problems(self) -> list:
+        """What is wrong with the form's defaults, by the checks the preflight step runs
+        on the submitted values (so a pre-filled form cannot ship a mistake)."""
+        from tao_step.preflight import validate_values
+
+        values = {p.name: p.default for p in self.form()}
+        if self.key_secret:
+            values["api_key"] = "from-the-secret"  # checked at run time, in the pod
+        return validate_values(values)
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
@@ -196,65 +216,111 @@ def _wire(p: dict, options: CompileOptions) -> None:
     # With a key secret the key never becomes a parameter: Kubernetes substitutes it.
     key = f"$({KEY_ENV})" if options.key_secret else p["api_key"]
 
+    # Checks the submitted form, the specs and the dataset in seconds, before any GPU step.
+    preflight = ops.PreflightOp(
+        name="preflight", workspace=p["tao_mount_dir"],
+        values={name: key if name == "api_key" else p[name] for name in _form_names()},
+    )
     download = ops.DownloadModelOp(
         name="download-model", model=p["pretrained_model_name"], dest=ws("pretrained_model_dir")
-    )
+    ).after(preflight)
     train = ops.TrainOp(
-        name="train-model", spec=ws("train_classification_spec"),
+        name="train-model", label="baseline", spec=ws("train_classification_spec"),
         results_dir=ws("train_classification_output"), num_gpus=p["train_num_gpus"], key=key,
     ).after(download)
-    ops.EvaluateOp(name="evaluate-model", spec=ws("train_classification_spec"), key=key).after(
-        train
-    )
+    evaluate = ops.EvaluateOp(
+        name="evaluate-model", label="baseline", spec=ws("train_classification_spec"), key=key
+    ).after(train)
     prune = ops.PruneOp(
         name="prune-model", model=ws("prune_model_input_file"),
         output_file=ws("prune_model_output_file"), threshold=p["prune_threshold"],
         equalization_criterion=p["prune_equalization_criterion"], key=key,
     ).after(train)
     retrain = ops.TrainOp(
-        name="retrain-model", spec=ws("retrain_classification_spec"),
+        name="retrain-model", label="retrained", spec=ws("retrain_classification_spec"),
         results_dir=ws("retrain_classification_output"), num_gpus=p["train_num_gpus"], key=key,
     ).after(prune)
-    ops.EvaluateOp(
-        name="reevaluate-model", spec=ws("retrain_classification_spec"), key=key
+    reevaluate = ops.EvaluateOp(
+        name="reevaluate-model", label="retrained", spec=ws("retrain_classification_spec"),
+        key=key, min_accuracy=p["min_accuracy"],
     ).after(retrain)
-    ops.InferenceOp(
+    infer = ops.InferenceOp(
         name="test-infer", spec=ws("retrain_classification_spec"),
         model=ws("test_infer_model_input_file"), image_dir=ws("test_infer_image_path"),
         batch_size=p["test_infer_batch_size"], class_map=ws("test_infer_class_map"), key=key,
-    ).after(retrain)
-    ops.ExportOp(
-        name="export-model", model=ws("export_model_input_file"),
-        output_file=ws("export_model_output_file"), key=key,
     ).after(retrain)
     # Calibration reads only the spec's training images: it runs from the start.
     calibrate = ops.CalibrationTensorfileOp(
         name="calibrate-model", spec=ws("calibrate_classification_spec"),
         max_batches=p["calibrate_max_batches"], output_file=ws("calibrate_output_file"),
-    )
-    export_int8 = ops.ExportInt8Op(
-        name="export-int8-model", model=ws("export_model_input_file"),
-        output_file=ws("export_int8_model_output_file"),
-        calibration_tensorfile=ws("calibrate_output_file"),
-        data_type=p["convert_trt_precision"], batches=p["export_int8_batches"],
-        calibration_cache=ws("export_int8_cache_file"), key=key,
-    ).after(retrain, calibrate)
+    ).after(preflight)
 
-    engine = dict(
-        name="convert-trt", model=ws("export_int8_model_output_file"), key=key,
-        output_node=p["convert_trt_output_layer"], dims=p["convert_trt_dims"],
-        input_type=p["convert_trt_input_type"], max_batch_size=p["convert_trt_max_batch_size"],
-        precision=p["convert_trt_precision"], engine_file=ws("convert_trt_output_file"),
-        batch_size=p["convert_trt_batch_size"],
-    )
-    # Only an INT8 build reads the calibration cache; an FP16/FP32 export writes none, so
-    # those engines are built without -c. Both variants are shown as convert-trt.
-    with dsl.Condition(p["convert_trt_precision"] == "int8", name="int8-engine"):
-        ops.ConvertTrtInt8Op(calibration_cache=ws("export_int8_cache_file"), **engine).after(
-            export_int8
+    # The quality gate: nothing is exported from a model below min_accuracy. Two groups
+    # with one verdict, because a group waits for everything its steps wait for: the FP32
+    # export must not wait for calibration.
+    passed = reevaluate.outputs["gate"] == "pass"
+    with dsl.Condition(passed, name="gate-fp32-export"):
+        export = ops.ExportOp(
+            name="export-model", model=ws("export_model_input_file"),
+            output_file=ws("export_model_output_file"), key=key,
+        ).after(retrain)
+    with dsl.Condition(passed, name="gate-int8-export"):
+        export_int8 = ops.ExportInt8Op(
+            name="export-int8-model", model=ws("export_model_input_file"),
+            output_file=ws("export_int8_model_output_file"),
+            calibration_tensorfile=ws("calibrate_output_file"),
+            data_type=p["convert_trt_precision"], batches=p["export_int8_batches"],
+            calibration_cache=ws("export_int8_cache_file"), key=key,
+        ).after(retrain, calibrate)
+
+        engine = dict(
+            name="convert-trt", model=ws("export_int8_model_output_file"), key=key,
+            output_node=p["convert_trt_output_layer"], dims=p["convert_trt_dims"],
+            input_type=p["convert_trt_input_type"],
+            max_batch_size=p["convert_trt_max_batch_size"],
+            precision=p["convert_trt_precision"], engine_file=ws("convert_trt_output_file"),
+            batch_size=p["convert_trt_batch_size"],
         )
-    with dsl.Condition(p["convert_trt_precision"] != "int8", name="fp-engine"):
-        ops.ConvertTrtOp(**engine).after(export_int8).set_display_name("convert-trt")
+        # Only an INT8 build reads the calibration cache; an FP16/FP32 export writes none,
+        # so those engines are built without -c. Both variants are shown as convert-trt.
+        with dsl.Condition(p["convert_trt_precision"] == "int8", name="int8-engine"):
+            convert_int8 = ops.ConvertTrtInt8Op(
+                calibration_cache=ws("export_int8_cache_file"), **engine
+            ).after(export_int8)
+        with dsl.Condition(p["convert_trt_precision"] != "int8", name="fp-engine"):
+            convert_fp = ops.ConvertTrtOp(**engine).after(export_int8)
+            convert_fp.set_display_name("convert-trt")
+
+    # One report for the whole run; it runs when exports were skipped by the gate too.
+    ops.SummaryOp(
+        name="summary",
+        baseline_accuracy=evaluate.outputs["top1_accuracy"],
+        retrained_accuracy=reevaluate.outputs["top1_accuracy"],
+        pruning_ratio=prune.outputs["pruning_ratio"],
+        min_accuracy=p["min_accuracy"], gate=reevaluate.outputs["gate"],
+        artifacts={name: ws(param) for name, param in SUMMARY_ARTIFACTS}
+        | {"predictions": f"{ws('test_infer_image_path')}/result.csv"},
+    ).after(infer, export, convert_int8, convert_fp)
+
+
+# What the run summary lists, by the name it shows and the parameter giving the path.
+# "unpruned-model" and "pruned-model" are the names tao_step reads the size reduction from.
+SUMMARY_ARTIFACTS = (
+    ("unpruned-model", "prune_model_input_file"),
+    ("pruned-model", "prune_model_output_file"),
+    ("retrained-model", "export_model_input_file"),
+    ("class-map", "test_infer_class_map"),
+    ("fp32-model", "export_model_output_file"),
+    ("calibration-tensorfile", "calibrate_output_file"),
+    ("int8-model", "export_int8_model_output_file"),
+    ("int8-calibration-cache", "export_int8_cache_file"),
+    ("tensorrt-engine", "convert_trt_output_file"),
+)
+
+
+def _form_names() -> list:
+    """Every Create Run value the preflight checks (api_key too: from the Secret, if any)."""
+    return [p.name for p in PARAMETERS]
 
 
 def _step_settings(mount_dir, options: CompileOptions) -> Callable:
@@ -289,7 +355,7 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
 
         step = op.human_name
         uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
-        if options.key_secret and f"$({KEY_ENV})" in op.container.args:
+        if options.key_secret and any(f"$({KEY_ENV})" in str(a) for a in op.container.args):
             op.apply(use_k8s_secret(options.key_secret.name, {options.key_secret.key: KEY_ENV}))
         if options.ngc_secret and step == "download-model":
             op.apply(use_k8s_secret(options.ngc_secret.name,
@@ -300,7 +366,7 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
             if options.gpu_toleration:
                 op.add_toleration(k8s.V1Toleration(
                     key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"))
-        if op.uses_shared_memory:  # a TAO step, as opposed to the NGC download
+        if op.runs_tao:  # TAO's own commands, as opposed to NGC and our checks and report
             if options.cpu_request != "0":
                 op.container.add_resource_request("cpu", options.cpu_request)
             if options.memory_request != "0":
@@ -392,6 +458,16 @@ def _node_selector(text: str) -> tuple:
     return (label, value)
 
 
+def _form_value(text: str) -> tuple:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    if name not in {p.name for p in PARAMETERS}:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a Create Run parameter (see the table in README.md)")
+    return (name, value)
+
+
 def _quantity(text: str) -> str:
     from kubernetes.utils import parse_quantity
 
@@ -407,9 +483,9 @@ def _quantity(text: str) -> str:
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 STEP_NAMES = (
-    "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
+    "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
     "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
-    "convert-trt",
+    "convert-trt", "summary",
 )
 
 
@@ -446,6 +522,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--image", type=_image, default=ops.DEFAULT_IMAGE,
         help="container image of every step, as the cluster pulls it (default: %(default)s, "
         "the tag docker/build.sh gives; push it to your registry and name it here)",
+    )
+    parser.add_argument(
+        "--param", type=_form_value, action="append", default=[], metavar="NAME=VALUE",
+        help="change a Create Run default (repeatable), to ship a pre-filled form; checked "
+        "like the form itself",
+    )
+    rehearsal = parser.add_argument_group(
+        "rehearsal", "run the whole pipeline on this machine against a fake TAO")
+    rehearsal.add_argument(
+        "--dry-run", action="store_true",
+        help="execute the compiled pipeline locally, step by step in DAG order, with a "
+        "small generated dataset; writes no package; exit status 0 only if every step passed",
+    )
+    rehearsal.add_argument(
+        "--specs", type=Path, metavar="DIR",
+        help="with --dry-run: spec files to rehearse with (default: specs/)",
+    )
+    rehearsal.add_argument(
+        "--workspace", type=Path, metavar="DIR",
+        help="with --dry-run: the workspace to use and keep (default: a temporary one); "
+        "a second dry run on it reruns on the first one's results",
     )
     storage = parser.add_argument_group("storage")
     storage.add_argument(
@@ -494,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-timeout", type=_step_timeout, action="append", default=[],
         metavar="[STEP=]DURATION",
         help="time limit of every step, or of STEP (repeatable; e.g. 96h, train-model=5d); "
-        f"defaults: download-model {DEFAULT_TIMEOUTS['download-model'] // 3600}h, "
+        f"defaults: preflight and summary {DEFAULT_TIMEOUTS['summary'] // 60}m, "
+        f"download-model {DEFAULT_TIMEOUTS['download-model'] // 3600}h, "
         f"train-model and retrain-model {DEFAULT_TIMEOUTS['train-model'] // 3600}h, "
         f"others {DEFAULT_TIMEOUT // 3600}h",
     )
@@ -513,7 +611,17 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     for step, seconds in sorted(args.step_timeout, key=lambda item: item[0] != "*"):
         targets = STEP_NAMES if step == "*" else (step,)
         timeouts.update({name: seconds for name in targets})
+    given = dict(args.param)
+    if args.key_secret and "api_key" in given:
+        raise ValueError("--param api_key cannot be combined with --key-secret: the key "
+                         "comes from the Secret")
+    for flag in ("specs", "workspace"):
+        if getattr(args, flag) is not None and not args.dry_run:
+            raise ValueError(f"--{flag} goes with --dry-run")
+    if args.specs is not None and not args.specs.is_dir():
+        raise ValueError(f"--specs: {args.specs} is not a directory")
     return CompileOptions(
+        defaults=tuple(given.items()),
         image=args.image,
         pvc=args.pvc,
         key_secret=args.key_secret,
@@ -534,12 +642,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = options_from_args(args)
     except ValueError as error:
         parser.error(str(error))
+    problems = options.problems()
+    if problems:
+        for problem in problems:
+            print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return _dry_run(options, args)
     if not args.output.parent.is_dir():
         print(f"error: --output: directory {args.output.parent} does not exist", file=sys.stderr)
         return 2
     compile_pipeline(options, args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    import yaml
+
+    import dry_run
+
+    scratch = Path(tempfile.mkdtemp(prefix="tao-dry-run-"))
+    package = scratch / "pipeline.yaml"
+    compile_pipeline(options, package)
+    workspace = (args.workspace or scratch / "workspace").resolve()
+    print(f"dry run: workspace {workspace}", flush=True)
+    result = dry_run.rehearse(
+        yaml.safe_load(package.read_text()),
+        overrides=dict(options.defaults),
+        specs_dir=args.specs or Path(__file__).resolve().with_name("specs"),
+        workspace=workspace,
+        logs=scratch / "logs",
+    )
+    print(result.format_report())
+    if result.succeeded:
+        shutil.rmtree(scratch)
+        return 0
+    print(f"dry run failed; step logs kept in {scratch / 'logs'}, workspace in {workspace}")
+    return 1
 
 
 # The default build, which `dsl-compile --py` finds when it imports this module.

@@ -6,6 +6,8 @@ which draws the DAG from the same compiled YAML.
 
 from __future__ import annotations
 
+import re
+
 
 class CompiledWorkflow:
     """Read-only views of a compiled KFP v1 workflow (the dict of its YAML)."""
@@ -75,3 +77,25 @@ class CompiledWorkflow:
                 for source in leaf_steps(dep):
                     edges.add((source, self.display_name(self.templates[task["template"]])))
         return edges
+
+    def gates(self) -> dict:
+        """Steps that run only if another step's output allows it: {step: (producer, when)}.
+        Conditions on the form's values (e.g. the engine's precision) are not gates."""
+        tasks = self.tasks()
+        found = {}
+
+        def steps_under(template_name: str) -> list:
+            template = self.templates[template_name]
+            if "container" in template:
+                return [self.display_name(template)]
+            return [s for t in template["dag"]["tasks"] for s in steps_under(t["template"])]
+
+        for _, task in tasks.values():
+            when = task.get("when", "")
+            match = re.search(r"\{\{tasks\.([^.]+)\.outputs", when)
+            if not match:
+                continue
+            producer = self.display_name(self.templates[tasks[match.group(1)][1]["template"]])
+            for step in steps_under(task["template"]):
+                found[step] = (producer, when)
+        return found

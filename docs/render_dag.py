@@ -36,10 +36,13 @@ def compiled_workflow() -> CompiledWorkflow:
 
 
 def command_words(template: dict) -> list:
-    """The CLI and its subcommands, e.g. ``classification train``, past any wrapper's ``--``."""
+    """The CLI and its subcommands, e.g. ``classification train``, past the ``tao_step``
+    runner's ``--``; for the runner's own commands, ``tao_step preflight`` and the like."""
     argv = template["container"]["command"] + template["container"].get("args", [])
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
+    elif argv[:2] == ["python3", "-c"]:
+        argv = ["tao_step", *argv[5:]]  # past the bootstrap and --require-runtime N
     words = []
     for word in argv:
         if word.startswith("-") or "{{" in word or "$(" in word:
@@ -59,8 +62,10 @@ def gpu_label(template: dict) -> str:
 def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
     graph = graphviz.Digraph("tao_iva_classification", format="svg")
     graph.attr(rankdir="TB", fontname="Helvetica", label="TAO classification pipeline "
-               "(edges: a step reads a file the other writes)", labelloc="t")
+               "(an edge: a step reads what the other writes; dashed: the quality gate)",
+               labelloc="t")
     graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
+    graph.attr("edge", fontname="Helvetica")
     steps = {}
     for template in workflow.container_templates:
         steps.setdefault(workflow.display_name(template), []).append(template)
@@ -72,9 +77,28 @@ def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
         gpu = gpu_label(template)
         graph.node(name, f"{name}\\n{detail}\\n{gpu}",
                    fillcolor="#d5f5d5" if gpu != "no GPU" else "#e8eef7")
-    for upstream, downstream in sorted(workflow.step_edges()):
-        graph.edge(upstream, downstream)
+    gates = workflow.gates()
+    for upstream, downstream in sorted(reduced(workflow.step_edges())):
+        if gates.get(downstream, (None,))[0] == upstream:
+            graph.edge(upstream, downstream, style="dashed", label="if top-1 ≥\\nmin_accuracy",
+                       fontsize="9")
+        else:
+            graph.edge(upstream, downstream)
     return graph
+
+
+def reduced(edges: set) -> set:
+    """Without the edges another path already implies (condition groups add such edges)."""
+    def reachable(start: str, skip: tuple) -> set:
+        seen, pending = set(), [b for a, b in edges if a == start and (a, b) != skip]
+        while pending:
+            node = pending.pop()
+            if node not in seen:
+                seen.add(node)
+                pending.extend(b for a, b in edges if a == node)
+        return seen
+
+    return {(a, b) for a, b in edges if b not in reachable(a, (a, b))}
 
 
 def main() -> int:

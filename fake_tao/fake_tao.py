@@ -611,6 +611,14 @@ def _classification_parser():
     return parser
 
 
+# Rehearsing failures: FAKE_TAO_FAIL=prune,export makes those subtasks crash as TAO does.
+FAIL_ENV = "FAKE_TAO_FAIL"
+
+
+def _injected_failures():
+    return {name.strip() for name in os.environ.get(FAIL_ENV, "").split(",") if name.strip()}
+
+
 def classification_main(argv):
     """``classification SUBTASK ...``: 0 on success, 1 on failure, 2 on a usage error."""
     arguments = _classification_parser().parse_args(argv)
@@ -621,6 +629,9 @@ def classification_main(argv):
             raise Failure(f"--use_amp is only supported by train, not {arguments.subtask}")
         if arguments.gpus < 1:
             raise Failure(f"--gpus {arguments.gpus}: at least one GPU is needed")
+        if arguments.subtask in _injected_failures():
+            raise Failure(f"{FAIL_ENV} asks {arguments.subtask} to fail: CUDA_ERROR_OUT_OF_MEMORY "
+                          "(a simulated crash)")
         if arguments.gpus > 1 and arguments.subtask != "train":
             log(f"{arguments.subtask} runs on one GPU; ignoring --gpus {arguments.gpus}",
                 "WARNING")

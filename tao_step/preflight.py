@@ -646,35 +646,15 @@ class Preflight:
                 + ("" if most else " (add training images: not even one batch fits)"))
 
     def _find_warnings(self):
-        for name, step in (("train_classification_output", "train-model"),
-                           ("retrain_classification_output", "retrain-model")):
+        # The re-run policy (tao_step report --keep-previous): an earlier run's output is
+        # renamed to <path>.previous-<UTC time> before the step that writes it runs.
+        for name, step, suffix in OUTPUTS_KEPT:
             output = self.ok.get(name)
-            if output is None:
+            if output is None or not os.path.exists(self._on_disk(output + suffix)):
                 continue
-            weights = self._on_disk(posixpath.join(output, "weights"))
-            existing = sorted(os.listdir(weights)) if os.path.isdir(weights) else []
-            if existing:
-                self.warnings.append(f"{name}: {output}/weights already holds {len(existing)} "
-                                     f"files ({_names(existing, 2)}); {step} writes over them "
-                                     "(move them away to keep them)")
-        for name, step in (("prune_model_output_file", "prune-model"),
-                           ("export_int8_cache_file", "export-int8-model"),
-                           ("convert_trt_output_file", "convert-trt")):
-            output = self.ok.get(name)
-            if output is not None and os.path.exists(self._on_disk(output)):
-                self.warnings.append(f"{name}: {output} already exists; {step} replaces it")
-        for name, step in (("export_model_output_file", "export-model"),
-                           ("calibrate_output_file", "calibrate-model"),
-                           ("export_int8_model_output_file", "export-int8-model")):
-            output = self.ok.get(name)
-            if output is not None and os.path.exists(self._on_disk(output)):
-                self.warnings.append(f"{name}: {output} already exists; TAO 5 refuses to "
-                                     f"overwrite it (3.0 may too), so {step} may fail: delete it "
-                                     "or choose a new name")
-        images = self.ok.get("test_infer_image_path")
-        if images is not None and os.path.exists(self._on_disk(images + "/result.csv")):
-            self.warnings.append(f"test_infer_image_path: {images}/result.csv already exists; "
-                                 "test-infer replaces it")
+            self.warnings.append(
+                f"{name}: {output + suffix} exists from an earlier run; {step} moves it to "
+                f"{output + suffix}.previous-<UTC time> first (delete old copies to save space)")
         spec = self.specs.get("train_classification_spec")
         if spec is not None and not spec.field("train_config.pretrained_model_path")[0]:
             self.warnings.append(f"{spec.file}: train_config.pretrained_model_path is not set: "
@@ -689,6 +669,20 @@ def check_workspace(workspace, values, mount_dir=None):
     ``mount_dir`` is the path the specs were written against (default: ``workspace``).
     """
     return Preflight(workspace, values, mount_dir).run().problems
+
+
+# What each step writes, by parameter: kept aside, never overwritten, on a re-run.
+OUTPUTS_KEPT = (
+    ("train_classification_output", "train-model", ""),
+    ("prune_model_output_file", "prune-model", ""),
+    ("retrain_classification_output", "retrain-model", ""),
+    ("test_infer_image_path", "test-infer", "/result.csv"),
+    ("export_model_output_file", "export-model", ""),
+    ("calibrate_output_file", "calibrate-model", ""),
+    ("export_int8_model_output_file", "export-int8-model", ""),
+    ("export_int8_cache_file", "export-int8-model", ""),
+    ("convert_trt_output_file", "convert-trt", ""),
+)
 
 
 def find_warnings(workspace, values, mount_dir=None):

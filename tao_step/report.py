@@ -26,6 +26,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter, OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -531,18 +532,29 @@ def report_summary(args, output: str, out: Outputs) -> int:
             [(name, path, "present" if size is not None else "not produced",
               "%.2f" % (size / MB) if size is not None else "")
              for name, (path, size) in sizes.items()]))
+    if args.gate == "fail":
+        error("the quality gate failed: " + gate_sentence(
+            "retrained", retrained, args.min_accuracy_value).split("— ", 1)[-1])
+        return 1
     return 0
 
 
 # --------------------------------------------------------------------------- command line
 
 class Kind(object):
-    def __init__(self, report: Callable[..., int], runs_command: bool = True):
+    def __init__(self, report: Callable[..., int], runs_command: bool = True,
+                 publishes: bool = True):
         self.report = report
         self.runs_command = runs_command
+        self.publishes = publishes
+
+
+def report_nothing(args, output: str, out: Outputs) -> int:
+    return 0
 
 
 KINDS = OrderedDict([
+    ("run", Kind(report_nothing, publishes=False)),
     ("train", Kind(report_train)),
     ("evaluate", Kind(report_evaluate)),
     ("prune", Kind(report_prune)),
@@ -559,6 +571,49 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def keep_previous(paths: Sequence[str]) -> Optional[str]:
+    """The re-run policy: TAO refuses to overwrite some outputs and silently overwrites
+    others, so what an earlier run left at a step's output paths is renamed, on the same
+    filesystem, to ``<path>.previous-<UTC time>`` before the step runs. Returns a problem."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for path in paths:
+        path = path.rstrip("/")
+        if not os.path.lexists(path):
+            continue
+        target, n = "%s.previous-%s" % (path, stamp), 1
+        while os.path.lexists(target):
+            n += 1
+            target = "%s.previous-%s-%d" % (path, stamp, n)
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            return ("cannot move the earlier run's %s aside (%s): free it or point the "
+                    "output parameter elsewhere" % (path, exc.strerror))
+        say("kept the earlier run's %s as %s" % (path, target))
+    return None
+
+
+def ngc_model_folder(args) -> List[str]:
+    if getattr(args, "ngc_model", None) and getattr(args, "ngc_dest", None):
+        from tao_step.preflight import ngc_download_dir
+        folder = ngc_download_dir(args.ngc_dest, args.ngc_model)
+        return [folder] if folder else []
+    return []
+
+
+def spec_top_k(path: str) -> Optional[int]:
+    """eval_config.top_k of the spec, or None when the spec cannot be read."""
+    try:
+        from tao_step.specs import check_spec_file
+        spec, _ = check_spec_file(path)
+    except Exception:  # naming a metric must never fail the step
+        return None
+    if spec is None or not spec.has("eval_config.top_k"):
+        return None
+    value = spec.field("eval_config.top_k")[0]
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m tao_step report", description=__doc__.split("\n\n")[0],
@@ -571,7 +626,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub = kinds.add_parser(name, help=summary, description=summary, usage=usage)
         sub.add_argument("--out-dir", required=True,
                          help="where the mlpipeline-*.json files and plain-text outputs go")
+        if KINDS[name].runs_command:
+            sub.add_argument("--keep-previous", action="append", default=[], metavar="PATH",
+                             help="before running, move what an earlier run left at PATH to "
+                                  "PATH.previous-<UTC time> (repeatable); nothing is deleted")
         return sub
+
+    sub = kind("run", "run a command with the re-run policy, publishing nothing")
+    sub.add_argument("--ngc-model", help="with --ngc-dest: keep the folder ngc will download "
+                                         "this model into (org/team/model:version)")
+    sub.add_argument("--ngc-dest", help="ngc's --dest")
 
     sub = kind("train", "report a classification train run")
     sub.add_argument("--results-dir", required=True, help="train's -r folder (has training.csv)")
@@ -580,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = kind("evaluate", "report a classification evaluate run and apply the quality gate")
     sub.add_argument("--label", required=True, choices=LABELS)
     sub.add_argument("--top-k", type=_positive_int, help="eval_config.top_k, to name top-k")
+    sub.add_argument("--spec", help="the spec evaluate reads; its eval_config.top_k names "
+                                    "top-k when --top-k is not given")
     sub.add_argument("--min-accuracy", help="quality gate threshold, a fraction in [0, 1]")
     sub.add_argument("--gate-file", help="write 'pass' or 'fail' here (needs --min-accuracy)")
 
@@ -602,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--retrained-accuracy", required=True, help="evaluate's top1_accuracy")
     sub.add_argument("--pruning-ratio", required=True, help="prune's pruning_ratio")
     sub.add_argument("--min-accuracy", help="the quality gate threshold used")
+    sub.add_argument("--gate", choices=("pass", "fail"),
+                     help="reevaluate's verdict; with 'fail' the report is written and the "
+                          "step then fails, so the run shows that the model did not pass")
     sub.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
                      help="a file or folder the run should have produced; %r and %r give "
                           "the size reduction" % (UNPRUNED_ARTIFACT, PRUNED_ARTIFACT))
@@ -657,6 +726,14 @@ def main(argv: Sequence[str]) -> int:
         out.text_file(PRUNING_RATIO_FILE, UNKNOWN)
     out.reset()
 
+    if kind.runs_command:
+        kept = keep_previous(args.keep_previous + ngc_model_folder(args))
+        if kept is not None:
+            error(kept)
+            return 1
+    if args.kind == "evaluate" and args.top_k is None and args.spec:
+        args.top_k = spec_top_k(args.spec)
+
     output = ""
     if command:
         say("running: " + shown_command(command))
@@ -674,5 +751,6 @@ def main(argv: Sequence[str]) -> int:
                   % (shlex.quote(command[0]), code))
             return code
     status = kind.report(args, output, out)
-    out.write()
+    if kind.publishes:
+        out.write()
     return status

@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import ORIGINAL_STEPS
 
+import tao_iva_classification_ops as ops
 import tao_iva_classification_pipeline as pipeline
 
 
@@ -94,9 +95,11 @@ ORIGINAL_FORM = [
     ("tao_mount_dir", "/mnt/workspace"),
     ("api_key", "nvidia_tlt"),
 ]
+# Added by this project, after the original's fields.
+ADDED_FORM = [("min_accuracy", "0")]
 
 # An edge exists only where a step reads what another writes.
-EXPECTED_EDGES = {
+DATA_EDGES = {
     ("download-model", "train-model"),        # pretrained model
     ("train-model", "evaluate-model"),        # first training's checkpoint
     ("train-model", "prune-model"),           # first training's checkpoint
@@ -108,33 +111,155 @@ EXPECTED_EDGES = {
     ("calibrate-model", "export-int8-model"),  # calibration tensorfile
     ("export-int8-model", "convert-trt"),     # INT8 .etlt + calibration cache
 }
+# The quality gate: nothing is exported before reevaluate-model's verdict.
+GATE_EDGES = {("reevaluate-model", s) for s in ("export-model", "export-int8-model", "convert-trt")}
+# preflight comes first (every other step is downstream of its two successors), and the
+# summary reads what everything produced.
+CHECK_EDGES = {("preflight", "download-model"), ("preflight", "calibrate-model")} | {
+    (s, "summary") for s in ("evaluate-model", "prune-model", "reevaluate-model", "test-infer",
+                             "export-model", "export-int8-model", "convert-trt")}
 
 GPU_STEPS = {name for name in ORIGINAL_STEPS if name not in ("download-model", "calibrate-model")}
+NON_TAO_STEPS = {"preflight", "download-model", "summary"}
+
+# What each step reports to the UI (tao_step report KIND and its options), and the paths
+# whose earlier-run contents it moves aside first.
+REPORTS = {
+    "download-model": ["run", "--ngc-model", P("pretrained_model_name"),
+                       "--ngc-dest", W("pretrained_model_dir")],
+    "train-model": ["train", "--results-dir", W("train_classification_output"),
+                    "--label", "baseline"],
+    "evaluate-model": ["evaluate", "--label", "baseline", "--spec", W("train_classification_spec")],
+    "prune-model": ["prune", "--input-model", W("prune_model_input_file"),
+                    "--output-model", W("prune_model_output_file")],
+    "retrain-model": ["train", "--results-dir", W("retrain_classification_output"),
+                      "--label", "retrained"],
+    "reevaluate-model": ["evaluate", "--label", "retrained",
+                         "--spec", W("retrain_classification_spec"),
+                         "--min-accuracy", P("min_accuracy"),
+                         "--gate-file", "/tmp/kfp-outputs/gate"],
+    "test-infer": ["inference", "--image-dir", W("test_infer_image_path")],
+    "export-model": ["run"],
+    "calibrate-model": ["run"],
+    "export-int8-model": ["run"],
+    "convert-trt": ["convert", "--engine", W("convert_trt_output_file"),
+                    "--precision", P("convert_trt_precision")],
+}
+KEPT = {
+    "download-model": [],
+    "train-model": [W("train_classification_output")],
+    "evaluate-model": [],
+    "prune-model": [W("prune_model_output_file")],
+    "retrain-model": [W("retrain_classification_output")],
+    "reevaluate-model": [],
+    "test-infer": [W("test_infer_image_path") + "/result.csv"],
+    "export-model": [W("export_model_output_file")],
+    "calibrate-model": [W("calibrate_output_file")],
+    "export-int8-model": [W("export_int8_model_output_file"), W("export_int8_cache_file")],
+    "convert-trt": [W("convert_trt_output_file")],
+}
 
 
 def argv(template: dict) -> list:
     return template["container"]["command"] + template["container"].get("args", [])
 
 
+def runtime_args(template: dict) -> list:
+    """The arguments to tao_step, after the bootstrap that runs it."""
+    full = argv(template)
+    assert full[:3] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP]
+    assert full[3:5] == ["--require-runtime", "1"]
+    return full[5:]
+
+
+def tao_argv(template: dict) -> list:
+    """The TAO/NGC command a step runs under ``tao_step report``."""
+    args = runtime_args(template)
+    return args[args.index("--") + 1:]
+
+
+def levels(edges: set, steps) -> dict:
+    depth = {}
+
+    def level(step: str) -> int:
+        if step not in depth:
+            depth[step] = 1 + max((level(a) for a, b in edges if b == step), default=0)
+        return depth[step]
+
+    return {step: level(step) for step in steps}
+
+
 def test_form_is_the_original_in_order_with_consistent_defaults(default_workflow):
     form = [(p["name"], p["value"]) for p in default_workflow.parameters()]
-    assert form == ORIGINAL_FORM
+    assert form == ORIGINAL_FORM + ADDED_FORM
     spec = json.loads(
         default_workflow.doc["metadata"]["annotations"]["pipelines.kubeflow.org/pipeline_spec"]
     )
-    assert [(i["name"], i["default"]) for i in spec["inputs"]] == ORIGINAL_FORM
+    assert [(i["name"], i["default"]) for i in spec["inputs"]] == ORIGINAL_FORM + ADDED_FORM
 
 
-def test_the_eleven_original_steps_and_nothing_else(default_workflow):
+def test_the_eleven_original_steps_plus_preflight_and_summary(default_workflow):
     names = {default_workflow.display_name(t) for t in default_workflow.container_templates}
-    assert names == set(ORIGINAL_STEPS)
+    assert names == set(ORIGINAL_STEPS) | {"preflight", "summary"}
+    assert set(pipeline.STEP_NAMES) == names
 
 
 @pytest.mark.parametrize("step", ORIGINAL_STEPS)
 def test_each_step_runs_the_original_command(default_workflow, step):
     # convert-trt has an FP16/FP32 variant too; the INT8 one is the original command.
-    templates = default_workflow.steps(step)
-    assert argv(templates[0]) == ORIGINAL_ARGV[step]
+    template = default_workflow.steps(step)[0]
+    assert tao_argv(template) == ORIGINAL_ARGV[step]
+
+
+@pytest.mark.parametrize("step", ORIGINAL_STEPS)
+def test_each_step_reports_and_keeps_earlier_outputs(default_workflow, step):
+    args = runtime_args(default_workflow.steps(step)[0])
+    wrapper = args[:args.index("--")]
+    kept = [wrapper[i + 1] for i, a in enumerate(wrapper) if a == "--keep-previous"]
+    options = [a for i, a in enumerate(wrapper)
+               if a != "--keep-previous" and (i == 0 or wrapper[i - 1] != "--keep-previous")]
+    assert options == ["report", *REPORTS[step], "--out-dir", "/tmp/kfp-outputs"]
+    assert kept == KEPT[step]
+
+
+def test_outputs_the_ui_collects(default_workflow):
+    for template in default_workflow.container_templates:
+        name = default_workflow.display_name(template)
+        artifacts = {a["name"]: a["path"] for a in template.get("outputs", {}).get("artifacts", [])}
+        if REPORTS.get(name, ["run"])[0] == "run" and name != "summary":
+            assert "mlpipeline-ui-metadata" not in artifacts, name
+            continue
+        assert artifacts["mlpipeline-ui-metadata"] == "/tmp/kfp-outputs/mlpipeline-ui-metadata.json"
+        assert artifacts["mlpipeline-metrics"] == "/tmp/kfp-outputs/mlpipeline-metrics.json"
+    outputs = {
+        name: {p["name"] for p in default_workflow.step(name)["outputs"].get("parameters", [])}
+        for name in ("evaluate-model", "reevaluate-model", "prune-model")
+    }
+    assert outputs == {
+        "evaluate-model": {"evaluate-model-top1_accuracy"},
+        "reevaluate-model": {"reevaluate-model-top1_accuracy", "reevaluate-model-gate"},
+        "prune-model": {"prune-model-pruning_ratio"},
+    }
+
+
+def test_preflight_checks_every_submitted_value(default_workflow):
+    args = runtime_args(default_workflow.step("preflight"))
+    assert args[:3] == ["preflight", "--workspace", P("tao_mount_dir")]
+    params = [args[i + 1] for i, a in enumerate(args) if a == "--param"]
+    names = [name for name, _ in ORIGINAL_FORM + ADDED_FORM]
+    assert params == [f"{name}={P(name)}" for name in names]
+
+
+def test_quality_gate_guards_every_export(default_workflow):
+    tasks = default_workflow.tasks()
+    verdict = '"{{tasks.reevaluate-model.outputs.parameters.reevaluate-model-gate}}" == "pass"'
+    guarded = set()
+    for group in ("condition-gate-fp32-export-1", "condition-gate-int8-export-2"):
+        _, task = tasks[group]
+        assert task["when"] == verdict
+        guarded |= {t["name"] for t in default_workflow.templates[task["template"]]["dag"]["tasks"]}
+    assert guarded == {"export-model", "export-int8-model", "condition-int8-engine-3",
+                       "condition-fp-engine-4"}
 
 
 def test_fp_engine_variant_drops_only_the_calibration_cache(default_workflow):
@@ -142,7 +267,7 @@ def test_fp_engine_variant_drops_only_the_calibration_cache(default_workflow):
     expected = list(ORIGINAL_ARGV["convert-trt"])
     at = expected.index("-c")
     del expected[at:at + 2]
-    assert argv(fp) == expected
+    assert tao_argv(fp) == expected
     conditions = {
         task["template"]: task.get("when")
         for _, task in default_workflow.tasks().values() if "when" in task
@@ -152,26 +277,34 @@ def test_fp_engine_variant_drops_only_the_calibration_cache(default_workflow):
         for t in default_workflow.doc["spec"]["templates"]
         if "dag" in t and len(t["dag"]["tasks"]) == 1
     }
-    when_of = {groups[g]: w for g, w in conditions.items()}
+    when_of = {groups[g]: w for g, w in conditions.items() if g in groups}
     assert when_of[int8["name"]] == '"{{inputs.parameters.convert_trt_precision}}" == "int8"'
     assert when_of[fp["name"]] == '"{{inputs.parameters.convert_trt_precision}}" != "int8"'
 
 
-def test_dag_edges_are_exactly_the_data_dependencies(default_workflow):
-    assert default_workflow.step_edges() == EXPECTED_EDGES
+def closure(edges: set) -> set:
+    """Every (a, b) where b cannot start before a ends: the order a DAG imposes."""
+    reach = set(edges)
+    while True:
+        more = {(a, d) for a, b in reach for c, d in reach if b == c} - reach
+        if not more:
+            return reach
+        reach |= more
 
 
-def test_dag_is_at_most_six_levels_deep(default_workflow):
-    edges = default_workflow.step_edges()
-    depth = {}
+def test_dag_orders_steps_by_data_gate_and_checks_only(default_workflow):
+    # Condition groups add redundant direct edges; what matters is what waits for what.
+    assert closure(default_workflow.step_edges()) == closure(DATA_EDGES | GATE_EDGES | CHECK_EDGES)
+    assert ("calibrate-model", "export-model") not in closure(default_workflow.step_edges())
 
-    def level(step: str) -> int:
-        if step not in depth:
-            depth[step] = 1 + max((level(a) for a, b in edges if b == step), default=0)
-        return depth[step]
 
-    assert max(level(s) for s in ORIGINAL_STEPS) == 6
-    assert level("calibrate-model") == 1  # does not wait for training
+def test_data_edges_are_six_levels_deep_and_the_gate_adds_one(default_workflow):
+    data_depth = levels(DATA_EDGES, ORIGINAL_STEPS)
+    assert max(data_depth.values()) == 6
+    assert data_depth["calibrate-model"] == 1  # does not wait for training
+    # The quality gate must see reevaluate-model's accuracy before anything is exported.
+    gated = levels(DATA_EDGES | GATE_EDGES, ORIGINAL_STEPS)
+    assert max(gated.values()) == 7 and gated["convert-trt"] == 7
 
 
 def test_every_step_mounts_the_workspace_hostpath_as_directory(default_workflow):
@@ -212,18 +345,19 @@ def test_tao_steps_get_memory_backed_shm(default_workflow):
     for template in default_workflow.container_templates:
         volumes = {v["name"]: v for v in template["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in template["container"]["volumeMounts"]}
-        if default_workflow.display_name(template) == "download-model":
+        if default_workflow.display_name(template) in NON_TAO_STEPS:
             assert "/dev/shm" not in mounts
             continue
         assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
 
 
 def test_no_step_runs_a_shell(default_workflow):
-    shells = {"sh", "bash", "/bin/sh", "/bin/bash", "zsh", "dash"}
+    # Every step runs Python with fixed code; parameters only ever reach argv elements.
     for template in default_workflow.container_templates:
-        command = template["container"]["command"]
-        assert command[0] not in shells and not command[0].endswith("/sh")
-        assert command[0] in {"ngc", "classification", "converter"}
+        runtime_args(template)
+        name = default_workflow.display_name(template)
+        if name in ORIGINAL_STEPS:
+            assert tao_argv(template)[0] in {"ngc", "classification", "converter"}
 
 
 def test_every_step_uses_the_default_image(default_workflow):

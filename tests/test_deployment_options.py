@@ -12,6 +12,7 @@ from validation import argo_problems, kubernetes_problems, pods_with_defaults
 from workflow_view import CompiledWorkflow
 
 TEST_KEY = "nvidia_tlt"  # the api_key default: must vanish with --key-secret
+NON_TAO_STEPS = {"preflight", "download-model", "summary"}
 
 
 def compiled(tmp_path, *args) -> CompiledWorkflow:
@@ -52,14 +53,15 @@ def test_default_failure_policy_and_time_limits(default_workflow):
         else:
             # Only infrastructure errors; a failing TAO command is not retried.
             assert retry == {"limit": 2, "retryPolicy": "OnError", "backoff": {"duration": "1m"}}
-            expected = 72 * 3600 if name in ("train-model", "retrain-model") else 6 * 3600
+            expected = {"train-model": 72 * 3600, "retrain-model": 72 * 3600,
+                        "preflight": 600, "summary": 600}.get(name, 6 * 3600)
             assert template["activeDeadlineSeconds"] == expected
 
 
 def test_default_requests_on_tao_steps_only(default_workflow):
     for template in default_workflow.container_templates:
         requests = template["container"].get("resources", {}).get("requests")
-        if default_workflow.display_name(template) == "download-model":
+        if default_workflow.display_name(template) in NON_TAO_STEPS:
             assert requests is None
         else:
             assert requests == {"cpu": "4", "memory": "16Gi"}
@@ -80,21 +82,27 @@ def test_pvc_replaces_the_hostpath_everywhere(tmp_path):
 def test_key_secret_removes_the_key_from_the_pipeline(tmp_path):
     workflow = compiled(tmp_path, "--key-secret", "tao-model-key")
     names = [p["name"] for p in workflow.parameters()]
-    assert "api_key" not in names and len(names) == 32
+    assert "api_key" not in names and len(names) == 33
     text = yaml.safe_dump(workflow.doc)
-    assert TEST_KEY not in text and "api_key" not in text
-    keyed = 0
+    assert TEST_KEY not in text and "{{inputs.parameters.api_key}}" not in text
+    keyed = []
     for template in workflow.container_templates:
         args = template["container"]["args"]
         env = template["container"].get("env", [])
+        name = workflow.display_name(template)
         if "-k" in args:
-            keyed += 1
+            keyed.append(name)
             assert args[args.index("-k") + 1] == "$(TAO_API_KEY)"
+        elif name == "preflight":  # checks the key it is given, without seeing it in YAML
+            keyed.append(name)
+            assert "api_key=$(TAO_API_KEY)" in args
+        if name in keyed:
             assert env == [{"name": "TAO_API_KEY", "valueFrom": {
                 "secretKeyRef": {"name": "tao-model-key", "key": "key"}}}]
         else:
             assert env == []
-    assert keyed == 10  # every TAO command but calibration_tensorfile
+    # every TAO command but calibration_tensorfile, convert-trt twice, and the preflight
+    assert len(keyed) == 11
     assert_valid(workflow)
 
 
@@ -148,7 +156,7 @@ def test_requests_and_timeouts_are_configurable(tmp_path):
         name = workflow.display_name(template)
         expected = 5 * 86400 if name == "train-model" else 12 * 3600
         assert template["activeDeadlineSeconds"] == expected, name
-        if name != "download-model":
+        if name not in NON_TAO_STEPS:
             assert template["container"]["resources"]["requests"] == {"cpu": "8"}
 
 

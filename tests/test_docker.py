@@ -30,6 +30,13 @@ def test_dockerfile_builds_on_the_tao_3_image_and_puts_ngc_on_path():
     assert "/usr/local/bin/ngc" in text and "ngc --version" in text
 
 
+def test_image_carries_the_in_container_runtime():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "COPY tao_step /opt/tao-kfp/tao_step" in text
+    # the build fails unless the code imports on the image's own Python
+    assert 'python3 -c "import tao_step.report, tao_step.preflight, tao_step.specs"' in text
+
+
 def test_scripts_are_clean_under_shellcheck():
     scripts = sorted(str(p) for p in DOCKER.glob("*.sh"))
     result = run([str(BIN / "shellcheck"), *scripts])

@@ -9,7 +9,15 @@ import tao_iva_classification_ops as ops
 
 
 def argv(op) -> list:
-    return op.container.command + op.container.args
+    """The TAO/NGC command the op runs (under tao_step report)."""
+    return op.tao_command
+
+
+def wrapper(op) -> list:
+    full = op.container.command + op.container.args
+    assert full[:5] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP, "--require-runtime", "1"]
+    assert full[full.index("--") + 1:] == op.tao_command
+    return full[5:full.index("--")]
 
 
 def gpu_limit(op):
@@ -23,20 +31,41 @@ def test_download_model_uses_the_ngc_cli_on_path_and_no_gpu():
                         "--dest", "/ws/models"]
     assert gpu_limit(op) is None
     assert not op.volumes  # NGC needs no shared memory
+    assert wrapper(op) == ["report", "run", "--ngc-model", "nvidia/tao/m:v1",
+                           "--ngc-dest", "/ws/models", "--out-dir", ops.OUTPUTS_DIR]
+    assert op.file_outputs == {} and not op.output_artifact_paths  # publishes nothing
 
 
 def test_train_requests_the_parameterised_gpu_count():
     gpus = dsl.PipelineParam(name="train_num_gpus")
-    op = ops.TrainOp(name="t", spec="/ws/s.cfg", results_dir="/ws/out", num_gpus=gpus, key="k1")
+    op = ops.TrainOp(name="t", label="baseline", spec="/ws/s.cfg", results_dir="/ws/out",
+                     num_gpus=gpus, key="k1")
     assert argv(op) == ["classification", "train", "--gpus", str(gpus), "-k", "k1",
                         "-e", "/ws/s.cfg", "-r", "/ws/out"]
     assert gpu_limit(op) == str(gpus)
+    assert wrapper(op) == ["report", "train", "--results-dir", "/ws/out", "--label", "baseline",
+                           "--out-dir", ops.OUTPUTS_DIR, "--keep-previous", "/ws/out"]
+    # kfp keeps the two names the UI reads apart from the other outputs.
+    assert op.output_artifact_paths == ops.UI_OUTPUTS and op.file_outputs == {}
 
 
-def test_evaluate():
-    op = ops.EvaluateOp(name="e", spec="/ws/s.cfg", key="k1")
+def test_evaluate_outputs_its_top1_accuracy():
+    op = ops.EvaluateOp(name="e", label="baseline", spec="/ws/s.cfg", key="k1")
     assert argv(op) == ["classification", "evaluate", "-e", "/ws/s.cfg", "-k", "k1"]
     assert gpu_limit(op) == "1"
+    assert wrapper(op) == ["report", "evaluate", "--label", "baseline", "--spec", "/ws/s.cfg",
+                           "--out-dir", ops.OUTPUTS_DIR]
+    assert op.file_outputs["top1_accuracy"] == f"{ops.OUTPUTS_DIR}/top1_accuracy"
+    assert "gate" not in op.file_outputs
+
+
+def test_evaluate_with_a_threshold_outputs_the_gate_verdict():
+    op = ops.EvaluateOp(name="e", label="retrained", spec="/ws/s.cfg", key="k1",
+                        min_accuracy="0.9")
+    options = wrapper(op)
+    assert options[options.index("--min-accuracy") + 1] == "0.9"
+    assert options[options.index("--gate-file") + 1] == f"{ops.OUTPUTS_DIR}/gate"
+    assert op.file_outputs["gate"] == f"{ops.OUTPUTS_DIR}/gate"
 
 
 def test_prune():
@@ -45,6 +74,8 @@ def test_prune():
     assert argv(op) == ["classification", "prune", "-k", "k1", "-m", "/ws/m.tlt",
                         "-o", "/ws/p.tlt", "-pth", "0.6", "-eq", "union"]
     assert gpu_limit(op) == "1"
+    assert op.file_outputs["pruning_ratio"] == f"{ops.OUTPUTS_DIR}/pruning_ratio"
+    assert wrapper(op)[-2:] == ["--keep-previous", "/ws/p.tlt"]
 
 
 def test_inference():
@@ -58,6 +89,9 @@ def test_export_fp32():
     op = ops.ExportOp(name="x", model="/ws/m.tlt", output_file="/ws/m.etlt", key="k1")
     assert argv(op) == ["classification", "export", "-m", "/ws/m.tlt", "-k", "k1",
                         "-o", "/ws/m.etlt"]
+    # TAO refuses to overwrite an export: an earlier one is moved aside first.
+    assert wrapper(op) == ["report", "run", "--out-dir", ops.OUTPUTS_DIR,
+                           "--keep-previous", "/ws/m.etlt"]
 
 
 def test_calibration_tensorfile_needs_no_gpu_but_shared_memory():
@@ -98,6 +132,20 @@ def test_convert_trt_without_calibration_cache():
     op = ops.ConvertTrtOp(name="trt", precision="fp16", **ENGINE)
     assert "-c" not in argv(op)
     assert argv(op)[argv(op).index("-t") + 1] == "fp16"
+
+
+def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
+    preflight = ops.PreflightOp(name="preflight", workspace="/ws", values={"a": "1", "b": "x=y"})
+    full = preflight.container.command + preflight.container.args
+    assert full[5:] == ["preflight", "--workspace", "/ws", "--param", "a=1", "--param", "b=x=y"]
+    summary = ops.SummaryOp(name="summary", baseline_accuracy="0.9", retrained_accuracy="0.8",
+                            pruning_ratio="0.5", min_accuracy="0", gate="pass",
+                            artifacts={"engine": "/ws/m.trt"})
+    full = summary.container.command + summary.container.args
+    assert full[5:8] == ["report", "summary", "--baseline-accuracy"]
+    assert full[-4:] == ["--artifact", "engine=/ws/m.trt", "--out-dir", ops.OUTPUTS_DIR]
+    for op in (preflight, summary):
+        assert gpu_limit(op) is None and not op.volumes and not op.runs_tao
 
 
 @pytest.mark.parametrize("op_class", [ops.EvaluateOp, ops.TrainOp, ops.PruneOp, ops.ExportOp])

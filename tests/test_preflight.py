@@ -294,14 +294,15 @@ def test_existing_outputs_are_warnings_not_problems(workspace, values):
     weights.mkdir(parents=True)
     (weights / "resnet_080.tlt").write_text("x")
     assert run(workspace, values) == []
+    kept = "exists from an earlier run; {} moves it to {}.previous-<UTC time> first " \
+           "(delete old copies to save space)"
     assert preflight.find_warnings(str(workspace), values, MOUNT) == [
-        ("train_classification_output: tao-experiments/output/weights already holds 1 files "
-         "(resnet_080.tlt); train-model writes over them (move them away to keep them)"),
-        ("convert_trt_output_file: tao-experiments/export/final_model.trt already exists; "
-         "convert-trt replaces it"),
-        ("export_model_output_file: tao-experiments/export/final_model.etlt already exists; TAO 5 "
-         "refuses to overwrite it (3.0 may too), so export-model may fail: delete it or choose a "
-         "new name"),
+        "train_classification_output: tao-experiments/output " + kept.format(
+            "train-model", "tao-experiments/output"),
+        "export_model_output_file: tao-experiments/export/final_model.etlt " + kept.format(
+            "export-model", "tao-experiments/export/final_model.etlt"),
+        "convert_trt_output_file: tao-experiments/export/final_model.trt " + kept.format(
+            "convert-trt", "tao-experiments/export/final_model.trt"),
     ]
 
 
@@ -343,9 +344,9 @@ def test_cli_reports_problems_and_warnings(workspace, values):
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         'train_num_gpus: "two" is not a whole number (enter GPUs for training, e.g. 1)',
-        ("warning: calibrate_output_file: tao-experiments/export/calibration.tensor already "
-         "exists; TAO 5 refuses to overwrite it (3.0 may too), so calibrate-model may fail: "
-         "delete it or choose a new name"),
+        ("warning: calibrate_output_file: tao-experiments/export/calibration.tensor exists "
+         "from an earlier run; calibrate-model moves it to tao-experiments/export/"
+         "calibration.tensor.previous-<UTC time> first (delete old copies to save space)"),
         "preflight: 1 problem, 1 warning; fix them and start the run again",
     ]
 

@@ -56,7 +56,8 @@ def pods_with_defaults(workflow: dict) -> dict:
 
     def substitute(value):
         if isinstance(value, str):
-            return _PLACEHOLDER.sub(lambda m: defaults[m.group(1)], value)
+            # Values passed between steps have no default: a stand-in shows where they go.
+            return _PLACEHOLDER.sub(lambda m: defaults.get(m.group(1), f"<{m.group(1)}>"), value)
         if isinstance(value, list):
             return [substitute(v) for v in value]
         if isinstance(value, dict):
