@@ -286,61 +286,9 @@ class ExportInt8Op(TaoOp):
         )
 
 
-def _converter_argv(
-    *,
-    model: Value,
-    key: Value,
-    output_node: Value,
-    calibration_cache: Value | None,
-    dims: Value,
-    input_type: Value,
-    max_batch_size: Value,
-    precision: Value,
-    engine_file: Value,
-    batch_size: Value,
-) -> list:
-    cache = ["-c", calibration_cache] if calibration_cache is not None else []
-    return [
-        "converter", model, "-k", key, "-o", output_node, *cache, "-d", dims,
-        "-i", input_type, "-m", max_batch_size, "-t", precision, "-e", engine_file,
-        "-b", batch_size,
-    ]
-
-
-class ConvertTrtInt8Op(TaoOp):
-    """``converter`` with an INT8 calibration cache: build the TensorRT engine on the GPU."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        model: Value,
-        key: Value,
-        output_node: Value,
-        calibration_cache: Value,
-        dims: Value,
-        input_type: Value,
-        max_batch_size: Value,
-        precision: Value,
-        engine_file: Value,
-        batch_size: Value,
-    ) -> None:
-        super().__init__(
-            name=name,
-            command=_converter_argv(
-                model=model, key=key, output_node=output_node,
-                calibration_cache=calibration_cache, dims=dims, input_type=input_type,
-                max_batch_size=max_batch_size, precision=precision,
-                engine_file=engine_file, batch_size=batch_size,
-            ),
-            gpus=1,
-            report=("convert", "--engine", engine_file, "--precision", precision),
-            writes=[engine_file],
-        )
-
-
 class ConvertTrtOp(TaoOp):
-    """``converter`` without a calibration cache, for FP16 or FP32 engines."""
+    """``converter``: build the TensorRT engine on the GPU; without a calibration cache, as
+    FP16 and FP32 engines are built."""
 
     def __init__(
         self,
@@ -355,18 +303,25 @@ class ConvertTrtOp(TaoOp):
         precision: Value,
         engine_file: Value,
         batch_size: Value,
+        calibration_cache: Value | None = None,
     ) -> None:
+        cache = ["-c", calibration_cache] if calibration_cache is not None else []
         super().__init__(
             name=name,
-            command=_converter_argv(
-                model=model, key=key, output_node=output_node, calibration_cache=None,
-                dims=dims, input_type=input_type, max_batch_size=max_batch_size,
-                precision=precision, engine_file=engine_file, batch_size=batch_size,
-            ),
+            command=["converter", model, "-k", key, "-o", output_node, *cache, "-d", dims,
+                     "-i", input_type, "-m", max_batch_size, "-t", precision,
+                     "-e", engine_file, "-b", batch_size],
             gpus=1,
             report=("convert", "--engine", engine_file, "--precision", precision),
             writes=[engine_file],
         )
+
+
+class ConvertTrtInt8Op(ConvertTrtOp):
+    """``converter`` with the INT8 calibration cache the INT8 export wrote."""
+
+    def __init__(self, *, calibration_cache: Value, **engine: Value) -> None:
+        super().__init__(calibration_cache=calibration_cache, **engine)
 
 
 class SummaryOp(TaoOp):
