@@ -89,3 +89,24 @@ def test_dsl_compile_finds_the_pipeline(tmp_path):
     assert result.returncode == 0, result.stderr
     doc = read_package(out)
     assert doc["spec"]["arguments"]["parameters"][0]["name"] == "pretrained_model_name"
+
+
+def test_param_prefills_the_form(tmp_path):
+    out = tmp_path / "p.yaml"
+    result = run_compiler("-o", str(out), "--param", "train_num_gpus=4",
+                          "--param", "min_accuracy=0.85")
+    assert result.returncode == 0, result.stderr
+    form = {p["name"]: p["value"] for p in
+            yaml.safe_load(out.read_text())["spec"]["arguments"]["parameters"]}
+    assert form["train_num_gpus"] == "4" and form["min_accuracy"] == "0.85"
+    assert form["prune_threshold"] == "0.6"  # the rest keeps the defaults
+
+
+def test_param_api_key_with_a_key_secret_is_refused():
+    line = one_error_line(run_compiler("--key-secret", "tao-key", "--param", "api_key=x"))
+    assert "--param api_key" in line and "--key-secret" in line
+
+
+def test_rehearsal_options_need_dry_run(tmp_path):
+    line = one_error_line(run_compiler("--specs", str(tmp_path)))
+    assert "--specs goes with --dry-run" in line

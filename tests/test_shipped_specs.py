@@ -44,3 +44,11 @@ def test_defaults_pass_the_form_checks_and_agree_with_the_specs(tmp_path):
     # the copies point at the same paths under this workspace instead of /mnt/workspace
     check = Preflight(str(workspace), DEFAULTS, None).run()
     assert check.problems == []
+
+
+def test_the_preflight_knows_the_same_form_as_the_pipeline():
+    # tao_step runs in the container and cannot import the pipeline module: the two lists
+    # of names are kept equal by this test.
+    from tao_step import preflight
+
+    assert list(preflight.PARAMETERS) == [p.name for p in pipeline.PARAMETERS]
