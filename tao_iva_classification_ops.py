@@ -17,18 +17,18 @@ registry the nodes can pull from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from kfp import dsl
 from kubernetes import client as k8s
 
+from image_tag import default_image
 from tao_step import RUNTIME_VERSION
 
 # A step argument: a literal or a pipeline parameter (placeholder resolved by Argo).
 Value = str | int | float | dsl.PipelineParam
 
-# The tag docker/build.sh gives the image; kept in one file that both read.
-DEFAULT_IMAGE = (Path(__file__).resolve().parent / "docker" / "IMAGE").read_text().strip()
+# The tag docker/build.sh gives the image: docker/IMAGE plus a digest of its contents.
+DEFAULT_IMAGE = default_image()
 
 # Where steps write what KFP collects (metrics, UI metadata, small outputs): inside the
 # container, off the shared workspace, so runs never mix their reports.

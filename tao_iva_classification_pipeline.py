@@ -373,12 +373,14 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
                 op.container.add_resource_request("memory", options.memory_request)
 
         if step == "download-model":
-            # NGC downloads fail on network hiccups: retry any failure, backing off.
-            op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2,
-                         backoff_max_duration="5m")
+            # NGC downloads fail on network hiccups: retry any failure, backing off 30 s,
+            # 60 s, 120 s. No maxDuration: Argo counts it from the first attempt's start, so
+            # it would forbid retrying a download that failed after a long transfer.
+            op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2)
         else:
-            # OnError: only when Kubernetes lost the pod (eviction, node failure), never
-            # when TAO itself exited non-zero: a TAO failure repeats, wasting GPU hours.
+            # OnError: only when Argo reports an error of the infrastructure (pod deleted,
+            # node lost, its own containers failing), never when TAO itself exited non-zero:
+            # a TAO failure repeats, wasting GPU hours.
             op.set_retry(2, policy="OnError", backoff_duration="1m")
         op.set_timeout(options.timeout(step))
         return op
@@ -514,9 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         "storage, secret and scheduling options expect.",
     )
     parser.add_argument(
-        "--output", "-o", type=_output_path, default=DEFAULT_OUTPUT, metavar="PATH",
-        help="where to write the compiled pipeline; .tar.gz (default, %(default)s), .zip "
-        "or .yaml",
+        "--output", "-o", type=_output_path, metavar="PATH",
+        help=f"where to write the compiled pipeline; .tar.gz (default, {DEFAULT_OUTPUT}), "
+        ".zip or .yaml",
     )
     parser.add_argument(
         "--image", type=_image, default=ops.DEFAULT_IMAGE,
@@ -618,6 +620,8 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     for flag in ("specs", "workspace"):
         if getattr(args, flag) is not None and not args.dry_run:
             raise ValueError(f"--{flag} goes with --dry-run")
+    if args.dry_run and args.output is not None:
+        raise ValueError("--output does not go with --dry-run: a rehearsal writes no package")
     if args.specs is not None and not args.specs.is_dir():
         raise ValueError(f"--specs: {args.specs} is not a directory")
     return CompileOptions(
@@ -649,11 +653,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.dry_run:
         return _dry_run(options, args)
-    if not args.output.parent.is_dir():
-        print(f"error: --output: directory {args.output.parent} does not exist", file=sys.stderr)
-        return 2
-    compile_pipeline(options, args.output)
-    print(f"wrote {args.output}")
+    output = args.output or DEFAULT_OUTPUT
+    if not output.parent.is_dir():
+        parser.error(f"--output: directory {output.parent} does not exist")
+    compile_pipeline(options, output)
+    print(f"wrote {output}")
     return 0
 
 

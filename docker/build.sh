@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build the pipeline's image, and optionally push it to a registry the cluster pulls from.
-#   docker/build.sh                                  # local tag only (see docker/IMAGE)
-#   docker/build.sh registry.example.com/ml --push   # tag as registry.example.com/ml/<IMAGE>, push
-# Then compile with: python tao_iva_classification_pipeline.py --image <the pushed tag>
+#   docker/build.sh                                  # local tag only
+#   docker/build.sh registry.example.com/ml --push   # tag as registry.example.com/ml/<tag>, push
+# The tag is docker/IMAGE plus a digest of what the image holds (python3 image_tag.py), the
+# same the pipeline uses by default. Then compile with the --image line printed at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-image=$(<"$repo/docker/IMAGE")
+image=$(python3 "$repo/image_tag.py")
 registry=${1:-}
 push=${2:-}
 if [[ -n "$registry" && "$registry" != --* ]]; then
@@ -24,3 +25,4 @@ if [[ "$push" == "--push" ]]; then
     docker push "$image"
 fi
 echo "built $image"
+echo "compile with: python tao_iva_classification_pipeline.py --image $image"

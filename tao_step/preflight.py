@@ -13,7 +13,7 @@ prefixed ``warning:``. Exit status: 0 when there is no problem, 1 when there is,
 usage error. It only reads the workspace (listings and spec files), so it takes seconds.
 
 ``validate_values`` (the form values alone) is pure so the host can run it at compile time
-on the defaults; ``check_workspace`` and ``find_warnings`` look at the workspace.
+on the defaults; ``Preflight(...).run()`` looks at the workspace.
 Runs inside the TAO 3.0 image (Python 3.6) and on the host: standard library and protobuf.
 """
 
@@ -238,6 +238,41 @@ def value_error(name, text):
     return None
 
 
+# A step moves an earlier run's results folder aside before it runs (the re-run policy):
+# no input may live inside one, or the step would move away what it, or a step running
+# beside it, reads.
+RESULTS_FOLDERS = {
+    "train_classification_output": (),
+    # retrain-model reads the pruned model: it must not sit in retrain's own results
+    "retrain_classification_output": ("prune_model_output_file",),
+}
+RESULTS_EXAMPLES = {"train_classification_output": "tao-experiments/output",
+                    "retrain_classification_output": "tao-experiments/output-retrain"}
+INPUTS = ("pretrained_model_dir", "train_classification_data", "train_classification_spec",
+          "retrain_classification_spec", "calibrate_classification_spec",
+          "test_infer_image_path")
+
+
+def _moved_inputs(values):
+    problems = []
+    for folder_name, extra in RESULTS_FOLDERS.items():
+        folder = values.get(folder_name, "")
+        if value_error(folder_name, folder):
+            continue
+        folder = posixpath.normpath(folder)
+        for name in INPUTS + extra + tuple(n for n in RESULTS_FOLDERS if n != folder_name):
+            path = values.get(name, "")
+            if value_error(name, path):
+                continue
+            path = posixpath.normpath(path)
+            if path == folder or path.startswith(folder + "/"):
+                problems.append(
+                    f"{folder_name}: {folder} holds {name} ({path}); the step moves an earlier "
+                    f"run's {folder} aside before it runs, so give it a folder of its own "
+                    f"(e.g. {RESULTS_EXAMPLES[folder_name]})")
+    return problems
+
+
 def validate_values(values):
     """Problems with the Create Run values alone, one message per problem: pure, no files.
 
@@ -255,6 +290,7 @@ def validate_values(values):
         error = value_error(name, values[name])
         if error:
             problems.append(error)
+    problems += _moved_inputs(values)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
     if batch and largest and batch > largest:
@@ -662,15 +698,6 @@ class Preflight:
                                  "model download-model fetches")
 
 
-def check_workspace(workspace, values, mount_dir=None):
-    """Problems found on the workspace for these Create Run values, one message each.
-
-    Only values that pass ``validate_values`` are used (report those separately).
-    ``mount_dir`` is the path the specs were written against (default: ``workspace``).
-    """
-    return Preflight(workspace, values, mount_dir).run().problems
-
-
 # What each step writes, by parameter: kept aside, never overwritten, on a re-run.
 OUTPUTS_KEPT = (
     ("train_classification_output", "train-model", ""),
@@ -683,11 +710,6 @@ OUTPUTS_KEPT = (
     ("export_int8_cache_file", "export-int8-model", ""),
     ("convert_trt_output_file", "convert-trt", ""),
 )
-
-
-def find_warnings(workspace, values, mount_dir=None):
-    """Warnings about the workspace: outputs a step would replace or refuse to overwrite."""
-    return Preflight(workspace, values, mount_dir).run().warnings
 
 
 class _UsageError(Exception):

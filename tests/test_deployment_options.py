@@ -48,7 +48,7 @@ def test_default_failure_policy_and_time_limits(default_workflow):
         retry = template["retryStrategy"]
         if name == "download-model":
             assert retry == {"limit": 3, "retryPolicy": "Always", "backoff": {
-                "duration": "30s", "factor": 2, "maxDuration": "5m"}}
+                "duration": "30s", "factor": 2}}
             assert template["activeDeadlineSeconds"] == 3600
         else:
             # Only infrastructure errors; a failing TAO command is not retried.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,24 @@ def test_build_context_admits_only_what_the_image_needs():
              if line and not line.startswith("#")]
     assert rules[0] == "*"  # venvs, workspaces and compiled packages stay out
     assert {r for r in rules if r.startswith("!")} == {"!docker/", "!tao_step/"}
+
+
+def test_the_tag_changes_with_what_the_image_holds(tmp_path):
+    for part in ("docker", "tao_step"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    shutil.copy(REPO / "image_tag.py", tmp_path)
+
+    def tag() -> str:
+        result = run([sys.executable, str(tmp_path / "image_tag.py")])
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first = tag()
+    assert first == ops.DEFAULT_IMAGE  # the same tag the pipeline uses by default
+    assert first.startswith((DOCKER / "IMAGE").read_text().strip() + "-")
+    (tmp_path / "tao_step" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "tao_step" / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert tag() == first  # caches do not enter the image
+    report = tmp_path / "tao_step" / "report.py"
+    report.write_text(report.read_text() + "\n# changed\n")
+    assert tag() != first

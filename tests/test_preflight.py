@@ -12,6 +12,11 @@ from conftest import MOUNT, ORIGINAL_DEFAULTS, ROOT
 
 from tao_step import preflight
 
+
+def workspace_problems(workspace, values, mount_dir=None):
+    return preflight.Preflight(workspace, values, mount_dir).run().problems
+
+
 TRAIN_SPEC = "specs/classification_spec.cfg"
 RETRAIN_SPEC = "specs/classification_retrain_spec.cfg"
 DATA = "tao-experiments/data/split"
@@ -19,7 +24,7 @@ DATA = "tao-experiments/data/split"
 
 def run(workspace, values):
     """All problems preflight finds: the values, then the workspace."""
-    return preflight.validate_values(values) + preflight.check_workspace(
+    return preflight.validate_values(values) + workspace_problems(
         str(workspace), values, MOUNT)
 
 
@@ -39,7 +44,7 @@ def line_of(workspace, relative, fragment):
 
 def test_good_workspace_passes(workspace, values):
     assert run(workspace, values) == []
-    assert preflight.find_warnings(str(workspace), values, MOUNT) == []
+    assert preflight.Preflight(str(workspace), values, MOUNT).run().warnings == []
 
 
 def test_original_defaults_pass_the_value_checks():
@@ -296,7 +301,7 @@ def test_existing_outputs_are_warnings_not_problems(workspace, values):
     assert run(workspace, values) == []
     kept = "exists from an earlier run; {} moves it to {}.previous-<UTC time> first " \
            "(delete old copies to save space)"
-    assert preflight.find_warnings(str(workspace), values, MOUNT) == [
+    assert preflight.Preflight(str(workspace), values, MOUNT).run().warnings == [
         "train_classification_output: tao-experiments/output " + kept.format(
             "train-model", "tao-experiments/output"),
         "export_model_output_file: tao-experiments/export/final_model.etlt " + kept.format(
@@ -312,7 +317,7 @@ def test_mount_dir_defaults_to_the_workspace(workspace, values):
         text = (workspace / relative).read_text()
         (workspace / relative).write_text(text.replace("/mnt/workspace/", str(workspace) + "/"))
     values["tao_mount_dir"] = str(workspace)
-    assert preflight.validate_values(values) + preflight.check_workspace(
+    assert preflight.validate_values(values) + workspace_problems(
         str(workspace), values) == []
 
 
@@ -370,3 +375,27 @@ def test_cli_missing_workspace(tmp_path, values):
     result = preflight_cli(tmp_path / "nowhere", values)
     assert result.returncode == 1
     assert f"--workspace {tmp_path / 'nowhere'}: no such folder" in result.stdout
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"train_classification_output": "tao-experiments"},
+     ["train_classification_output: tao-experiments holds train_classification_data",
+      "train_classification_output: tao-experiments holds test_infer_image_path",
+      "train_classification_output: tao-experiments holds retrain_classification_output"]),
+    ({"retrain_classification_output": "tao-experiments/output-pruned"},
+     ["retrain_classification_output: tao-experiments/output-pruned holds "
+      "prune_model_output_file"]),
+    ({"retrain_classification_output": "tao-experiments/output"},
+     ["train_classification_output: tao-experiments/output holds retrain_classification_output",
+      "retrain_classification_output: tao-experiments/output holds train_classification_output"]),
+    ({"train_classification_output": "specs"},
+     ["train_classification_output: specs holds train_classification_spec",
+      "train_classification_output: specs holds retrain_classification_spec",
+      "train_classification_output: specs holds calibrate_classification_spec"]),
+])
+def test_results_folders_never_hold_inputs(values, changes, expected):
+    # Before a step runs, an earlier run's results folder is moved aside: an input inside
+    # it would vanish under the step (or a step running beside it).
+    problems = preflight.validate_values(dict(values, **changes))
+    assert [p.split(" (")[0] for p in problems] == expected
+    assert all("give it a folder of its own" in p for p in problems)

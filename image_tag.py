@@ -1,0 +1,36 @@
+"""The tag of the pipeline's image: ``docker/IMAGE`` plus a digest of what the image adds
+to the TAO base (the Dockerfile and ``tao_step/``).
+
+    python3 image_tag.py        # prints it; docker/build.sh tags the build with it
+
+A changed ``tao_step`` gives a new tag, so a node that cached an earlier build under the
+old tag can never run stale code for a newer pipeline. Standard library only: it runs
+wherever the image is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+
+
+def image_files() -> list:
+    """The files the build copies into the image, in a stable order."""
+    runtime = [p for p in (REPO / "tao_step").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts]
+    return [REPO / "docker" / "Dockerfile", *sorted(runtime)]
+
+
+def default_image() -> str:
+    digest = hashlib.sha256()
+    for path in image_files():
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    base = (REPO / "docker" / "IMAGE").read_text().strip()
+    return f"{base}-{digest.hexdigest()[:12]}"
+
+
+if __name__ == "__main__":
+    print(default_image())
