@@ -125,7 +125,8 @@ def shown_command(command: Sequence[str]) -> str:
     return line
 
 
-def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = ()) -> Tuple[int, str]:
+def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = (),
+                  extra_env: Optional[dict] = None) -> Tuple[int, str]:
     """Run ``command`` and copy its merged stdout/stderr to ``sink`` (a binary stream) line by
     line as it arrives; return its exit status and the full output as text.
 
@@ -136,6 +137,7 @@ def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = ()) -> 
     """
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra_env or {})
     process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=env)
     masks = [(s.encode("utf-8"), REDACTED.encode("ascii")) for s in secrets]
@@ -601,6 +603,15 @@ def ngc_model_folder(args) -> List[str]:
     return []
 
 
+def ngc_org_env(args) -> dict:
+    """With an NGC API key but no NGC_CLI_ORG, the NGC CLI authenticates against no org and
+    cannot see a private model: use the model's own org (org/[team/]model:version)."""
+    model = getattr(args, "ngc_model", None)
+    if not model or not os.environ.get("NGC_CLI_API_KEY") or os.environ.get("NGC_CLI_ORG"):
+        return {}
+    return {"NGC_CLI_ORG": model.split("/", 1)[0]} if "/" in model else {}
+
+
 def spec_top_k(path: str) -> Optional[int]:
     """eval_config.top_k of the spec, or None when the spec cannot be read."""
     try:
@@ -739,7 +750,7 @@ def main(argv: Sequence[str]) -> int:
         say("running: " + shown_command(command))
         try:
             status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
-                                           secrets_in(command))
+                                           secrets_in(command), extra_env=ngc_org_env(args))
         except OSError as exc:
             missing = isinstance(exc, FileNotFoundError)
             error("%s: %s" % ("command not found" if missing else "cannot run",

@@ -26,11 +26,12 @@ ORIGINAL_STEPS = (
 )
 
 
-def run_compiler(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Run the compile command exactly as a user types it."""
+def run_compiler(*args: str, cwd: Path = REPO, env: dict | None = None
+                 ) -> subprocess.CompletedProcess:
+    """Run the compile command exactly as a user types it (``env``: added variables)."""
     return subprocess.run(
         [sys.executable, str(ENTRY_POINT), *args], cwd=cwd, capture_output=True, text=True,
-        timeout=120,
+        timeout=120, env={**os.environ, **(env or {})},
     )
 
 

@@ -6,7 +6,6 @@ the preflight step, never first by a GPU step.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
@@ -22,14 +21,14 @@ STEPS = ("preflight", "download-model", "train-model", "evaluate-model", "prune-
 GATED = ("export-model", "export-int8-model", "convert-trt")
 
 
+@pytest.fixture(autouse=True)
+def scratch_in_pytest_tmp(tmp_path, monkeypatch):
+    """Failed dry runs keep their logs for the user: in tests, under pytest's tmp."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def dry_run(*args: str, env: dict | None = None):
-    if env:
-        os.environ.update(env)
-    try:
-        result = run_compiler("--dry-run", *args)
-    finally:
-        for name in env or {}:
-            os.environ.pop(name)
+    result = run_compiler("--dry-run", *args, env=env)
     statuses = {}
     for status, name in STATUS.findall(result.stdout):
         if not name.startswith("condition-"):

@@ -612,3 +612,24 @@ def test_the_vermin_check_catches_3_7_features(tmp_path):
         result = subprocess.run([*vermin, str(tmp_path / "newer.py")], capture_output=True,
                                 text=True, check=False)
         assert result.returncode != 0, code
+
+
+def _env_seen_by_ngc(tmp_path, env):
+    """What NGC_CLI_ORG the downloaded command sees, run through the real CLI."""
+    show = [sys.executable, "-c", "import os; print('ORG=' + os.environ.get('NGC_CLI_ORG', '-'))"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tao_step", "report", "run", "--out-dir", str(tmp_path),
+         "--ngc-model", "acme/vision/classifier:v2", "--ngc-dest", str(tmp_path / "models"),
+         "--", *show],
+        capture_output=True, text=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("NGC_CLI_")},
+             **env, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith("ORG=")]
+
+
+def test_a_private_ngc_model_gets_its_org(tmp_path):
+    assert _env_seen_by_ngc(tmp_path, {"NGC_CLI_API_KEY": "k"}) == ["ORG=acme"]
+    assert _env_seen_by_ngc(tmp_path, {"NGC_CLI_API_KEY": "k", "NGC_CLI_ORG": "mine"}) == [
+        "ORG=mine"]
+    assert _env_seen_by_ngc(tmp_path, {}) == ["ORG=-"]  # public models: no key, no org
