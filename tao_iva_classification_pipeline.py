@@ -298,23 +298,27 @@ def _wire(p: dict, options: CompileOptions) -> None:
         retrained_accuracy=reevaluate.outputs["top1_accuracy"],
         pruning_ratio=prune.outputs["pruning_ratio"],
         min_accuracy=p["min_accuracy"], gate=reevaluate.outputs["gate"],
-        artifacts={name: ws(param) for name, param in SUMMARY_ARTIFACTS}
-        | {"predictions": f"{ws('test_infer_image_path')}/result.csv"},
+        artifacts={name: ws(param) + suffix for name, param, suffix in SUMMARY_ARTIFACTS},
     ).after(infer, export, convert_int8, convert_fp)
 
 
-# What the run summary lists, by the name it shows and the parameter giving the path.
-# "unpruned-model" and "pruned-model" are the names tao_step reads the size reduction from.
+# What the run summary lists: the name it shows, the parameter giving the path, and what
+# follows it. "unpruned-model" and "pruned-model" are the names tao_step reads the size
+# reduction from; folders are listed with the size of all they hold.
 SUMMARY_ARTIFACTS = (
-    ("unpruned-model", "prune_model_input_file"),
-    ("pruned-model", "prune_model_output_file"),
-    ("retrained-model", "export_model_input_file"),
-    ("class-map", "test_infer_class_map"),
-    ("fp32-model", "export_model_output_file"),
-    ("calibration-tensorfile", "calibrate_output_file"),
-    ("int8-model", "export_int8_model_output_file"),
-    ("int8-calibration-cache", "export_int8_cache_file"),
-    ("tensorrt-engine", "convert_trt_output_file"),
+    ("pretrained-models", "pretrained_model_dir", ""),
+    ("baseline-results", "train_classification_output", ""),
+    ("unpruned-model", "prune_model_input_file", ""),
+    ("pruned-model", "prune_model_output_file", ""),
+    ("retrained-results", "retrain_classification_output", ""),
+    ("retrained-model", "export_model_input_file", ""),
+    ("class-map", "test_infer_class_map", ""),
+    ("predictions", "test_infer_image_path", "/result.csv"),
+    ("fp32-model", "export_model_output_file", ""),
+    ("calibration-tensorfile", "calibrate_output_file", ""),
+    ("int8-model", "export_int8_model_output_file", ""),
+    ("int8-calibration-cache", "export_int8_cache_file", ""),
+    ("tensorrt-engine", "convert_trt_output_file", ""),
 )
 
 
