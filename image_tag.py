@@ -17,10 +17,9 @@ REPO = Path(__file__).resolve().parent
 
 
 def image_files() -> list:
-    """The files the build copies into the image, in a stable order."""
-    runtime = [p for p in (REPO / "tao_step").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts]
-    return [REPO / "docker" / "Dockerfile", *sorted(runtime)]
+    """The files the build copies into the image (what .dockerignore admits of tao_step),
+    in a stable order."""
+    return [REPO / "docker" / "Dockerfile", *sorted((REPO / "tao_step").glob("*.py"))]
 
 
 def default_image() -> str:

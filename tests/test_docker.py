@@ -99,7 +99,7 @@ def test_build_context_admits_only_what_the_image_needs():
     rules = [line for line in (REPO / ".dockerignore").read_text().splitlines()
              if line and not line.startswith("#")]
     assert rules[0] == "*"  # venvs, workspaces and compiled packages stay out
-    assert {r for r in rules if r.startswith("!")} == {"!docker/", "!tao_step/"}
+    assert {r for r in rules if r.startswith("!")} == {"!docker/", "!tao_step/*.py"}
 
 
 def test_the_tag_changes_with_what_the_image_holds(tmp_path):
@@ -115,8 +115,9 @@ def test_the_tag_changes_with_what_the_image_holds(tmp_path):
     first = tag()
     assert first == ops.DEFAULT_IMAGE  # the same tag the pipeline uses by default
     assert first.startswith((DOCKER / "IMAGE").read_text().strip() + "-")
-    (tmp_path / "tao_step" / "__pycache__").mkdir(exist_ok=True)
-    (tmp_path / "tao_step" / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    for cache in ("__pycache__", ".ruff_cache"):
+        (tmp_path / "tao_step" / cache).mkdir(exist_ok=True)
+        (tmp_path / "tao_step" / cache / "x").write_bytes(b"cache")
     assert tag() == first  # caches do not enter the image
     report = tmp_path / "tao_step" / "report.py"
     report.write_text(report.read_text() + "\n# changed\n")
