@@ -86,15 +86,14 @@ def rehearse(
     workspace.mkdir(parents=True, exist_ok=True)
     seed_workspace(workspace, form=form, specs_dir=specs_dir)
 
-    secrets = {}
+    # Stand-ins for the Secrets and claims the build names.
+    secrets, claims = {}, {}
     for template in workflow["spec"]["templates"]:
         for env in template.get("container", {}).get("env", []):
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             if ref:
                 fake = REHEARSAL_NGC_KEY if env["name"] == "NGC_CLI_API_KEY" else REHEARSAL_TAO_KEY
                 secrets[(ref["name"], ref["key"])] = fake
-    claims = {}
-    for template in workflow["spec"]["templates"]:
         for volume in template.get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 claims[volume["persistentVolumeClaim"]["claimName"]] = workspace

@@ -216,10 +216,11 @@ def _wire(p: dict, options: CompileOptions) -> None:
     # With a key secret the key never becomes a parameter: Kubernetes substitutes it.
     key = f"$({KEY_ENV})" if options.key_secret else p["api_key"]
 
-    # Checks the submitted form, the specs and the dataset in seconds, before any GPU step.
+    # Checks the submitted form, the specs and the dataset in seconds, before any GPU step;
+    # every value, the key too (from the Secret, if one is configured).
     preflight = ops.PreflightOp(
         name="preflight", workspace=p["tao_mount_dir"],
-        values={name: key if name == "api_key" else p[name] for name in _form_names()},
+        values={q.name: key if q.name == "api_key" else p[q.name] for q in PARAMETERS},
     )
     download = ops.DownloadModelOp(
         name="download-model", model=p["pretrained_model_name"], dest=ws("pretrained_model_dir")
@@ -320,11 +321,6 @@ SUMMARY_ARTIFACTS = (
     ("int8-calibration-cache", "export_int8_cache_file", ""),
     ("tensorrt-engine", "convert_trt_output_file", ""),
 )
-
-
-def _form_names() -> list:
-    """Every Create Run value the preflight checks (api_key too: from the Secret, if any)."""
-    return [p.name for p in PARAMETERS]
 
 
 def _step_settings(mount_dir, options: CompileOptions) -> Callable:
