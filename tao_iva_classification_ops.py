@@ -21,14 +21,27 @@ from collections.abc import Sequence
 from kfp import dsl
 from kubernetes import client as k8s
 
-from image_tag import default_image
 from tao_step import RUNTIME_VERSION
+
+
+def _default_image() -> str:
+    # docker/image_tag.py is the one definition of the tag; docker/build.sh runs it as a
+    # script (standard library only), so it is loaded by path rather than as a package.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().with_name("docker") / "image_tag.py"
+    spec = importlib.util.spec_from_file_location("image_tag", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.default_image()
+
 
 # A step argument: a literal or a pipeline parameter (placeholder resolved by Argo).
 Value = str | int | float | dsl.PipelineParam
 
 # The tag docker/build.sh gives the image: docker/IMAGE plus a digest of its contents.
-DEFAULT_IMAGE = default_image()
+DEFAULT_IMAGE = _default_image()
 
 # Where steps write what KFP collects (metrics, UI metadata, small outputs): inside the
 # container, off the shared workspace, so runs never mix their reports.

@@ -667,7 +667,7 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
 
     import yaml
 
-    import dry_run
+    from rehearsal import dry_run
 
     scratch = Path(tempfile.mkdtemp(prefix="tao-dry-run-"))
     package = scratch / "pipeline.yaml"

@@ -2,11 +2,11 @@
 # Build the pipeline's image, and optionally push it to a registry the cluster pulls from.
 #   docker/build.sh                                  # local tag only
 #   docker/build.sh registry.example.com/ml --push   # tag as registry.example.com/ml/<tag>, push
-# The tag is docker/IMAGE plus a digest of what the image holds (python3 image_tag.py), the
+# The tag is docker/IMAGE plus a digest of what the image holds (python3 docker/image_tag.py), the
 # same the pipeline uses by default. Then compile with the --image line printed at the end.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-image=$(python3 "$repo/image_tag.py")
+image=$(python3 "$repo/docker/image_tag.py")
 registry=${1:-}
 push=${2:-}
 if [[ -n "$registry" && "$registry" != --* ]]; then

@@ -4,7 +4,7 @@
 #   docker/run.sh [WORKSPACE_DIR]        (default: /mnt/workspace)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-image=${TAO_KFP_IMAGE:-$(python3 "$repo/image_tag.py")}
+image=${TAO_KFP_IMAGE:-$(python3 "$repo/docker/image_tag.py")}
 workspace=${1:-/mnt/workspace}
 if [[ ! -d "$workspace" ]]; then
     echo "run.sh: workspace $workspace does not exist; pass the directory to mount" >&2

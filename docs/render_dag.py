@@ -20,7 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from workflow_view import CompiledWorkflow  # noqa: E402
+from rehearsal.workflow_view import CompiledWorkflow  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
 

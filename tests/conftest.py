@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_view import CompiledWorkflow
+from rehearsal.workflow_view import CompiledWorkflow
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINT = REPO / "tao_iva_classification_pipeline.py"
@@ -108,7 +108,7 @@ COUNTS = {"train": 40, "val": 10, "test": 10}
 
 @pytest.fixture(scope="session")
 def dataset_template(tmp_path_factory):
-    from fake_tao.make_dataset import make_dataset
+    from rehearsal.fake_tao.make_dataset import make_dataset
 
     root = str(tmp_path_factory.mktemp("dataset"))
     make_dataset(root, counts=COUNTS)

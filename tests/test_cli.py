@@ -14,8 +14,7 @@ from conftest import ENTRY_POINT, REPO, read_package, run_compiler
 
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     # A fresh copy, so the test neither depends on nor clobbers the user's own build.
-    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py",
-                 "image_tag.py"):
+    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py"):
         shutil.copy(REPO / name, tmp_path)
     shutil.copytree(REPO / "tao_step", tmp_path / "tao_step")
     shutil.copytree(REPO / "docker", tmp_path / "docker")

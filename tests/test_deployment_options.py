@@ -9,7 +9,7 @@ import yaml
 from conftest import compile_workflow, run_compiler
 from validation import argo_problems, kubernetes_problems, pods_with_defaults
 
-from workflow_view import CompiledWorkflow
+from rehearsal.workflow_view import CompiledWorkflow
 
 TEST_KEY = "nvidia_tlt"  # the api_key default: must vanish with --key-secret
 NON_TAO_STEPS = {"preflight", "download-model", "summary"}

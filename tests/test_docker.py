@@ -105,10 +105,9 @@ def test_build_context_admits_only_what_the_image_needs():
 def test_the_tag_changes_with_what_the_image_holds(tmp_path):
     for part in ("docker", "tao_step"):
         shutil.copytree(REPO / part, tmp_path / part)
-    shutil.copy(REPO / "image_tag.py", tmp_path)
 
     def tag() -> str:
-        result = run([sys.executable, str(tmp_path / "image_tag.py")])
+        result = run([sys.executable, str(tmp_path / "docker" / "image_tag.py")])
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from conftest import REPO, run_compiler
 
-from fake_tao.make_dataset import make_dataset
+from rehearsal.fake_tao.make_dataset import make_dataset
 
 STATUS = re.compile(r"^\s+(Succeeded|Failed|Skipped|Omitted)\s+([\w-]+):", re.M)
 STEPS = ("preflight", "download-model", "train-model", "evaluate-model", "prune-model",

@@ -14,10 +14,10 @@ import zlib
 import pytest
 from conftest import COUNTS, MOUNT, ROOT
 
-from fake_tao import fake_tao
-from fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from rehearsal.fake_tao import fake_tao
+from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
 
-BIN = os.path.join(ROOT, "fake_tao", "bin")
+BIN = os.path.join(ROOT, "rehearsal", "fake_tao", "bin")
 KEY = "nvidia_tlt"
 SPLIT = "tao-experiments/data/split"
 PRUNED = "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt"
@@ -376,8 +376,8 @@ def test_make_dataset_is_deterministic_and_writes_valid_pngs(tmp_path):
         assert len(zlib.decompress(chunks[b"IDAT"])) == 16 * (1 + 16 * 3)
     assert sorted(os.listdir(tmp_path / "a" / "split")) == ["test", "train", "val"]
     assert sorted(os.listdir(tmp_path / "a" / "split" / "train")) == ["x", "y"]
-    cli = subprocess.run([sys.executable, os.path.join(ROOT, "fake_tao", "make_dataset.py"),
-                          str(tmp_path / "c"), "--classes", "cat,dog", "--train", "3"],
-                         check=False, capture_output=True, text=True, timeout=60)
+    maker = os.path.join(ROOT, "rehearsal", "fake_tao", "make_dataset.py")
+    cli = subprocess.run([sys.executable, maker, str(tmp_path / "c"), "--classes", "cat,dog",
+                          "--train", "3"], check=False, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert len(os.listdir(tmp_path / "c" / "split" / "train" / "dog")) == 3

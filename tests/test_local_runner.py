@@ -23,8 +23,8 @@ from kubernetes.client import (
     V1VolumeMount,
 )
 
-import local_runner
-from local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
+from rehearsal import local_runner
+from rehearsal.local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
 
 # python3 -c WRITE PATH TEXT: write TEXT to PATH, creating its directory.
 WRITE = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "

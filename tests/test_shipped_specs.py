@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import REPO
 
 import tao_iva_classification_pipeline as pipeline
-from dry_run import seed_workspace
+from rehearsal.dry_run import seed_workspace
 from tao_step.preflight import Preflight, validate_values
 from tao_step.specs import PATH_FIELDS, check_spec_file
 

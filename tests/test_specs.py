@@ -224,8 +224,7 @@ def test_vermin_check_catches_newer_python(tmp_path):
 
 
 def test_ruff_clean():
-    paths = ["tao_step/specs.py", "tao_step/preflight.py", "fake_tao", "tests/conftest.py",
-             "tests/test_specs.py", "tests/test_preflight.py", "tests/test_fake_tao.py"]
-    result = subprocess.run([tool("ruff"), "check", "--no-cache", *paths], cwd=ROOT,
+    # The whole project, as pyproject.toml configures it (tao_step/ has its own py36 rules).
+    result = subprocess.run([tool("ruff"), "check", "--no-cache", "."], cwd=ROOT,
                             check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

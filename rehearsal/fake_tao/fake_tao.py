@@ -1,4 +1,4 @@
-"""The logic behind ``fake_tao/bin/{classification,ngc,converter}``.
+"""The logic behind ``rehearsal/fake_tao/bin/{classification,ngc,converter}``.
 
 It honours the contract in ``shared/reference/tao-classification-cli.md`` without a GPU or
 TensorFlow: the same flags (argparse; an unknown subtask or a missing required flag is a

@@ -1,10 +1,11 @@
 """Rehearse a compiled pipeline on this machine, without a cluster or a GPU.
 
-The compiled workflow is executed as Argo would run it (``local_runner``): every step in DAG
-order, parameters substituted, conditions honoured. The TAO, NGC and TensorRT commands are
-the fake ones in ``fake_tao/``, which follow TAO's contract (they read the specs, fail when
-an input is missing, write TAO's files, refuse to overwrite where TAO refuses). The
-workspace is a local directory seeded with the specs and a small generated dataset.
+The compiled workflow is executed as Argo would run it (``rehearsal.local_runner``): every
+step in DAG order, parameters substituted, conditions honoured. The TAO, NGC and TensorRT
+commands are the fake ones in ``rehearsal/fake_tao/``, which follow TAO's contract (they
+read the specs, fail when an input is missing, write TAO's files, refuse to overwrite where
+TAO refuses). The workspace is a local directory seeded with the specs and a small
+generated dataset.
 
     python tao_iva_classification_pipeline.py --dry-run [--param NAME=VALUE] [--specs DIR]
 """
@@ -17,14 +18,14 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import local_runner
-from fake_tao.fake_tao import FAIL_ENV
-from fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from rehearsal import local_runner
+from rehearsal.fake_tao.fake_tao import FAIL_ENV
+from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
 from tao_iva_classification_ops import RUNTIME_BOOTSTRAP
 from tao_step.specs import check_spec_file
 
-REPO = Path(__file__).resolve().parent
-FAKE_BIN = REPO / "fake_tao" / "bin"
+REPO = Path(__file__).resolve().parents[1]
+FAKE_BIN = Path(__file__).resolve().parent / "fake_tao" / "bin"
 # Values the fake secrets hold: a dry run never sees a real key.
 REHEARSAL_TAO_KEY = "nvidia_tlt"
 REHEARSAL_NGC_KEY = "rehearsal-ngc-key"

@@ -1,7 +1,7 @@
 """The tag of the pipeline's image: ``docker/IMAGE`` plus a digest of what the image adds
 to the TAO base (the Dockerfile and ``tao_step/``).
 
-    python3 image_tag.py        # prints it; docker/build.sh tags the build with it
+    python3 docker/image_tag.py       # prints it; docker/build.sh tags the build with it
 
 A changed ``tao_step`` gives a new tag, so a node that cached an earlier build under the
 old tag can never run stale code for a newer pipeline. Standard library only: it runs
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def image_files() -> list:

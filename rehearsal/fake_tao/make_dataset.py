@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a small synthetic classification dataset: ``ROOT/split/{train,val,test}/<class>/*.png``.
 
-``python3 fake_tao/make_dataset.py ROOT [--classes a,b,c] [--train N] [--val N] [--test N]
+``python3 rehearsal/fake_tao/make_dataset.py ROOT [--classes a,b,c] [--train N] [--val N] [--test N]
 [--size PIXELS] [--seed S]`` (N images per class). The images are tiny valid PNGs, each
 class a colour plus deterministic noise, written with zlib and struct: nothing is downloaded
 and the same options always give the same bytes. The default classes include ``person``, the
