@@ -363,7 +363,7 @@ def test_when_expressions(expression, expected):
     ("0.7", "Expected boolean evaluation"),
 ])
 def test_when_expressions_that_fail_the_task(expression, error):
-    with pytest.raises(local_runner._WhenError, match=error):
+    with pytest.raises(local_runner.WhenError, match=error):
         evaluate_when(expression)
 
 
