@@ -9,8 +9,15 @@ The schema is the TAO 3.0 classification spec (``model_config``, ``train_config`
 does the parsing and reports syntax errors, unknown fields and wrong value types with their
 line. What a proto cannot say (required fields, allowed strings, ranges, absolute paths) is
 checked afterwards. The descriptor is proto2 so that a field written as ``n_epochs: 0`` and
-a missing ``n_epochs`` can be told apart. TAO 3.0 reads ``use_imagenet_head`` and TAO 5
-``retain_head``: both are accepted.
+a missing ``n_epochs`` can be told apart.
+
+Two schemas, named by the TAO release (``tao_step.profiles``): "3.0" accepts both
+``use_imagenet_head`` (3.0's name) and ``retain_head``; "5.0" is TAO 5's protos
+(tao_tensorflow1_backend@d73dcfc ``nvidia_tao_tf1/cv/makenet/proto/``: ``retain_head`` only,
+plus ``byom_model`` and ``visualizer``) with the rules its spec validator enforces
+(``spec_handling/constants.py``, ``cv/common/spec_validator.py``): on proto3 an unset number
+is 0, so ``preprocess_mode``, both ``n_workers``, ``reg_config.scope`` and a positive
+``weight_decay`` are required there. ``spec-check --tao-version 5.0`` picks it.
 
 Runs inside the TAO 3.0 image (Python 3.6, protobuf 3.x) and on the host: standard library
 and protobuf 3.6 to 3.20 APIs only.
@@ -141,7 +148,39 @@ _MESSAGES = (
         ("eval_config", "EvalConfig"),
     )),
 )
-_ENUMS = {"InterpolationMethod": ("BILINEAR", "BICUBIC")}
+
+
+def _tao5_messages():
+    """TAO 5's messages: 3.0's with ModelConfig's head flag renamed to retain_head, the
+    bring-your-own-model path, and the experiment-tracking block of train_config."""
+    changed = {
+        "ModelConfig": lambda fields: tuple(
+            f for f in fields if f[0] != "use_imagenet_head") + (("byom_model", "string"),),
+        "TrainConfig": lambda fields: fields + (("visualizer", "VisualizerConfig"),),
+    }
+    tracking = (
+        ("WandBConfig", (
+            ("enabled", "bool"), ("key", "string"), ("project", "string"),
+            ("entity", "string"), ("reinit", "bool"), ("name", "string"),
+            ("tags", "repeated string"), ("wandb_dir", "string"), ("notes", "string"),
+            ("mode", "WandBMode"),
+        )),
+        ("ClearMLConfig", (
+            ("project", "string"), ("task", "string"), ("tags", "repeated string"),
+            ("reuse_last_task_id", "bool"), ("continue_last_task", "bool"),
+            ("deferred_init", "bool"),
+        )),
+        ("VisualizerConfig", (
+            ("enabled", "bool"), ("num_images", "uint32"), ("weight_histograms", "bool"),
+            ("wandb_config", "WandBConfig"), ("clearml_config", "ClearMLConfig"),
+        )),
+    )
+    return tracking + tuple((name, changed.get(name, lambda f: f)(fields))
+                            for name, fields in _MESSAGES)
+
+
+_ENUMS = {"InterpolationMethod": ("BILINEAR", "BICUBIC"),
+          "WandBMode": ("ONLINE", "OFFLINE", "DISABLED")}
 _ONEOFS = {"OptimizerConfig": "optim", "LRConfig": "lr_scheduler"}
 
 _FDP = descriptor_pb2.FieldDescriptorProto
@@ -208,14 +247,14 @@ def _camel(name):
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def _file_descriptor_proto():
+def _file_descriptor_proto(messages):
     file_proto = descriptor_pb2.FileDescriptorProto(
         name="tao_step/classification_spec.proto", package=PACKAGE, syntax="proto2")
     for enum_name, values in _ENUMS.items():
         enum = file_proto.enum_type.add(name=enum_name)
         for number, value in enumerate(values):
             enum.value.add(name=value, number=number)
-    for message_name, fields in _MESSAGES:
+    for message_name, fields in messages:
         message = file_proto.message_type.add(name=message_name)
         if message_name in _ONEOFS:
             message.oneof_decl.add(name=_ONEOFS[message_name])
@@ -227,9 +266,9 @@ def _file_descriptor_proto():
     return file_proto
 
 
-def _message_class():
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(_file_descriptor_proto())
+def _message_class(messages):
+    pool = descriptor_pool.DescriptorPool()  # one pool per schema: the names repeat
+    pool.Add(_file_descriptor_proto(messages))
     descriptor = pool.FindMessageTypeByName(f"{PACKAGE}.{ROOT_MESSAGE}")
     get_class = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.21
     if get_class is not None:
@@ -237,7 +276,48 @@ def _message_class():
     return message_factory.MessageFactory(pool).GetPrototype(descriptor)
 
 
-ClassificationExperimentConfig = _message_class()
+ClassificationExperimentConfig = _message_class(_MESSAGES)
+Tao5ExperimentConfig = _message_class(_tao5_messages())
+
+# TAO 5's validator compares every number and string it knows, set or not, and an unset
+# proto3 field reads 0 or "": these are therefore required there too.
+REQUIRED_5_0 = REQUIRED + (
+    ("train_config.n_workers", "TAO 5 requires it > 0, e.g. n_workers: 8"),
+    ("train_config.preprocess_mode", 'TAO 5 requires it: "caffe" for NGC\'s pretrained models'),
+    ("eval_config.n_workers", "TAO 5 requires it > 0 whenever eval_config is written, "
+                              "e.g. n_workers: 8"),
+    ("train_config.reg_config.scope", 'TAO 5 requires it, e.g. scope: "Conv2D,Dense"'),
+    ("train_config.reg_config.weight_decay", "TAO 5 requires it > 0 even with type \"None\", "
+                                             "e.g. weight_decay: 0.00005"),
+)
+# Fields a release renamed: the old name gets "renamed" instead of "unknown field".
+RENAMED_5_0 = {"use_imagenet_head": "retain_head"}
+
+
+class Schema:
+    """A release's spec format: its message class and what its validator requires."""
+
+    def __init__(self, name, message_class, required, renamed=None, positive_decay=False):
+        self.name = name
+        self.message_class = message_class
+        self.required = required
+        self.renamed = renamed or {}
+        # TAO 5 checks weight_decay > 0 whatever the regularizer type.
+        self.positive_decay = positive_decay
+
+
+SCHEMAS = {
+    "3.0": Schema("3.0", ClassificationExperimentConfig, REQUIRED),
+    "5.0": Schema("5.0", Tao5ExperimentConfig, REQUIRED_5_0, RENAMED_5_0, positive_decay=True),
+}
+DEFAULT_SCHEMA = "3.0"
+
+
+def schema_of(name):
+    """The Schema named ``name`` (a TAO version); ValueError naming the known ones."""
+    if name not in SCHEMAS:
+        raise ValueError("no spec schema for TAO %r (known: %s)" % (name, ", ".join(SCHEMAS)))
+    return SCHEMAS[name]
 
 
 class Problem:
@@ -272,9 +352,10 @@ class Problem:
 class Spec:
     """A parsed spec: the protobuf ``message`` plus the line of every field written in it."""
 
-    def __init__(self, file, message, lines):
+    def __init__(self, file, message, lines, schema=None):
         self.file = file
         self.message = message
+        self.schema = schema or SCHEMAS[DEFAULT_SCHEMA]
         self._lines = lines  # dotted path -> [1-based line of each occurrence]
 
     def has(self, path):
@@ -341,9 +422,9 @@ class _IndexingParser(text_format._Parser):
                 self._stack.pop()
 
 
-def _message_descriptor(path):
+def _message_descriptor(path, schema):
     """The descriptor of the message that holds the field at dotted ``path``, or None."""
-    descriptor = ClassificationExperimentConfig.DESCRIPTOR
+    descriptor = schema.message_class.DESCRIPTOR
     for name in path.split(".")[:-1]:
         field = descriptor.fields_by_name.get(name)
         if field is None or field.message_type is None:
@@ -371,7 +452,7 @@ _PARSE_ERRORS = (
 )
 
 
-def _parse_error_problem(file, error, field, source_lines):
+def _parse_error_problem(file, error, field, source_lines, schema):
     text = str(error)
     line = error.GetLine() if hasattr(error, "GetLine") else None
     column = error.GetColumn() if hasattr(error, "GetColumn") else None
@@ -386,7 +467,10 @@ def _parse_error_problem(file, error, field, source_lines):
         if text.startswith(quoted):
             text = text[len(quoted):]
     unknown = re.search(r'has no field named "([^"]+)"', text)
-    holder = _message_descriptor(field) if field else None
+    holder = _message_descriptor(field, schema) if field else None
+    if unknown and unknown.group(1) in schema.renamed:
+        return Problem(file, line, field, "unknown in TAO %s: renamed %s (write %s instead)" % (
+            schema.name, schema.renamed[unknown.group(1)], schema.renamed[unknown.group(1)]))
     if unknown and holder is not None:
         known = tuple(holder.fields_by_name)
         close = difflib.get_close_matches(unknown.group(1), known, n=1)
@@ -407,27 +491,29 @@ def _parse_error_problem(file, error, field, source_lines):
                                       "fields are written name: value, blocks name { ... })")
 
 
-def parse_spec_text(text, file="<spec>"):
+def parse_spec_text(text, file="<spec>", schema=DEFAULT_SCHEMA):
     """Parse spec text: ``(Spec, [])`` or, on a syntax error, ``(None, [Problem])``."""
+    schema = schema_of(schema)
     parser = _IndexingParser()
-    message = ClassificationExperimentConfig()
+    message = schema.message_class()
     lines = text.split("\n")
     try:
         parser.ParseLines(lines, message)
     except text_format.ParseError as error:
-        return None, [_parse_error_problem(file, error, parser.error_field, lines)]
-    return Spec(file, message, parser.lines), []
+        return None, [_parse_error_problem(file, error, parser.error_field, lines, schema)]
+    return Spec(file, message, parser.lines, schema), []
 
 
-def check_spec_text(text, file="<spec>"):
-    """``(spec_or_None, [Problem])`` for spec text; ``file`` names it in the problems."""
-    spec, problems = parse_spec_text(text, file)
+def check_spec_text(text, file="<spec>", schema=DEFAULT_SCHEMA):
+    """``(spec_or_None, [Problem])`` for spec text; ``file`` names it in the problems;
+    ``schema`` is the TAO release whose format applies ("3.0" or "5.0")."""
+    spec, problems = parse_spec_text(text, file, schema)
     if spec is None:
         return None, problems
     return spec, semantic_problems(spec)
 
 
-def check_spec_file(path, name=None):
+def check_spec_file(path, name=None, schema=DEFAULT_SCHEMA):
     """Check one spec file: ``(spec_or_None, [Problem])``.
 
     The spec is None when the file cannot be read or parsed; otherwise it is returned even
@@ -447,7 +533,7 @@ def check_spec_file(path, name=None):
                               f"is not UTF-8 text ({error.reason}); save it as UTF-8 text")]
     except OSError as error:
         return None, [Problem(name, None, None, f"cannot be read ({error.strerror})")]
-    return check_spec_text(text, name)
+    return check_spec_text(text, name, schema)
 
 
 def _number(value):
@@ -464,7 +550,7 @@ def semantic_problems(spec):
     def one_of(choices, quote=""):
         return ", ".join(quote + choice + quote for choice in choices)
 
-    for path, hint in REQUIRED:
+    for path, hint in spec.schema.required:
         parent = path.rpartition(".")[0]
         # A missing block is one problem, not one per field it should hold.
         if not spec.has(path) and (not parent or spec.has(parent)):
@@ -529,8 +615,12 @@ def semantic_problems(spec):
         elif regularizer.type not in REGULARIZERS:
             report("train_config.reg_config.type", f'"{regularizer.type}" is not a regularizer '
                    f"(use one of {one_of(REGULARIZERS, quote=chr(34))})")
-        if regularizer.type in ("L1", "L2") and not 0 < regularizer.weight_decay < 1:
-            written = spec.has("train_config.reg_config.weight_decay")
+        written = spec.has("train_config.reg_config.weight_decay")
+        # A missing weight_decay is already reported where the schema requires it.
+        decays = regularizer.type in ("L1", "L2") or spec.schema.positive_decay
+        if decays and not 0 < regularizer.weight_decay < 1 and (
+                written or "train_config.reg_config.weight_decay" not in dict(
+                    spec.schema.required)):
             report("train_config.reg_config.weight_decay",
                    f"{_number(regularizer.weight_decay) if written else 'missing, so 0,'} is not "
                    "in (0, 1) (a small factor such as 0.00005)")
@@ -584,22 +674,34 @@ def parse_image_size(text):
     return tuple(int(part) for part in text.split(","))
 
 
-USAGE = "usage: python3 -m tao_step spec-check FILE [FILE...]"
+USAGE = "usage: python3 -m tao_step spec-check [--tao-version {%s}] FILE [FILE...]" % ",".join(
+    SCHEMAS)
 
 
 def main(argv):
-    """``spec-check FILE...``: 0 if every file is good, 1 if any has problems, 2 on usage."""
+    """``spec-check [--tao-version V] FILE...``: 0 if every file is good, 1 if any has
+    problems, 2 on usage."""
     if argv[:1] in (["-h"], ["--help"]):
         print(USAGE)
         return 0
+    argv = list(argv)
+    schema = DEFAULT_SCHEMA
+    error = None
+    if argv[:1] == ["--tao-version"]:
+        if len(argv) < 2 or argv[1] not in SCHEMAS:
+            given = repr(argv[1]) if len(argv) > 1 else "nothing"
+            error = f"--tao-version: {given} is not one of {', '.join(SCHEMAS)}"
+        else:
+            schema, argv = argv[1], argv[2:]
     options = [arg for arg in argv if arg.startswith("-")]
-    if not argv or options:
+    if error is None and (not argv or options):
         error = f"unknown option {options[0]}" if options else "no file given"
+    if error:
         sys.stderr.write(f"spec-check: {error}\n{USAGE}\n")
         return 2
     status = 0
     for path in argv:
-        _, problems = check_spec_file(path)
+        _, problems = check_spec_file(path, schema=schema)
         for problem in problems:
             print(problem)
         if problems:

@@ -189,7 +189,7 @@ def test_cli_ok_problems_and_usage(tmp_path):
     for usage in ([], ["--frobnicate", TRAIN_SPEC]):
         result = run_cli(*usage)
         assert result.returncode == 2
-        assert "usage: python3 -m tao_step spec-check FILE" in result.stderr
+        assert "usage: python3 -m tao_step spec-check [--tao-version" in result.stderr
 
 
 def tool(name):

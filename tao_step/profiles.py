@@ -1,0 +1,128 @@
+"""The TAO releases this pipeline runs on, and everything that differs between them.
+
+One ``Profile`` per release, read by the pipeline (which image, which CLI, which Create Run
+form), by the steps (how a TAO command's success is judged) and by the checks (which spec
+schema, which file names). Nothing else in the project tests a version number: a new
+release is a new entry in ``PROFILES`` plus its tests.
+
+Sources: ``shared/reference/tao-classification-cli.md`` (3.0) and
+``shared/reference/tao5-classification-tf1.md`` (5.0), checked against NVIDIA's
+tao_tensorflow1_backend@d73dcfc ("TAO 5.0 Release - TF1"), tao_deploy@a285787 (5.0) and
+tao_launcher@77e0790 (5.0); docs/tao5.md cites file by file.
+
+Runs inside the TAO images (Python 3.6 in 3.0, 3.8 in 5.0) and on the host: standard
+library only.
+"""
+
+from collections import OrderedDict
+from typing import NamedTuple, Tuple
+
+
+class Profile(NamedTuple):
+    version: str
+    title: str
+    # The classification CLI in the training image; its first argument is the subtask.
+    cli: str
+    # Image folders under docker/: "train" runs every TAO step, "deploy" (if any) builds
+    # the TensorRT engine. Each holds a Dockerfile and IMAGE (docker/image_tag.py).
+    image_dirs: Tuple[Tuple[str, str], ...]
+    # Which spec schema tao_step.specs checks against (the release's protos and rules).
+    spec_schema: str
+    # What training writes each epoch: <results>/weights/<arch>_<epoch:03d><suffix>.
+    checkpoint_suffix: str
+    # The FP32 export, and whether a separate INT8 .etlt export (with its cache) exists.
+    export_suffix: str
+    int8_export: bool
+    # How the TensorRT engine is built: "converter" (tao-converter on the .etlt) or
+    # "gen_trt_engine" (classification_tf1 gen_trt_engine on the ONNX, deploy image).
+    engine_builder: str
+    # Environment of every TAO step.
+    env: Tuple[Tuple[str, str], ...]
+    # Subtasks that read a model and so take -k (the key of a .tlt/.etlt).
+    key_subtasks: Tuple[str, ...]
+    # Whether subtasks append JSON status lines to <results_dir>/status.json, where a
+    # failure may be recorded although the command exits 0.
+    status_json: bool
+    # The Create Run form: parameters this release has no use for, new ones
+    # (name, default, help), and defaults that differ from the 3.0 form.
+    dropped_parameters: Tuple[str, ...]
+    added_parameters: Tuple[Tuple[str, str, str], ...]
+    changed_defaults: Tuple[Tuple[str, str], ...]
+    # Where the shipped specs for this release live in the repository.
+    specs_dir: str
+
+
+TAO_3_0 = Profile(
+    version="3.0",
+    title="TAO Toolkit 3.0 (v3.21.08)",
+    cli="classification",
+    image_dirs=(("train", "docker"),),
+    spec_schema="3.0",
+    checkpoint_suffix=".tlt",
+    export_suffix=".etlt",
+    int8_export=True,
+    engine_builder="converter",
+    env=(),
+    key_subtasks=("train", "evaluate", "prune", "inference", "export"),
+    status_json=False,
+    dropped_parameters=(),
+    added_parameters=(),
+    changed_defaults=(),
+    specs_dir="specs",
+)
+
+TAO_5_0 = Profile(
+    version="5.0",
+    title="TAO Toolkit 5.0 (TF1 classification, ONNX and TAO Deploy)",
+    cli="classification_tf1",
+    image_dirs=(("train", "docker/tao5/tf1"), ("deploy", "docker/tao5/deploy")),
+    spec_schema="5.0",
+    checkpoint_suffix=".hdf5",
+    export_suffix=".onnx",
+    int8_export=False,
+    engine_builder="gen_trt_engine",
+    # The wrappers send telemetry after every subtask unless opted out; on an offline
+    # cluster each send waits for its timeout (cv/common/telemetry/telemetry.py).
+    env=(("TELEMETRY_OPT_OUT", "yes"),),
+    # calibration_tensorfile reads no model and has no -k; gen_trt_engine reads the plain
+    # ONNX (its -k is for .etlt only).
+    key_subtasks=("train", "evaluate", "prune", "inference", "export"),
+    status_json=True,
+    # The ONNX is precision-free (no INT8 export), and gen_trt_engine reads the input
+    # layer, dimensions and output node from it.
+    dropped_parameters=("export_int8_model_output_file", "convert_trt_output_layer",
+                        "convert_trt_dims", "convert_trt_input_type"),
+    added_parameters=(
+        ("convert_trt_results_dir", "tao-experiments/export/gen_trt_engine",
+         "gen_trt_engine's results folder (-r): its status.json and log"),
+    ),
+    changed_defaults=(
+        ("prune_model_input_file", "tao-experiments/output/weights/resnet_080.hdf5"),
+        ("prune_model_output_file",
+         "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.hdf5"),
+        ("test_infer_model_input_file",
+         "tao-experiments/output-retrain/weights/resnet_080.hdf5"),
+        ("export_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.hdf5"),
+        ("export_model_output_file", "tao-experiments/export/final_model.onnx"),
+    ),
+    specs_dir="specs/tao5",
+)
+
+PROFILES = OrderedDict((profile.version, profile) for profile in (TAO_3_0, TAO_5_0))
+DEFAULT_VERSION = "3.0"
+
+
+def get(version):
+    """The profile of ``version`` ("3.0", "5.0"); KeyError naming the known ones."""
+    try:
+        return PROFILES[version]
+    except KeyError:
+        raise KeyError("TAO version %r is not supported (use one of %s)"
+                       % (version, ", ".join(PROFILES))) from None
+
+
+def form_names(profile, names):
+    """The Create Run parameter names of ``profile``, from the 3.0 form's ``names``."""
+    dropped = set(profile.dropped_parameters)
+    return tuple(n for n in names if n not in dropped) + tuple(
+        name for name, _, _ in profile.added_parameters)
