@@ -94,4 +94,4 @@ def test_the_tao5_tags_change_with_the_in_container_code(tmp_path):
                            capture_output=True, text=True, check=True).stdout
     assert [line.split()[0] for line in after.splitlines()] == [
         line.split()[0] for line in before.splitlines()]
-    assert all(a != b for a, b in zip(after.splitlines(), before.splitlines()))
+    assert all(a != b for a, b in zip(after.splitlines(), before.splitlines(), strict=True))
