@@ -135,9 +135,10 @@ def ngc_model_file(model_name):
     return f"{family.group(1)}_{family.group(2)}.hdf5" if family else None
 
 
-def checkpoint_name(arch, n_epochs):
-    """The file TAO classification train writes after epoch ``n_epochs``."""
-    return f"{arch}_{n_epochs:03d}.tlt"
+def checkpoint_name(arch, n_epochs, suffix=".tlt"):
+    """The file TAO classification train writes after epoch ``n_epochs`` (``suffix``: the
+    release's checkpoint suffix, ``Profile.checkpoint_suffix``)."""
+    return f"{arch}_{n_epochs:03d}{suffix}"
 
 
 def _whole_number(text):

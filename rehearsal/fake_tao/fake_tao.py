@@ -59,11 +59,21 @@ def say(text=""):
     sys.stdout.flush()
 
 
+# What differs in the TAO 5 fake (fake_tao5.py sets these before running a subtask): the
+# log format, where log lines go, and what training writes.
+RELEASE = {"log_format": "{stamp} [{level}] {logger}: {message}", "log_stream": "stderr",
+           "checkpoint_suffix": ".tlt", "model_format": "tlt", "encrypts": True,
+           "spec_schema": "3.0"}
+
+
 def log(message, level="INFO", logger="__main__"):
-    """A line TAO logs (Python logging: stderr, with time, level and logger)."""
+    """A line TAO logs (Python logging, with time, level and logger; TAO 3.0 on stderr, TAO
+    5's wrapper sends it to stdout)."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-    sys.stderr.write(f"{stamp} [{level}] {logger}: {message}\n")
-    sys.stderr.flush()
+    stream = getattr(sys, RELEASE["log_stream"])
+    stream.write(RELEASE["log_format"].format(stamp=stamp, level=level, logger=logger,
+                                              message=message) + "\n")
+    stream.flush()
 
 
 # -- model files ----------------------------------------------------------------------------
@@ -117,7 +127,7 @@ def refuse_existing(path):
 def load_spec(path, sections):
     """The spec at ``path``; Failure on a syntax error or a problem in ``sections``."""
     log(f"Loading experiment spec at {path}.")
-    spec, problems = specs.check_spec_file(path)
+    spec, problems = specs.check_spec_file(path, schema=RELEASE["spec_schema"])
     relevant = [problem for problem in problems
                 if problem.field is None or problem.field.split(".")[0] in sections]
     if spec is None or relevant:
@@ -247,10 +257,12 @@ def train(arguments):
                         // train_config.batch_size_per_gpu)
             say(f"{batches}/{batches} [==============================] - 1s - loss: {loss:.4f} - "
                 f"acc: {acc:.4f} - val_loss: {val_loss:.4f} - val_acc: {val_acc:.4f}")
-            path = os.path.join(weights, checkpoint_name(arch, epoch + 1))
+            path = os.path.join(weights, checkpoint_name(arch, epoch + 1,
+                                                         RELEASE["checkpoint_suffix"]))
             say(f"\nEpoch {epoch + 1:05d}: saving model to {path}")
             write_model(path, {
-                "format": "tlt", "key": key_digest(arguments.key), "arch": arch,
+                "format": RELEASE["model_format"],
+                "key": key_digest(arguments.key) if RELEASE["encrypts"] else None, "arch": arch,
                 "n_layers": layers, "input_image_size": model_config.input_image_size,
                 "classes": classes, "epoch": epoch + 1, "parameters": parameters,
                 "val_acc": val_acc, "seed": seed, "pruning": None,
@@ -334,16 +346,16 @@ def _read_classmap(path):
 
 def prune(arguments):
     header = read_encrypted(arguments.model, arguments.key)
-    if header.get("format") != "tlt":
+    if header.get("format") != RELEASE["model_format"]:
         raise Failure(f"ValueError: {arguments.model} is a {header.get('format')} file, not a "
-                      "trained .tlt model")
+                      f"trained {RELEASE['checkpoint_suffix']} model")
     log(f"Loading model {arguments.model}", logger="modulus.pruning")
     factor = {"union": 1.0, "intersection": 0.8, "arithmetic_mean": 0.9,
               "geometric_mean": 0.85}[arguments.equalization_criterion]
     ratio = max(0.05, 1.0 - 0.95 * arguments.pruning_threshold ** 0.8 * factor)
     pruned = dict(header)
     pruned.update({
-        "key": key_digest(arguments.key),
+        "key": key_digest(arguments.key) if RELEASE["encrypts"] else None,
         "parameters": int(header["parameters"] * ratio),
         "val_acc": header["val_acc"] * (0.55 + 0.4 * ratio),
         "pruning": {"from": os.path.abspath(arguments.model),
