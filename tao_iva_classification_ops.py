@@ -1,17 +1,20 @@
-"""TAO Toolkit 3.0 image-classification commands as Kubeflow Pipelines (v1) steps.
+"""TAO Toolkit image-classification commands as Kubeflow Pipelines (v1) steps.
 
-Each class wraps one command line of the ``ngc`` or ``classification``/``converter`` CLIs in
-the TAO container and states only what is particular to it: its argv and whether it needs
-GPUs. What every step shares (workspace volume, caching policy, secrets, scheduling) is
-applied once, pipeline-wide, by ``tao_iva_classification_pipeline``; the image defaults to
-the one ``docker/`` builds (``DEFAULT_IMAGE``).
+Each class wraps one command line of the ``ngc`` or TAO classification CLIs in the TAO
+container and states only what is particular to it: its argv and whether it needs GPUs.
+What differs between TAO releases (the CLI's name, which subtasks take ``-k``, which image
+builds the engine, status.json) comes from the step's ``profile``
+(``tao_step.profiles``); what every step shares (workspace volume, caching policy, secrets,
+scheduling, image) is applied once, pipeline-wide, by ``tao_iva_classification_pipeline``;
+the images default to the ones ``docker/`` builds (``default_images``).
 
 Arguments are keyword-only. Paths are absolute paths inside the container (the pipeline
 derives them from the workspace mount), values may be pipeline parameters, and every value
 becomes one argv element: no step runs a shell.
 
-Prerequisite on the cluster: the image built from ``docker/`` (TAO 3.0 plus the NGC CLI) in a
-registry the nodes can pull from.
+Prerequisite on the cluster: the images built from ``docker/`` (TAO 3.0 plus the NGC CLI; or
+for TAO 5 the TF1 image with the NGC CLI and the deploy image) in a registry the nodes can
+pull from.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from kfp import dsl
 from kubernetes import client as k8s
 
 from tao_step import RUNTIME_VERSION
+from tao_step.profiles import DEFAULT_VERSION, TAO_3_0, Profile
 
 
-def _default_image() -> str:
-    # docker/image_tag.py is the one definition of the tag; docker/build.sh runs it as a
+def _image_tag_module():
+    # docker/image_tag.py is the one definition of the tags; docker/build.sh runs it as a
     # script (standard library only), so it is loaded by path rather than as a package.
     import importlib.util
     from pathlib import Path
@@ -34,14 +38,20 @@ def _default_image() -> str:
     spec = importlib.util.spec_from_file_location("image_tag", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.default_image()
+    return module
+
+
+def default_images(profile: Profile) -> dict:
+    """``{role: tag}`` of the images docker/build.sh builds for ``profile``'s release."""
+    module = _image_tag_module()
+    return {role: module.default_image(folder) for role, folder in profile.image_dirs}
 
 
 # A step argument: a literal or a pipeline parameter (placeholder resolved by Argo).
 Value = str | int | float | dsl.PipelineParam
 
 # The tag docker/build.sh gives the image: docker/IMAGE plus a digest of its contents.
-DEFAULT_IMAGE = _default_image()
+DEFAULT_IMAGE = default_images(TAO_3_0)["train"]
 
 # Where steps write what KFP collects (metrics, UI metadata, small outputs): inside the
 # container, off the shared workspace, so runs never mix their reports.
@@ -81,13 +91,16 @@ class TaoOp(dsl.ContainerOp):
 
     ``command`` is the TAO/NGC argv. It runs under ``tao_step report KIND``, which streams
     its output to the log, exits with its status, first moves aside what an earlier run
-    left at the ``writes`` paths (TAO refuses or silently overwrites), and then publishes
-    what ``report`` asks for to the KFP UI. ``outputs`` names small plain-text results
-    other steps read. ``gpus`` is how many GPUs to request: 0, an int or a parameter; a
-    step that requests none gets none, so it cannot use a node's GPUs by default visibility.
+    left at the ``writes`` paths (TAO refuses or silently overwrites), refuses to start when
+    a ``requires`` path is missing, fails when the command exits 0 but recorded a failure
+    in ``status_file`` (TAO 5), and then publishes what ``report`` asks for to the KFP UI.
+    ``outputs`` names small plain-text results other steps read. ``gpus`` is how many GPUs
+    to request: 0, an int or a parameter; a step that requests none gets none, so it cannot
+    use a node's GPUs by default visibility.
     """
 
     runs_tao = True  # TAO steps get shared memory and CPU/memory requests
+    image_role = "train"  # which of the release's images runs it (Profile.image_dirs)
 
     def __init__(
         self,
@@ -99,11 +112,16 @@ class TaoOp(dsl.ContainerOp):
         writes: Sequence[Value] = (),
         outputs: Sequence[str] = (),
         runtime_args: Sequence[Value] = (),
+        requires: Sequence[Value] = (),
+        status_file: Value | None = None,
     ) -> None:
         if runtime_args:  # another tao_step command than report, e.g. preflight
             argv, publishes = runtime_command(*runtime_args), False
         else:
             keep = [arg for path in writes for arg in ("--keep-previous", path)]
+            keep += [arg for path in requires for arg in ("--require", path)]
+            if status_file is not None:
+                keep += ["--status-json", status_file]
             tail = ["--", *command] if command else []
             argv = runtime_command("report", *report, "--out-dir", OUTPUTS_DIR, *keep, *tail)
             publishes = report[0] != "run"
@@ -138,9 +156,12 @@ class PreflightOp(TaoOp):
 
     runs_tao = False
 
-    def __init__(self, *, name: str, workspace: Value, values: dict) -> None:
+    def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str) -> None:
+        # The runtime's default release needs no flag, so its build reads as it always did.
+        release = [] if tao_version == DEFAULT_VERSION else ["--tao-version", tao_version]
         super().__init__(name=name, gpus=0, runtime_args=[
-            "preflight", "--workspace", workspace, *_name_value_flags("--param", values)])
+            "preflight", "--workspace", workspace, *release,
+            *_name_value_flags("--param", values)])
 
 
 class DownloadModelOp(TaoOp):
@@ -158,51 +179,68 @@ class DownloadModelOp(TaoOp):
         )
 
 
+def _key(profile: Profile, subtask: str, key: Value) -> list:
+    """``-k KEY`` for the subtasks of ``profile`` that read a model, else nothing."""
+    return ["-k", key] if subtask in profile.key_subtasks else []
+
+
+def _status_file(profile: Profile, results_dir: Value) -> Value | None:
+    """Where the subtask records its status, on releases that keep a status.json."""
+    return f"{results_dir}/status.json" if profile.status_json else None
+
+
 class TrainOp(TaoOp):
-    """``classification train``: train (or retrain a pruned model) as the spec says;
-    publishes the training curve. ``label`` is ``baseline`` or ``retrained``."""
+    """``<cli> train``: train (or retrain a pruned model) as the spec says; publishes the
+    training curve. ``label`` is ``baseline`` or ``retrained``."""
 
     def __init__(
-        self, *, name: str, label: str, spec: Value, results_dir: Value, num_gpus: Value,
-        key: Value,
+        self, *, profile: Profile, name: str, label: str, spec: Value, results_dir: Value,
+        num_gpus: Value, key: Value,
     ) -> None:
+        # The subtask comes first: TAO 5's wrapper looks for it in the first argument only.
         super().__init__(
             name=name,
-            command=["classification", "train", "--gpus", num_gpus, "-k", key,
+            command=[profile.cli, "train", "--gpus", num_gpus, *_key(profile, "train", key),
                      "-e", spec, "-r", results_dir],
             gpus=num_gpus,
             report=("train", "--results-dir", results_dir, "--label", label),
             writes=[results_dir],
+            status_file=_status_file(profile, results_dir),
         )
 
 
 class EvaluateOp(TaoOp):
-    """``classification evaluate``: score the spec's ``eval_config.model_path``; publishes
-    accuracy, confusion matrix and per-class table, and outputs ``top1_accuracy``.
-    With ``min_accuracy`` it also outputs ``gate``: ``pass`` or ``fail``."""
+    """``<cli> evaluate``: score the spec's ``eval_config.model_path``; publishes accuracy,
+    confusion matrix and per-class table, and outputs ``top1_accuracy``. With
+    ``min_accuracy`` it also outputs ``gate``: ``pass`` or ``fail``. On releases with a
+    status.json, ``results_dir`` receives it (``-r``)."""
 
     def __init__(
-        self, *, name: str, label: str, spec: Value, key: Value,
-        min_accuracy: Value | None = None,
+        self, *, profile: Profile, name: str, label: str, spec: Value, key: Value,
+        results_dir: Value, min_accuracy: Value | None = None,
     ) -> None:
         gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate"]
+        status = _status_file(profile, results_dir)
         super().__init__(
             name=name,
-            command=["classification", "evaluate", "-e", spec, "-k", key],
+            command=[profile.cli, "evaluate", "-e", spec, *_key(profile, "evaluate", key),
+                     *(["-r", results_dir] if status else [])],
             gpus=1,
             report=("evaluate", "--label", label, "--spec", spec,
                     *(gate if min_accuracy is not None else [])),
             outputs=["top1_accuracy", *(["gate"] if min_accuracy is not None else [])],
+            status_file=status,
         )
 
 
 class PruneOp(TaoOp):
-    """``classification prune``: remove filters below the threshold; publishes the
-    pruning ratio and sizes, and outputs ``pruning_ratio``."""
+    """``<cli> prune``: remove filters below the threshold; publishes the pruning ratio and
+    sizes, and outputs ``pruning_ratio``."""
 
     def __init__(
         self,
         *,
+        profile: Profile,
         name: str,
         model: Value,
         output_file: Value,
@@ -212,8 +250,8 @@ class PruneOp(TaoOp):
     ) -> None:
         super().__init__(
             name=name,
-            command=["classification", "prune", "-k", key, "-m", model, "-o", output_file,
-                     "-pth", threshold, "-eq", equalization_criterion],
+            command=[profile.cli, "prune", *_key(profile, "prune", key), "-m", model,
+                     "-o", output_file, "-pth", threshold, "-eq", equalization_criterion],
             gpus=1,
             report=("prune", "--input-model", model, "--output-model", output_file),
             writes=[output_file],
@@ -222,12 +260,13 @@ class PruneOp(TaoOp):
 
 
 class InferenceOp(TaoOp):
-    """``classification inference`` on a directory: writes ``result.csv`` into it;
-    publishes a table of predictions and the count per class."""
+    """``<cli> inference`` on a directory: writes ``result.csv`` into it; publishes a table
+    of predictions and the count per class."""
 
     def __init__(
         self,
         *,
+        profile: Profile,
         name: str,
         spec: Value,
         model: Value,
@@ -238,8 +277,8 @@ class InferenceOp(TaoOp):
     ) -> None:
         super().__init__(
             name=name,
-            command=["classification", "inference", "-k", key, "-e", spec, "-m", model,
-                     "-d", image_dir, "-b", batch_size, "-cm", class_map],
+            command=[profile.cli, "inference", *_key(profile, "inference", key), "-e", spec,
+                     "-m", model, "-d", image_dir, "-b", batch_size, "-cm", class_map],
             gpus=1,
             report=("inference", "--image-dir", image_dir),
             writes=[f"{image_dir}/result.csv"],
@@ -247,39 +286,49 @@ class InferenceOp(TaoOp):
 
 
 class ExportOp(TaoOp):
-    """``classification export``: the FP32 ``.etlt`` model for deployment."""
+    """``<cli> export``: the FP32 model for deployment (``.etlt`` in 3.0; ONNX in TAO 5,
+    whose exporter also reads the spec)."""
 
-    def __init__(self, *, name: str, model: Value, output_file: Value, key: Value) -> None:
+    def __init__(
+        self, *, profile: Profile, name: str, model: Value, output_file: Value, key: Value,
+        spec: Value,
+    ) -> None:
         super().__init__(
             name=name,
-            command=["classification", "export", "-m", model, "-k", key, "-o", output_file],
+            command=[profile.cli, "export", "-m", model, *_key(profile, "export", key),
+                     "-o", output_file, *(["-e", spec] if profile.export_spec else [])],
             gpus=1,
             writes=[output_file],
         )
 
 
 class CalibrationTensorfileOp(TaoOp):
-    """``classification calibration_tensorfile``: batches of training images for INT8.
+    """``<cli> calibration_tensorfile``: batches of training images for INT8.
 
     Reads only the spec's dataset, no model, so it needs no GPU and no training.
     """
 
-    def __init__(self, *, name: str, spec: Value, max_batches: Value, output_file: Value) -> None:
+    def __init__(
+        self, *, profile: Profile, name: str, spec: Value, max_batches: Value,
+        output_file: Value,
+    ) -> None:
         super().__init__(
             name=name,
-            command=["classification", "calibration_tensorfile", "-e", spec,
-                     "-m", max_batches, "-o", output_file],
+            command=[profile.cli, "calibration_tensorfile", "-e", spec, "-m", max_batches,
+                     "-o", output_file],
             gpus=0,
             writes=[output_file],
         )
 
 
 class ExportInt8Op(TaoOp):
-    """``classification export`` with INT8 calibration: the ``.etlt`` and its cache."""
+    """``classification export`` with INT8 calibration (TAO 3.0): the ``.etlt`` and its
+    cache."""
 
     def __init__(
         self,
         *,
+        profile: Profile,
         name: str,
         model: Value,
         output_file: Value,
@@ -291,17 +340,18 @@ class ExportInt8Op(TaoOp):
     ) -> None:
         super().__init__(
             name=name,
-            command=["classification", "export", "-m", model, "-k", key, "-o", output_file,
-                     "--cal_data_file", calibration_tensorfile, "--data_type", data_type,
-                     "--batches", batches, "--cal_cache_file", calibration_cache, "-v"],
+            command=[profile.cli, "export", "-m", model, *_key(profile, "export", key),
+                     "-o", output_file, "--cal_data_file", calibration_tensorfile,
+                     "--data_type", data_type, "--batches", batches,
+                     "--cal_cache_file", calibration_cache, "-v"],
             gpus=1,
             writes=[output_file, calibration_cache],
         )
 
 
 class ConvertTrtOp(TaoOp):
-    """``converter``: build the TensorRT engine on the GPU; without a calibration cache, as
-    FP16 and FP32 engines are built."""
+    """``converter`` (TAO 3.0): build the TensorRT engine on the GPU; without a calibration
+    cache, as FP16 and FP32 engines are built."""
 
     def __init__(
         self,
@@ -335,6 +385,52 @@ class ConvertTrtInt8Op(ConvertTrtOp):
 
     def __init__(self, *, calibration_cache: Value, **engine: Value) -> None:
         super().__init__(calibration_cache=calibration_cache, **engine)
+
+
+class GenTrtEngineOp(TaoOp):
+    """``classification_tf1 gen_trt_engine`` (TAO 5, deploy image): the TensorRT engine from
+    the ONNX export. ``spec`` supplies ``train_config.image_mean``; the batch sizes set the
+    engine's optimisation profile and (INT8) the calibration batch.
+
+    INT8 (``calibration`` = (tensorfile, cache, batches)) passes both calibration files,
+    which it needs (without either it crashes); and the step refuses to start without the
+    tensorfile, because gen_trt_engine would otherwise calibrate on random data and only
+    log it. The cache is moved aside first: an existing one is reused without calibrating.
+    """
+
+    image_role = "deploy"
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        name: str,
+        model: Value,
+        spec: Value,
+        results_dir: Value,
+        precision: Value,
+        engine_file: Value,
+        batch_size: Value,
+        max_batch_size: Value,
+        calibration: tuple | None = None,
+    ) -> None:
+        int8 = []
+        if calibration is not None:
+            tensorfile, cache, batches = calibration
+            int8 = ["--cal_data_file", tensorfile, "--cal_cache_file", cache,
+                    "--batches", batches]
+        super().__init__(
+            name=name,
+            command=[profile.cli, "gen_trt_engine", "-m", model, "-e", spec, "-r", results_dir,
+                     "--data_type", precision, "--engine_file", engine_file, *int8,
+                     "--batch_size", batch_size, "--max_batch_size", max_batch_size,
+                     "--opt_batch_size", max_batch_size],
+            gpus=1,
+            report=("convert", "--engine", engine_file, "--precision", precision),
+            writes=[engine_file, *([calibration[1]] if calibration else [])],
+            requires=[calibration[0]] if calibration else [],
+            status_file=_status_file(profile, results_dir),
+        )
 
 
 class SummaryOp(TaoOp):

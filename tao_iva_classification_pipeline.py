@@ -1,13 +1,15 @@
-"""TAO Toolkit 3.0 image classification (ResNet-18 transfer learning) as a Kubeflow pipeline.
+"""TAO Toolkit image classification (ResNet-18 transfer learning) as a Kubeflow pipeline.
 
-    python tao_iva_classification_pipeline.py            # writes <this file>.tar.gz
+    python tao_iva_classification_pipeline.py            # writes <this file>.tar.gz (TAO 3.0)
+    python tao_iva_classification_pipeline.py --tao-version 5.0   # the TAO 5 (TF1) build
     python tao_iva_classification_pipeline.py --help     # every option
 
 Upload the package in the Kubeflow Pipelines UI (or with ``kfp pipeline upload``) and fill
 the Create Run form; the parameters keep the names of NVIDIA's original sample.
 
 What must exist on the cluster before a run:
-- the image built from ``docker/`` in a registry the nodes can pull from (``--image``);
+- the image(s) built from ``docker/`` in a registry the nodes can pull from (``--image``;
+  with TAO 5 also ``--deploy-image``);
 - on the node(s) that run the steps, the workspace directory ``tao_mount_dir`` holding
   ``specs/`` and the dataset under ``tao-experiments/data/split/`` (see README.md); the
   steps mount it as a hostPath of type ``Directory``, so a node without it fails the pod
@@ -30,13 +32,9 @@ from typing import NamedTuple
 from kfp import dsl
 
 import tao_iva_classification_ops as ops
+from tao_step import profiles
 
 PIPELINE_NAME = "tao-iva-classification"
-PIPELINE_DESCRIPTION = (
-    "TAO Toolkit 3.0 image classification: download a pretrained model from NGC, train, "
-    "evaluate, prune, retrain, evaluate again, test inference, export FP32 and INT8, and "
-    "build a TensorRT engine."
-)
 
 # The volume every step mounts: the workspace holding models, specs, data and results.
 WORKSPACE_VOLUME = "nvidia-workspace"
@@ -142,7 +140,12 @@ class CompileOptions:
     """Choices made when compiling, as opposed to when filling the Create Run form.
     Every field's default is the original sample's behaviour or a safe addition to it."""
 
-    image: str = ops.DEFAULT_IMAGE
+    # The TAO release (tao_step/profiles.py): its CLIs, images, form and specs.
+    tao_version: str = profiles.DEFAULT_VERSION
+    # Images of the TAO steps and, for releases with one, of the TensorRT build; None: the
+    # tags docker/build.sh gives.
+    image: str | None = None
+    deploy_image: str | None = None
     # Storage: an existing PersistentVolumeClaim instead of the hostPath at tao_mount_dir.
     pvc: str | None = None
     # Secrets: TAO model key (replaces the api_key field), NGC API key, registry login.
@@ -160,15 +163,35 @@ class CompileOptions:
     # Create Run defaults changed at compile time (--param): a pre-filled form.
     defaults: tuple = ()
 
+    @property
+    def profile(self) -> profiles.Profile:
+        return profiles.get(self.tao_version)
+
+    def images(self) -> dict:
+        """``{role: image}``: the profile's images, as given or as docker/build.sh tags them."""
+        given = {"train": self.image, "deploy": self.deploy_image}
+        return {role: given[role] or default
+                for role, default in ops.default_images(self.profile).items()}
+
     def timeout(self, step: str) -> int:
         return dict(self.timeouts).get(step, DEFAULT_TIMEOUTS.get(step, DEFAULT_TIMEOUT))
+
+    def parameters(self) -> tuple:
+        """The release's Create Run parameters (PARAMETERS changed as its profile says),
+        with the key field whatever the secrets."""
+        profile = self.profile
+        changed = dict(profile.changed_defaults)
+        return tuple(
+            p._replace(default=changed.get(p.name, p.default))
+            for p in PARAMETERS if p.name not in profile.dropped_parameters
+        ) + tuple(Param(*added) for added in profile.added_parameters)
 
     def form(self) -> tuple:
         """The Create Run parameters this build shows, with their defaults."""
         hidden = {"api_key"} if self.key_secret else set()
         changed = dict(self.defaults)
         return tuple(p._replace(default=changed.get(p.name, p.default))
-                     for p in PARAMETERS if p.name not in hidden)
+                     for p in self.parameters() if p.name not in hidden)
 
     def problems(self) -> list:
         """What is wrong with the form's defaults, by the checks the preflight step runs
@@ -178,7 +201,7 @@ class CompileOptions:
         values = {p.name: p.default for p in self.form()}
         if self.key_secret:
             values["api_key"] = "from-the-secret"  # checked at run time, in the pod
-        return validate_values(values)
+        return validate_values(values, self.profile)
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
@@ -199,7 +222,7 @@ def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
 
     tao_iva_classification.__signature__ = signature
     tao_iva_classification.__annotations__ = {p.name: str for p in form}
-    return dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)(
+    return dsl.pipeline(name=PIPELINE_NAME, description=options.profile.description)(
         tao_iva_classification
     )
 
@@ -207,67 +230,95 @@ def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
 def _wire(p: dict, options: CompileOptions) -> None:
     """The DAG. Steps exchange files on the workspace, so each edge is an ``after``: it
     exists exactly where a step reads what another writes (docs/pipeline.md explains each).
+    What differs between TAO releases comes from ``options.profile``.
     """
     dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
+    profile = options.profile
 
     def ws(name: str) -> str:
         return f"{p['tao_mount_dir']}/{p[name]}"
 
     # With a key secret the key never becomes a parameter: Kubernetes substitutes it.
     key = f"$({KEY_ENV})" if options.key_secret else p["api_key"]
+    tao = {"profile": profile}
 
     # Checks the submitted form, the specs and the dataset in seconds, before any GPU step;
     # every value, the key too (from the Secret, if one is configured).
     preflight = ops.PreflightOp(
-        name="preflight", workspace=p["tao_mount_dir"],
-        values={q.name: key if q.name == "api_key" else p[q.name] for q in PARAMETERS},
+        name="preflight", workspace=p["tao_mount_dir"], tao_version=profile.version,
+        values={q.name: key if q.name == "api_key" else p[q.name]
+                for q in options.parameters()},
     )
     download = ops.DownloadModelOp(
         name="download-model", model=p["pretrained_model_name"], dest=ws("pretrained_model_dir")
     ).after(preflight)
     train = ops.TrainOp(
-        name="train-model", label="baseline", spec=ws("train_classification_spec"),
+        **tao, name="train-model", label="baseline", spec=ws("train_classification_spec"),
         results_dir=ws("train_classification_output"), num_gpus=p["train_num_gpus"], key=key,
     ).after(download)
     evaluate = ops.EvaluateOp(
-        name="evaluate-model", label="baseline", spec=ws("train_classification_spec"), key=key
+        **tao, name="evaluate-model", label="baseline", spec=ws("train_classification_spec"),
+        key=key, results_dir=ws("train_classification_output") + "/evaluate",
     ).after(train)
     prune = ops.PruneOp(
-        name="prune-model", model=ws("prune_model_input_file"),
+        **tao, name="prune-model", model=ws("prune_model_input_file"),
         output_file=ws("prune_model_output_file"), threshold=p["prune_threshold"],
         equalization_criterion=p["prune_equalization_criterion"], key=key,
     ).after(train)
     retrain = ops.TrainOp(
-        name="retrain-model", label="retrained", spec=ws("retrain_classification_spec"),
+        **tao, name="retrain-model", label="retrained", spec=ws("retrain_classification_spec"),
         results_dir=ws("retrain_classification_output"), num_gpus=p["train_num_gpus"], key=key,
     ).after(prune)
     reevaluate = ops.EvaluateOp(
-        name="reevaluate-model", label="retrained", spec=ws("retrain_classification_spec"),
-        key=key, min_accuracy=p["min_accuracy"],
+        **tao, name="reevaluate-model", label="retrained",
+        spec=ws("retrain_classification_spec"), key=key,
+        results_dir=ws("retrain_classification_output") + "/evaluate",
+        min_accuracy=p["min_accuracy"],
     ).after(retrain)
     infer = ops.InferenceOp(
-        name="test-infer", spec=ws("retrain_classification_spec"),
+        **tao, name="test-infer", spec=ws("retrain_classification_spec"),
         model=ws("test_infer_model_input_file"), image_dir=ws("test_infer_image_path"),
         batch_size=p["test_infer_batch_size"], class_map=ws("test_infer_class_map"), key=key,
     ).after(retrain)
     # Calibration reads only the spec's training images: it runs from the start.
     calibrate = ops.CalibrationTensorfileOp(
-        name="calibrate-model", spec=ws("calibrate_classification_spec"),
+        **tao, name="calibrate-model", spec=ws("calibrate_classification_spec"),
         max_batches=p["calibrate_max_batches"], output_file=ws("calibrate_output_file"),
     ).after(preflight)
 
-    # The quality gate: nothing is exported from a model below min_accuracy. Two groups
-    # with one verdict, because a group waits for everything its steps wait for: the FP32
+    # The quality gate: nothing is exported from a model below min_accuracy. Groups with
+    # one verdict, because a group waits for everything its steps wait for: the FP32
     # export must not wait for calibration.
     passed = reevaluate.outputs["gate"] == "pass"
     with dsl.Condition(passed, name="gate-fp32-export"):
         export = ops.ExportOp(
-            name="export-model", model=ws("export_model_input_file"),
+            **tao, name="export-model", model=ws("export_model_input_file"),
             output_file=ws("export_model_output_file"), key=key,
+            spec=ws("retrain_classification_spec"),
         ).after(retrain)
+    engines = ENGINE_WIRING[profile.engine_builder](
+        p, ws, key, profile, passed, after_export=[retrain, export], calibrate=calibrate)
+
+    # One report for the whole run; it runs when exports were skipped by the gate too.
+    form = {q.name for q in options.parameters()}
+    ops.SummaryOp(
+        name="summary",
+        baseline_accuracy=evaluate.outputs["top1_accuracy"],
+        retrained_accuracy=reevaluate.outputs["top1_accuracy"],
+        pruning_ratio=prune.outputs["pruning_ratio"],
+        min_accuracy=p["min_accuracy"], gate=reevaluate.outputs["gate"],
+        artifacts={name: ws(param) + suffix for name, param, suffix in SUMMARY_ARTIFACTS
+                   if param in form},
+    ).after(infer, export, *engines)
+
+
+def _wire_converter(p, ws, key, profile, passed, *, after_export, calibrate) -> list:
+    """TAO 3.0: an INT8 ``.etlt`` export writes the calibration cache, and tao-converter
+    builds the engine from that ``.etlt``."""
+    retrain = after_export[0]
     with dsl.Condition(passed, name="gate-int8-export"):
         export_int8 = ops.ExportInt8Op(
-            name="export-int8-model", model=ws("export_model_input_file"),
+            profile=profile, name="export-int8-model", model=ws("export_model_input_file"),
             output_file=ws("export_int8_model_output_file"),
             calibration_tensorfile=ws("calibrate_output_file"),
             data_type=p["convert_trt_precision"], batches=p["export_int8_batches"],
@@ -291,16 +342,34 @@ def _wire(p: dict, options: CompileOptions) -> None:
         with dsl.Condition(p["convert_trt_precision"] != "int8", name="fp-engine"):
             convert_fp = ops.ConvertTrtOp(**engine).after(export_int8)
             convert_fp.set_display_name("convert-trt")
+    return [convert_int8, convert_fp]
 
-    # One report for the whole run; it runs when exports were skipped by the gate too.
-    ops.SummaryOp(
-        name="summary",
-        baseline_accuracy=evaluate.outputs["top1_accuracy"],
-        retrained_accuracy=reevaluate.outputs["top1_accuracy"],
-        pruning_ratio=prune.outputs["pruning_ratio"],
-        min_accuracy=p["min_accuracy"], gate=reevaluate.outputs["gate"],
-        artifacts={name: ws(param) + suffix for name, param, suffix in SUMMARY_ARTIFACTS},
-    ).after(infer, export, convert_int8, convert_fp)
+
+def _wire_gen_trt_engine(p, ws, key, profile, passed, *, after_export, calibrate) -> list:
+    """TAO 5: ``gen_trt_engine`` in the deploy image builds the engine from the ONNX
+    export; for INT8 it calibrates on calibrate-model's tensorfile and writes the cache
+    (export_int8_cache_file, export_int8_batches keep their meaning)."""
+    with dsl.Condition(passed, name="gate-engine"):
+        engine = dict(
+            profile=profile, name="convert-trt", model=ws("export_model_output_file"),
+            spec=ws("retrain_classification_spec"), results_dir=ws("convert_trt_results_dir"),
+            precision=p["convert_trt_precision"], engine_file=ws("convert_trt_output_file"),
+            batch_size=p["convert_trt_batch_size"],
+            max_batch_size=p["convert_trt_max_batch_size"],
+        )
+        with dsl.Condition(p["convert_trt_precision"] == "int8", name="int8-engine"):
+            convert_int8 = ops.GenTrtEngineOp(
+                calibration=(ws("calibrate_output_file"), ws("export_int8_cache_file"),
+                             p["export_int8_batches"]), **engine,
+            ).after(*after_export, calibrate)
+        with dsl.Condition(p["convert_trt_precision"] != "int8", name="fp-engine"):
+            convert_fp = ops.GenTrtEngineOp(**engine).after(*after_export)
+            convert_fp.set_display_name("convert-trt")
+    return [convert_int8, convert_fp]
+
+
+# How each release builds the TensorRT engine (Profile.engine_builder).
+ENGINE_WIRING = {"converter": _wire_converter, "gen_trt_engine": _wire_gen_trt_engine}
 
 
 # What the run summary lists: the name it shows, the parameter giving the path, and what
@@ -320,6 +389,7 @@ SUMMARY_ARTIFACTS = (
     ("int8-model", "export_int8_model_output_file", ""),
     ("int8-calibration-cache", "export_int8_cache_file", ""),
     ("tensorrt-engine", "convert_trt_output_file", ""),
+    ("tensorrt-results", "convert_trt_results_dir", ""),
 )
 
 
@@ -335,9 +405,10 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
     # A hostPath is node-local: every step must land on the node that holds it, so
     # scheduling constraints then apply to all steps, not only to the GPU ones.
     pin_all_steps = options.pvc is None
+    images = options.images()
 
     def apply(op):
-        op.container.image = options.image
+        op.container.image = images[op.image_role]
         # The v1 backend caches by template, not by workspace contents: a re-run with the
         # same form would silently skip all training. P0D is the switch it honours.
         op.execution_options.caching_strategy.max_cache_staleness = "P0D"
@@ -367,6 +438,8 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
                 op.add_toleration(k8s.V1Toleration(
                     key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"))
         if op.runs_tao:  # TAO's own commands, as opposed to NGC and our checks and report
+            for name, value in options.profile.env:
+                op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
             if options.cpu_request != "0":
                 op.container.add_resource_request("cpu", options.cpu_request)
             if options.memory_request != "0":
@@ -464,7 +537,9 @@ def _form_value(text: str) -> tuple:
     name, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    if name not in {p.name for p in PARAMETERS}:
+    known = {name for version in profiles.PROFILES
+             for name, _, _ in CompileOptions(tao_version=version).parameters()}
+    if name not in known:
         raise argparse.ArgumentTypeError(
             f"{name!r} is not a Create Run parameter (see the table in README.md)")
     return (name, value)
@@ -521,9 +596,22 @@ def build_parser() -> argparse.ArgumentParser:
         ".zip or .yaml",
     )
     parser.add_argument(
-        "--image", type=_image, default=ops.DEFAULT_IMAGE,
-        help="container image of every step, as the cluster pulls it (default: %(default)s, "
-        "the tag docker/build.sh gives; push it to your registry and name it here)",
+        "--tao-version", choices=tuple(profiles.PROFILES), default=profiles.DEFAULT_VERSION,
+        help="the TAO release to run (default: %(default)s): 3.0 runs 'classification' and "
+        "tao-converter; 5.0 runs 'classification_tf1' in the TAO 5 TF1 image, exports ONNX "
+        "and builds the engine with gen_trt_engine in the deploy image (README.md: which to "
+        "pick)",
+    )
+    parser.add_argument(
+        "--image", type=_image,
+        help="container image of the TAO steps, as the cluster pulls it (default: "
+        f"{ops.DEFAULT_IMAGE} for 3.0, the tag docker/build.sh gives; push it to your "
+        "registry and name it here)",
+    )
+    parser.add_argument(
+        "--deploy-image", type=_image,
+        help="with --tao-version 5.0: the image of convert-trt (TAO Deploy's gen_trt_engine; "
+        "default: the tag 'docker/build.sh --tao-version 5.0' gives)",
     )
     parser.add_argument(
         "--param", type=_form_value, action="append", default=[], metavar="NAME=VALUE",
@@ -614,6 +702,15 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
         targets = STEP_NAMES if step == "*" else (step,)
         timeouts.update({name: seconds for name in targets})
     given = dict(args.param)
+    profile = profiles.get(args.tao_version)
+    if args.deploy_image and "deploy" not in dict(profile.image_dirs):
+        raise ValueError(f"--deploy-image: TAO {profile.version} has no deploy image (it "
+                         "goes with --tao-version 5.0)")
+    form = [p.name for p in CompileOptions(tao_version=profile.version).parameters()]
+    for name in given:
+        if name not in form:
+            raise ValueError(f"--param {name}: not a Create Run parameter of the TAO "
+                             f"{profile.version} build (see the table in README.md)")
     if args.key_secret and "api_key" in given:
         raise ValueError("--param api_key cannot be combined with --key-secret: the key "
                          "comes from the Secret")
@@ -625,8 +722,10 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     if args.specs is not None and not args.specs.is_dir():
         raise ValueError(f"--specs: {args.specs} is not a directory")
     return CompileOptions(
+        tao_version=profile.version,
         defaults=tuple(given.items()),
         image=args.image,
+        deploy_image=args.deploy_image,
         pvc=args.pvc,
         key_secret=args.key_secret,
         ngc_secret=args.ngc_secret,
@@ -677,7 +776,7 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
     result = dry_run.rehearse(
         yaml.safe_load(package.read_text()),
         overrides=dict(options.defaults),
-        specs_dir=args.specs or Path(__file__).resolve().with_name("specs"),
+        specs_dir=args.specs or Path(__file__).resolve().parent / options.profile.specs_dir,
         workspace=workspace,
         logs=scratch / "logs",
     )

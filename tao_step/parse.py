@@ -18,10 +18,11 @@ from typing import List, Optional, Tuple
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf)"
 
-# Log records that may be interleaved with printed results: TAO's logging format, absl/glog
-# lines from TensorFlow, Python's warnings and "WARNING:tensorflow:" style records.
+# Log records that may be interleaved with printed results: TAO's logging format (TAO 5's
+# TF1 scripts and the 5.2+ deploy wrapper add "[TAO Toolkit] "), absl/glog lines from
+# TensorFlow, Python's warnings and "WARNING:tensorflow:" style records.
 _LOG_LINE = re.compile(
-    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \[[A-Z]+\] "
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (?:\[TAO Toolkit\] )?\[[A-Z]+\] "
     r"|^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ "
     r"|^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:"
     r"|^\S+\.py:\d+: \w+Warning: "

@@ -24,7 +24,7 @@ import posixpath
 import re
 import sys
 
-from tao_step import specs
+from tao_step import profiles, specs
 
 # The Create Run form, in its order (original-interface.md), plus the accuracy gate.
 PARAMETERS = (
@@ -274,23 +274,34 @@ def _moved_inputs(values):
     return problems
 
 
-def validate_values(values):
+def parameters_of(profile):
+    """The Create Run parameter names of a release's build (``PARAMETERS`` for 3.0)."""
+    return profiles.form_names(profile, PARAMETERS)
+
+
+def validate_values(values, profile=profiles.TAO_3_0):
     """Problems with the Create Run values alone, one message per problem: pure, no files.
 
-    ``values`` maps parameter names to their text. Every name in ``PARAMETERS`` must be
+    ``values`` maps parameter names to their text. Every name of ``profile``'s form must be
     present; names outside it are reported too.
     """
     problems = []
-    for name in sorted(set(values) - set(PARAMETERS)):
+    names = parameters_of(profile)
+    for name in sorted(set(values) - set(names)):
         problems.append(f"{name}: not a parameter of this pipeline (check the spelling; "
-                        f"known: {', '.join(PARAMETERS)})")
-    for name in PARAMETERS:
+                        f"known: {', '.join(names)})")
+    for name in names:
         if name not in values:
             problems.append(f"{name}: no value given (every Create Run parameter needs one)")
             continue
         error = value_error(name, values[name])
         if error:
             problems.append(error)
+    for name, suffix, why in profile.required_suffixes:
+        value = values.get(name, "")
+        if value and not value.endswith(suffix) and value_error(name, value) is None:
+            problems.append(f"{name}: {value} must end in {suffix} ({why}); name it "
+                            f"{posixpath.splitext(value)[0]}{suffix}")
     problems += _moved_inputs(values)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
@@ -369,11 +380,12 @@ class Preflight:
     """One preflight of a workspace; after ``run()``: ``problems``, ``warnings``, the parsed
     ``specs`` and the training ``classes`` (for the summary)."""
 
-    def __init__(self, workspace, values, mount_dir=None):
+    def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0):
         self.workspace = os.path.abspath(workspace)
         self.mount = posixpath.normpath(mount_dir or self.workspace)
+        self.profile = profile
         # Only values that pass validate_values are used to look at the workspace.
-        self.ok = {name: values[name] for name in PARAMETERS
+        self.ok = {name: values[name] for name in parameters_of(profile)
                    if name in values and value_error(name, values[name]) is None}
         self.problems = []
         self.warnings = []
@@ -444,7 +456,8 @@ class Preflight:
                                      f"({path}); put the spec file there or fix {name}")
                 loaded[relative] = None
                 continue
-            spec, problems = specs.check_spec_file(path, name=relative)
+            spec, problems = specs.check_spec_file(path, name=relative,
+                                                   schema=self.profile.spec_schema)
             self.problems.extend(str(problem) for problem in problems)
             loaded[relative] = self.specs[name] = spec
 
@@ -567,7 +580,8 @@ class Preflight:
         if not spec.has("train_config.n_epochs") or epochs < 1:
             return None, None
         relative = posixpath.join(posixpath.normpath(output), "weights",
-                                  checkpoint_name(model.arch, epochs))
+                                  checkpoint_name(model.arch, epochs,
+                                                  self.profile.checkpoint_suffix))
         why = (f"arch {model.arch}, n_epochs {epochs} in {spec.file} line "
                f"{spec.line('train_config.n_epochs')}")
         return relative, why
@@ -730,6 +744,9 @@ def _parse_arguments(argv):
                                             "(default: the workspace)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="one Create Run value; give every parameter")
+    parser.add_argument("--tao-version", choices=tuple(profiles.PROFILES),
+                        default=profiles.DEFAULT_VERSION,
+                        help="the TAO release the pipeline was built for (its form and specs)")
     arguments = parser.parse_args(argv)
     values = {}
     for item in arguments.param:
@@ -750,8 +767,9 @@ def main(argv):
         sys.stderr.write(f"preflight: {error}\nusage: python3 -m tao_step preflight "
                          "--workspace WS [--mount-dir DIR] --param NAME=VALUE ...\n")
         return 2
-    problems = validate_values(values)
-    check = Preflight(arguments.workspace, values, arguments.mount_dir).run()
+    profile = profiles.get(arguments.tao_version)
+    problems = validate_values(values, profile)
+    check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
     problems += check.problems
     for line in problems:
         print(line)

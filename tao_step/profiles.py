@@ -21,6 +21,8 @@ from typing import NamedTuple, Tuple
 class Profile(NamedTuple):
     version: str
     title: str
+    # The compiled pipeline's description, as the Kubeflow UI shows it.
+    description: str
     # The classification CLI in the training image; its first argument is the subtask.
     cli: str
     # Image folders under docker/: "train" runs every TAO step, "deploy" (if any) builds
@@ -50,11 +52,20 @@ class Profile(NamedTuple):
     changed_defaults: Tuple[Tuple[str, str], ...]
     # Where the shipped specs for this release live in the repository.
     specs_dir: str
+    # Whether export needs the spec (-e): TAO 5's ONNX exporter reads it.
+    export_spec: bool
+    # Output parameters whose value must end in a suffix, and why: TAO 5's prune saves
+    # <o>.hdf5 and then fails on <o>; its export appends .onnx to a path without "onnx".
+    required_suffixes: Tuple[Tuple[str, str, str], ...]
 
 
 TAO_3_0 = Profile(
     version="3.0",
     title="TAO Toolkit 3.0 (v3.21.08)",
+    description=(
+        "TAO Toolkit 3.0 image classification: download a pretrained model from NGC, train, "
+        "evaluate, prune, retrain, evaluate again, test inference, export FP32 and INT8, and "
+        "build a TensorRT engine."),
     cli="classification",
     image_dirs=(("train", "docker"),),
     spec_schema="3.0",
@@ -69,11 +80,17 @@ TAO_3_0 = Profile(
     added_parameters=(),
     changed_defaults=(),
     specs_dir="specs",
+    export_spec=False,
+    required_suffixes=(),
 )
 
 TAO_5_0 = Profile(
     version="5.0",
     title="TAO Toolkit 5.0 (TF1 classification, ONNX and TAO Deploy)",
+    description=(
+        "TAO Toolkit 5.0 (TF1) image classification: download a pretrained model from NGC, "
+        "train, evaluate, prune, retrain, evaluate again, test inference, export ONNX, and "
+        "build a TensorRT engine with TAO Deploy."),
     cli="classification_tf1",
     image_dirs=(("train", "docker/tao5/tf1"), ("deploy", "docker/tao5/deploy")),
     spec_schema="5.0",
@@ -106,6 +123,13 @@ TAO_5_0 = Profile(
         ("export_model_output_file", "tao-experiments/export/final_model.onnx"),
     ),
     specs_dir="specs/tao5",
+    export_spec=True,
+    required_suffixes=(
+        ("prune_model_output_file", ".hdf5",
+         "TAO 5 prune saves <name>.hdf5 and then fails looking for <name>"),
+        ("export_model_output_file", ".onnx",
+         "TAO 5 export appends .onnx to any other name, where no later step looks"),
+    ),
 )
 
 PROFILES = OrderedDict((profile.version, profile) for profile in (TAO_3_0, TAO_5_0))

@@ -21,6 +21,7 @@ KINDs (``python3 -m tao_step report KIND --help`` for the options):
 """
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -595,6 +596,36 @@ def keep_previous(paths: Sequence[str]) -> Optional[str]:
     return None
 
 
+def status_json_size(path: Optional[str]) -> int:
+    """Bytes already in a status.json before the command runs (TAO 5 appends to it)."""
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+def recorded_failure(path: Optional[str], start: int) -> Optional[str]:
+    """The message of the first FAILURE line the command appended to ``path`` (TAO 5's
+    status.json: JSON lines with "status" and "message"), or None.
+
+    Some TAO 5 scripts catch their own exit, record FAILURE and end with "Execution
+    status: PASS" and status 0, so the exit status alone would call them a success.
+    """
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(start if start <= os.path.getsize(path) else 0)
+        lines = handle.read().decode("utf-8", "replace").splitlines()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("status") == "FAILURE":
+            return str(record.get("message") or "no message")
+    return None
+
+
 def ngc_model_folder(args) -> List[str]:
     if getattr(args, "ngc_model", None) and getattr(args, "ngc_dest", None):
         from tao_step.preflight import ngc_download_dir
@@ -641,6 +672,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--keep-previous", action="append", default=[], metavar="PATH",
                              help="before running, move what an earlier run left at PATH to "
                                   "PATH.previous-<UTC time> (repeatable); nothing is deleted")
+            sub.add_argument("--require", action="append", default=[], metavar="PATH",
+                             help="refuse to run the command unless PATH exists (repeatable): "
+                                  "an input whose absence TAO would not report")
+            sub.add_argument("--status-json", metavar="PATH",
+                             help="the status.json TAO 5 appends to: the step fails if the "
+                                  "command recorded a FAILURE there, even when it exited 0")
         return sub
 
     sub = kind("run", "run a command with the re-run policy, publishing nothing")
@@ -738,10 +775,17 @@ def main(argv: Sequence[str]) -> int:
     out.reset()
 
     if kind.runs_command:
+        missing = [path for path in args.require if not os.path.exists(path)]
+        if missing:
+            error("%s does not exist; this step needs it and TAO would carry on without it "
+                  "(e.g. INT8 calibration on random data): run the step that writes it first"
+                  % missing[0])
+            return 1
         kept = keep_previous(args.keep_previous + ngc_model_folder(args))
         if kept is not None:
             error(kept)
             return 1
+        status_start = status_json_size(args.status_json)
     if args.kind == "evaluate" and args.top_k is None and args.spec:
         args.top_k = spec_top_k(args.spec)
 
@@ -761,6 +805,11 @@ def main(argv: Sequence[str]) -> int:
             error("%s exited with status %d; nothing is published"
                   % (shlex.quote(command[0]), code))
             return code
+        failure = recorded_failure(args.status_json, status_start)
+        if failure is not None:
+            error("%s exited 0 but recorded a failure in %s: %s; nothing is published"
+                  % (shlex.quote(command[0]), args.status_json, failure))
+            return 1
     status = kind.report(args, output, out)
     if kind.publishes:
         out.write()

@@ -6,6 +6,9 @@ import pytest
 from kfp import dsl
 
 import tao_iva_classification_ops as ops
+from tao_step.profiles import TAO_3_0
+
+P3 = {"profile": TAO_3_0}
 
 
 def argv(op) -> list:
@@ -38,7 +41,7 @@ def test_download_model_uses_the_ngc_cli_on_path_and_no_gpu():
 
 def test_train_requests_the_parameterised_gpu_count():
     gpus = dsl.PipelineParam(name="train_num_gpus")
-    op = ops.TrainOp(name="t", label="baseline", spec="/ws/s.cfg", results_dir="/ws/out",
+    op = ops.TrainOp(**P3, name="t", label="baseline", spec="/ws/s.cfg", results_dir="/ws/out",
                      num_gpus=gpus, key="k1")
     assert argv(op) == ["classification", "train", "--gpus", str(gpus), "-k", "k1",
                         "-e", "/ws/s.cfg", "-r", "/ws/out"]
@@ -50,7 +53,8 @@ def test_train_requests_the_parameterised_gpu_count():
 
 
 def test_evaluate_outputs_its_top1_accuracy():
-    op = ops.EvaluateOp(name="e", label="baseline", spec="/ws/s.cfg", key="k1")
+    op = ops.EvaluateOp(**P3, name="e", label="baseline", spec="/ws/s.cfg", key="k1",
+                        results_dir="/ws/out/evaluate")
     assert argv(op) == ["classification", "evaluate", "-e", "/ws/s.cfg", "-k", "k1"]
     assert gpu_limit(op) == "1"
     assert wrapper(op) == ["report", "evaluate", "--label", "baseline", "--spec", "/ws/s.cfg",
@@ -60,8 +64,8 @@ def test_evaluate_outputs_its_top1_accuracy():
 
 
 def test_evaluate_with_a_threshold_outputs_the_gate_verdict():
-    op = ops.EvaluateOp(name="e", label="retrained", spec="/ws/s.cfg", key="k1",
-                        min_accuracy="0.9")
+    op = ops.EvaluateOp(**P3, name="e", label="retrained", spec="/ws/s.cfg", key="k1",
+                        results_dir="/ws/out/evaluate", min_accuracy="0.9")
     options = wrapper(op)
     assert options[options.index("--min-accuracy") + 1] == "0.9"
     assert options[options.index("--gate-file") + 1] == f"{ops.OUTPUTS_DIR}/gate"
@@ -69,7 +73,7 @@ def test_evaluate_with_a_threshold_outputs_the_gate_verdict():
 
 
 def test_prune():
-    op = ops.PruneOp(name="p", model="/ws/m.tlt", output_file="/ws/p.tlt", threshold="0.6",
+    op = ops.PruneOp(**P3, name="p", model="/ws/m.tlt", output_file="/ws/p.tlt", threshold="0.6",
                      equalization_criterion="union", key="k1")
     assert argv(op) == ["classification", "prune", "-k", "k1", "-m", "/ws/m.tlt",
                         "-o", "/ws/p.tlt", "-pth", "0.6", "-eq", "union"]
@@ -79,14 +83,15 @@ def test_prune():
 
 
 def test_inference():
-    op = ops.InferenceOp(name="i", spec="/ws/s.cfg", model="/ws/m.tlt", image_dir="/ws/img",
+    op = ops.InferenceOp(**P3, name="i", spec="/ws/s.cfg", model="/ws/m.tlt", image_dir="/ws/img",
                          batch_size="16", class_map="/ws/cm.json", key="k1")
     assert argv(op) == ["classification", "inference", "-k", "k1", "-e", "/ws/s.cfg",
                         "-m", "/ws/m.tlt", "-d", "/ws/img", "-b", "16", "-cm", "/ws/cm.json"]
 
 
 def test_export_fp32():
-    op = ops.ExportOp(name="x", model="/ws/m.tlt", output_file="/ws/m.etlt", key="k1")
+    op = ops.ExportOp(**P3, name="x", model="/ws/m.tlt", output_file="/ws/m.etlt", key="k1",
+                      spec="/ws/s.cfg")
     assert argv(op) == ["classification", "export", "-m", "/ws/m.tlt", "-k", "k1",
                         "-o", "/ws/m.etlt"]
     # TAO refuses to overwrite an export: an earlier one is moved aside first.
@@ -95,7 +100,7 @@ def test_export_fp32():
 
 
 def test_calibration_tensorfile_needs_no_gpu_but_shared_memory():
-    op = ops.CalibrationTensorfileOp(name="c", spec="/ws/s.cfg", max_batches="10",
+    op = ops.CalibrationTensorfileOp(**P3, name="c", spec="/ws/s.cfg", max_batches="10",
                                      output_file="/ws/cal.tensor")
     assert argv(op) == ["classification", "calibration_tensorfile", "-e", "/ws/s.cfg",
                         "-m", "10", "-o", "/ws/cal.tensor"]
@@ -105,7 +110,7 @@ def test_calibration_tensorfile_needs_no_gpu_but_shared_memory():
 
 
 def test_export_int8():
-    op = ops.ExportInt8Op(name="x8", model="/ws/m.tlt", output_file="/ws/m8.etlt",
+    op = ops.ExportInt8Op(**P3, name="x8", model="/ws/m.tlt", output_file="/ws/m8.etlt",
                           calibration_tensorfile="/ws/cal.tensor", data_type="int8",
                           batches="10", calibration_cache="/ws/cache.bin", key="k1")
     assert argv(op) == ["classification", "export", "-m", "/ws/m.tlt", "-k", "k1",
@@ -135,7 +140,8 @@ def test_convert_trt_without_calibration_cache():
 
 
 def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
-    preflight = ops.PreflightOp(name="preflight", workspace="/ws", values={"a": "1", "b": "x=y"})
+    preflight = ops.PreflightOp(name="preflight", workspace="/ws", values={"a": "1", "b": "x=y"},
+                                tao_version="3.0")
     full = preflight.container.command + preflight.container.args
     assert full[5:] == ["preflight", "--workspace", "/ws", "--param", "a=1", "--param", "b=x=y"]
     summary = ops.SummaryOp(name="summary", baseline_accuracy="0.9", retrained_accuracy="0.8",
