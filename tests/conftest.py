@@ -12,11 +12,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from in_container import describe as describe_container_python
 
 from rehearsal.workflow_view import CompiledWorkflow
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY_POINT = REPO / "tao_iva_classification_pipeline.py"
+# Which interpreter ran tao_step, found once per session (tests/in_container.py).
+CONTAINER_PYTHON = pytest.StashKey[str]()
+
+
+def pytest_report_header(config) -> str:
+    config.stash[CONTAINER_PYTHON] = describe_container_python()
+    return config.stash[CONTAINER_PYTHON]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    # Repeated at the end, where a reader of CI's output looks: 3.6 untested must be seen.
+    terminalreporter.write_line(config.stash.get(CONTAINER_PYTHON, describe_container_python()))
 
 # The eleven steps of the original sample, by the name the UI shows.
 ORIGINAL_STEPS = (

@@ -1,7 +1,7 @@
 """Shared by the tao_step report tests: run the real CLI and check its files as KFP v1 would.
 
-Set ``TAO_STEP_TEST_PYTHON`` to another interpreter (e.g. a Python 3.6, as in the TAO
-image) to run every CLI test with it; the default is the interpreter running pytest.
+The CLI runs on ``in_container.PYTHON``: the TAO image's Python 3.6 when ``TAO_STEP_PYTHON``
+names one (as in CI).
 """
 
 import csv
@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import jsonschema
+from in_container import PYTHON
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 SAMPLES = DATA / "tao_output"
 FAKE_TAO = DATA / "fake_tao.py"
-PYTHON = os.environ.get("TAO_STEP_TEST_PYTHON", sys.executable)
 # The tests import tao_step from this checkout, also without pytest's pythonpath setting.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

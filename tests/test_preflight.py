@@ -4,11 +4,11 @@ the command line."""
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 from conftest import MOUNT, ORIGINAL_DEFAULTS, ROOT
+from in_container import PYTHON
 
 from tao_step import preflight
 
@@ -322,7 +322,7 @@ def test_mount_dir_defaults_to_the_workspace(workspace, values):
 
 
 def preflight_cli(workspace, values, *extra):
-    arguments = [sys.executable, "-m", "tao_step", "preflight", "--workspace", str(workspace),
+    arguments = [PYTHON, "-m", "tao_step", "preflight", "--workspace", str(workspace),
                  *extra]
     for name, value in values.items():
         arguments += ["--param", f"{name}={value}"]
@@ -361,11 +361,11 @@ def test_cli_value_with_equals_sign_and_usage_errors(workspace, values):
     assert preflight_cli(workspace, values, "--mount-dir", MOUNT).returncode == 0
     for broken in (["--param", "novalue"], ["--param", "api_key=x", "--param", "api_key=y"]):
         result = subprocess.run(
-            [sys.executable, "-m", "tao_step", "preflight", "--workspace", str(workspace),
+            [PYTHON, "-m", "tao_step", "preflight", "--workspace", str(workspace),
              *broken], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert "usage: python3 -m tao_step preflight" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "tao_step", "preflight"], cwd=ROOT,
+    result = subprocess.run([PYTHON, "-m", "tao_step", "preflight"], cwd=ROOT,
                             check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--workspace" in result.stderr

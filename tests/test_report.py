@@ -618,7 +618,7 @@ def _env_seen_by_ngc(tmp_path, env):
     """What NGC_CLI_ORG the downloaded command sees, run through the real CLI."""
     show = [sys.executable, "-c", "import os; print('ORG=' + os.environ.get('NGC_CLI_ORG', '-'))"]
     result = subprocess.run(
-        [sys.executable, "-m", "tao_step", "report", "run", "--out-dir", str(tmp_path),
+        [PYTHON, "-m", "tao_step", "report", "run", "--out-dir", str(tmp_path),
          "--ngc-model", "acme/vision/classifier:v2", "--ngc-dest", str(tmp_path / "models"),
          "--", *show],
         capture_output=True, text=True, timeout=60,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+from in_container import PYTHON
 
 import tao_iva_classification_ops as ops
 
@@ -14,7 +15,7 @@ import tao_iva_classification_ops as ops
 def run_step_argv(argv: list, *, pythonpath: str, cwd) -> subprocess.CompletedProcess:
     assert argv[0] == "python3"
     env = {**os.environ, "PYTHONPATH": pythonpath}
-    return subprocess.run([sys.executable, *argv[1:]], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([PYTHON, *argv[1:]], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=60)
 
 

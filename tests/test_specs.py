@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SPECS
+from in_container import PYTHON
 
 from tao_step import specs
 
@@ -165,7 +166,7 @@ def test_missing_file_and_folder_are_problems_not_tracebacks(tmp_path):
 
 
 def run_cli(*arguments):
-    return subprocess.run([sys.executable, "-m", "tao_step", "spec-check", *arguments],
+    return subprocess.run([PYTHON, "-m", "tao_step", "spec-check", *arguments],
                           cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
 
 
