@@ -634,6 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --dry-run: the workspace to use and keep (default: a temporary one); "
         "a second dry run on it reruns on the first one's results",
     )
+    rehearsal.add_argument(
+        "--outputs", type=Path, metavar="DIR",
+        help="with --dry-run: keep each step's Kubeflow metrics and UI metadata in DIR (new "
+        "or empty), with run.json (every step's status) and run-output.html, a preview of "
+        "the run list row and Run output tab",
+    )
     storage = parser.add_argument_group("storage")
     storage.add_argument(
         "--pvc", type=_object_name("PersistentVolumeClaim"), metavar="CLAIM",
@@ -714,13 +720,19 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     if args.key_secret and "api_key" in given:
         raise ValueError("--param api_key cannot be combined with --key-secret: the key "
                          "comes from the Secret")
-    for flag in ("specs", "workspace"):
+    for flag in ("specs", "workspace", "outputs"):
         if getattr(args, flag) is not None and not args.dry_run:
             raise ValueError(f"--{flag} goes with --dry-run")
     if args.dry_run and args.output is not None:
         raise ValueError("--output does not go with --dry-run: a rehearsal writes no package")
     if args.specs is not None and not args.specs.is_dir():
         raise ValueError(f"--specs: {args.specs} is not a directory")
+    if args.outputs is not None:
+        from rehearsal.outputs import outputs_dir_problem
+
+        problem = outputs_dir_problem(args.outputs)
+        if problem:
+            raise ValueError(problem)
     return CompileOptions(
         tao_version=profile.version,
         defaults=tuple(given.items()),
@@ -773,14 +785,26 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
     compile_pipeline(options, package)
     workspace = (args.workspace or scratch / "workspace").resolve()
     print(f"dry run: workspace {workspace}", flush=True)
+    workflow = yaml.safe_load(package.read_text())
     result = dry_run.rehearse(
-        yaml.safe_load(package.read_text()),
+        workflow,
         overrides=dict(options.defaults),
         specs_dir=args.specs or Path(__file__).resolve().parent / options.profile.specs_dir,
         workspace=workspace,
         logs=scratch / "logs",
     )
     print(result.format_report())
+    if args.outputs is not None:
+        from rehearsal.outputs import write_outputs
+
+        try:
+            write_outputs(result, workflow, args.outputs)
+        except (ValueError, OSError) as error:  # DIR taken or unwritable since the start
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            return 2
+        print(f"dry run: what Kubeflow would show is in {args.outputs}: open "
+              f"{args.outputs / 'run-output.html'}; every step's status is in "
+              f"{args.outputs / 'run.json'}")
     if result.succeeded:
         shutil.rmtree(scratch)
         return 0

@@ -31,6 +31,9 @@ REHEARSAL_TAO_KEY = "nvidia_tlt"
 REHEARSAL_NGC_KEY = "rehearsal-ngc-key"
 # Images per class in val and test; train gets what INT8 calibration needs.
 SMALL_SPLIT = 6
+# The interpreter that runs the steps' ``python3`` (tao_step), e.g. a Python 3.6 like the
+# TAO 3.0 image's; the fake TAO commands always run on this one.
+STEP_PYTHON_ENV = "TAO_STEP_PYTHON"
 
 
 def seed_workspace(workspace: Path, *, form: Mapping[str, str], specs_dir: Path) -> None:
@@ -112,7 +115,7 @@ def rehearse(
                   FAIL_ENV: os.environ.get(FAIL_ENV, "")},
         secrets=secrets,
         path_prefix=[FAKE_BIN, Path(sys.executable).parent],
-        executables={"python3": sys.executable},
+        executables={"python3": os.environ.get(STEP_PYTHON_ENV) or sys.executable},
         echo=echo,
         masked=[form["api_key"]] if "api_key" in form else [],
     )

@@ -155,12 +155,14 @@ class StepExecutor:
         record.error_tail = [mask(line) for line in tail]
         if timed_out:
             if record.timeout is not None and timeout == record.timeout:
+                self._keep_failed_artifacts(tmpl, path_map, record)
                 return FAILED, ("Pod was active on the node longer than the specified "
                                 f"deadline (activeDeadlineSeconds={record.timeout})"), {}
             raise WorkflowDeadlineExceeded("stopped: workflow activeDeadlineSeconds exceeded")
         if exit_code is None:
             return FAILED, record.error_tail[-1], {}
         if exit_code != 0:
+            self._keep_failed_artifacts(tmpl, path_map, record)
             return FAILED, f"Error (exit code {exit_code})", {}
         return self._collect_outputs(tmpl, path_map, record)
 
@@ -309,6 +311,17 @@ class StepExecutor:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    @staticmethod
+    def _keep_failed_artifacts(tmpl: Mapping[str, Any], path_map: PathMap,
+                               record: StepRecord) -> None:
+        """Argo's wait container saves the artifacts of a main container that failed too
+        (cmd/argoexec/commands/wait.go@v3.3.8), so the KFP UI shows a failed step's
+        metrics and UI metadata: record those that exist; a missing one fails nothing."""
+        for art in (tmpl.get("outputs") or {}).get("artifacts") or []:
+            host = path_map.host(art["path"])
+            if host.exists():
+                record.artifacts[art["name"]] = host
 
     def _collect_outputs(self, tmpl: Mapping[str, Any], path_map: PathMap,
                          record: StepRecord) -> tuple[str, str, dict[str, str]]:
