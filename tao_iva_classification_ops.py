@@ -142,6 +142,13 @@ class TaoOp(dsl.ContainerOp):
             # "nvidia". A parameter here is moved into podSpecPatch, where Argo substitutes
             # it; a constant is written as a string, the type Kubernetes quantities have.
             self.container.add_resource_limit("nvidia.com/gpu", str(gpus))
+        else:
+            # TAO images set NVIDIA_VISIBLE_DEVICES=all, so where the NVIDIA runtime honours
+            # that variable a pod requesting no GPU would still see (and could hold) every
+            # GPU of its node. "void" makes the runtime add no GPU and no driver at all, as
+            # plain runc would (docs/gpus.md cites nvidia-container-toolkit).
+            self.container.add_env_variable(
+                k8s.V1EnvVar(name="NVIDIA_VISIBLE_DEVICES", value="void"))
         if self.runs_tao:
             # TAO's data loaders use /dev/shm; a pod's default 64 MiB is too small.
             self.add_volume(
@@ -305,7 +312,9 @@ class ExportOp(TaoOp):
 class CalibrationTensorfileOp(TaoOp):
     """``<cli> calibration_tensorfile``: batches of training images for INT8.
 
-    Reads only the spec's dataset, no model, so it needs no GPU and no training.
+    Reads only the spec's dataset, no model, so it needs no training; but TAO's wrapper
+    counts the GPUs ``nvidia-smi -L`` lists before running any subtask, this one included,
+    and stops when there is none (docs/gpus.md), so it requests one.
     """
 
     def __init__(
@@ -316,7 +325,7 @@ class CalibrationTensorfileOp(TaoOp):
             name=name,
             command=[profile.cli, "calibration_tensorfile", "-e", spec, "-m", max_batches,
                      "-o", output_file],
-            gpus=0,
+            gpus=1,
             writes=[output_file],
         )
 

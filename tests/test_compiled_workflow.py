@@ -119,7 +119,8 @@ CHECK_EDGES = {("preflight", "download-model"), ("preflight", "calibrate-model")
     (s, "summary") for s in ("evaluate-model", "prune-model", "reevaluate-model", "test-infer",
                              "export-model", "export-int8-model", "convert-trt")}
 
-GPU_STEPS = {name for name in ORIGINAL_STEPS if name not in ("download-model", "calibrate-model")}
+# calibrate-model too: TAO's wrapper needs nvidia-smi to list a GPU before any subtask.
+GPU_STEPS = {name for name in ORIGINAL_STEPS if name != "download-model"}
 NON_TAO_STEPS = {"preflight", "download-model", "summary"}
 
 # What each step reports to the UI (tao_step report KIND and its options), and the paths
@@ -336,6 +337,9 @@ def test_gpu_requests(default_workflow):
             assert limits == {"nvidia.com/gpu": "1"} and not patch
         else:
             assert not limits and not patch, name
+            # and sees none, whatever NVIDIA_VISIBLE_DEVICES its image sets
+            assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in template[
+                "container"]["env"], name
         # kfp's set_gpu_limit() with a parameter would write the invalid key "nvidia".
         assert "nvidia" not in limits
 

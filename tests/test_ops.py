@@ -33,6 +33,7 @@ def test_download_model_uses_the_ngc_cli_on_path_and_no_gpu():
     assert argv(op) == ["ngc", "registry", "model", "download-version", "nvidia/tao/m:v1",
                         "--dest", "/ws/models"]
     assert gpu_limit(op) is None
+    assert [(e.name, e.value) for e in op.container.env] == [("NVIDIA_VISIBLE_DEVICES", "void")]
     assert not op.volumes  # NGC needs no shared memory
     assert wrapper(op) == ["report", "run", "--ngc-model", "nvidia/tao/m:v1",
                            "--ngc-dest", "/ws/models", "--out-dir", ops.OUTPUTS_DIR]
@@ -99,12 +100,13 @@ def test_export_fp32():
                            "--keep-previous", "/ws/m.etlt"]
 
 
-def test_calibration_tensorfile_needs_no_gpu_but_shared_memory():
+def test_calibration_tensorfile_requests_a_gpu_and_shared_memory():
     op = ops.CalibrationTensorfileOp(**P3, name="c", spec="/ws/s.cfg", max_batches="10",
                                      output_file="/ws/cal.tensor")
     assert argv(op) == ["classification", "calibration_tensorfile", "-e", "/ws/s.cfg",
                         "-m", "10", "-o", "/ws/cal.tensor"]
-    assert gpu_limit(op) is None
+    # TAO's wrapper stops unless nvidia-smi lists a GPU, even for this subtask.
+    assert gpu_limit(op) == "1" and not op.container.env
     assert [m.mount_path for m in op.container.volume_mounts] == ["/dev/shm"]
     assert op.volumes[0].empty_dir.medium == "Memory"
 
@@ -152,6 +154,9 @@ def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
     assert full[-4:] == ["--artifact", "engine=/ws/m.trt", "--out-dir", ops.OUTPUTS_DIR]
     for op in (preflight, summary):
         assert gpu_limit(op) is None and not op.volumes and not op.runs_tao
+        # the image's NVIDIA_VISIBLE_DEVICES=all must not give them the node's GPUs
+        assert [(e.name, e.value) for e in op.container.env] == [
+            ("NVIDIA_VISIBLE_DEVICES", "void")]
 
 
 @pytest.mark.parametrize("op_class", [ops.EvaluateOp, ops.TrainOp, ops.PruneOp, ops.ExportOp])
