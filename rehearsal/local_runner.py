@@ -36,7 +36,9 @@ Argo 3.3 would:
 - Output parameters are read from their (mapped) ``valueFrom.path`` with one trailing newline
   dropped, as Argo does; a missing file fails the step. Missing output artifacts fail it
   too, except optional ones and ``mlpipeline-ui-metadata``/``mlpipeline-metrics``, which
-  the KFP v1 API server marks optional when it submits a run.
+  the KFP v1 API server marks optional when it submits a run. A step that fails still
+  records the output artifacts it wrote: Argo's wait container saves them, and Kubeflow
+  shows a failed step's metrics and UI metadata.
 - podSpecPatch is parsed to report the step's resources; they are not enforced, but resource
   names or quantities Kubernetes would reject (a limit named ``nvidia``) fail the step as
   the pod would. A parameter in ``container.resources``, which Argo cannot load (what

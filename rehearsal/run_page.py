@@ -547,27 +547,32 @@ def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]]) 
                  "<thead><tr><th>task</th><th>status</th><th>exit code</th><th>message</th>"
                  f"</tr></thead><tbody>{rows}</tbody></table>")
 
-    parts.append(
-        '<h2 id="notes">What the 1.8.5 UI would and would not show</h2><ul class="notes">'
-        "<li>Cards appear in node-id order, which follows the random workflow name: the "
-        "order differs from run to run. Each card is titled with the Argo node's name.</li>"
-        "<li>A step with a retry strategy is two nodes in Argo 3.3 (the task and its attempt "
+    retried = any(t.get("retry") and t.get("outputs") for t in tasks)
+    notes = [
+        "Cards appear in node-id order, which follows the random workflow name: the order "
+        "differs from run to run. Each card is titled with the Argo node's name.",
+        "A step with a retry strategy is two nodes in Argo 3.3 (the task and its attempt "
         "<code>(0)</code>), and the controller copies the attempt's outputs onto the task: "
-        "the UI reads both, so such a step's cards and metrics appear twice, as above.</li>"
-        f"<li>Cards are {CARD_DIMENSION} px: a confusion matrix there has no class names, "
-        "axis names or legend (below 600 px); the card's Pop out icon shows them. "
-        "Matrices are drawn with the predicted class as rows (last label on top) and the "
-        "true class as columns.</li>"
-        f"<li>Tables start sorted by their first column in string order, {ROWS_PER_PAGE} "
-        "rows a page; a click on a header re-sorts.</li>"
-        f"<li>Markdown longer than {MAX_MARKDOWN:,} characters is cut off. The UI renders "
+        "the UI reads both, so such a step's cards and metrics appear twice, as above."
+        if retried else "",
+        f"Cards are {CARD_DIMENSION} px: a confusion matrix there has no class names, axis "
+        "names or legend (below 600 px); the card's Pop out icon shows them. Matrices are "
+        "drawn with the predicted class as rows (last label on top) and the true class as "
+        "columns.",
+        f"Tables start sorted by their first column in string order, {ROWS_PER_PAGE} rows a "
+        "page; a click on a header re-sorts.",
+        f"Markdown longer than {MAX_MARKDOWN:,} characters is cut off. The UI renders "
         "markdown with markdown-to-jsx; this page with markdown-it-py, which may differ on "
-        "rare constructs, and shows raw HTML as text.</li>"
-        "<li>Web-app outputs run in a sandboxed iframe (scripts allowed, no same-origin), "
-        f"{CARD_DIMENSION} px high.</li>"
-        "<li>Not shown here: the Graph tab, the side panel (a step's own outputs, at 500 "
-        "px), logs, the Config tab, and Compare runs. Duration, experiment and start time "
-        "exist only on the cluster.</li></ul>")
+        "rare constructs, and shows raw HTML as text.",
+        "Web-app outputs run in a sandboxed iframe (scripts allowed, no same-origin), "
+        f"{CARD_DIMENSION} px high.",
+        "Not shown here: the Graph tab, the side panel (a step's own outputs, at 500 px), "
+        "logs, the Config tab, and Compare runs. Duration, experiment and start time exist "
+        "only on the cluster.",
+    ]
+    parts.append('<h2 id="notes">What the 1.8.5 UI would and would not show</h2>'
+                 '<ul class="notes">' + "".join(f"<li>{n}</li>" for n in notes if n)
+                 + "</ul>")
 
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Preview of the Kubeflow run output: {_e(name)}</title>"
