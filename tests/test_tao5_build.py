@@ -24,7 +24,7 @@ DROPPED = ("export_int8_model_output_file", "convert_trt_output_layer", "convert
 
 
 def P(name: str) -> str:
-    return "{{inputs.parameters.%s}}" % name
+    return "{{inputs.parameters." + name + "}}"
 
 
 def W(name: str) -> str:
@@ -201,7 +201,7 @@ def test_3_0_build_rejects_tao5_options_and_5_0_rejects_dropped_parameters():
 
 def test_dry_run_rehearses_the_whole_tao5_pipeline_and_a_rerun(tmp_path):
     workspace = tmp_path / "ws"
-    for attempt in (1, 2):  # the second run moves the first one's outputs aside
+    for _ in ("first run", "re-run"):  # the re-run moves the first one's outputs aside
         result, statuses = dry_run(*TAO5, "--workspace", str(workspace))
         assert result.returncode == 0, result.stdout + result.stderr
         assert set(statuses) == set(STEPS)
