@@ -685,6 +685,16 @@ class Preflight:
         batch = spec.message.train_config.batch_size_per_gpu
         if relative is None or batch < 1 or self._split(relative).error:
             return
+        engine_batch = self.ok.get("convert_trt_batch_size")
+        if self.profile.engine_builder == "gen_trt_engine" and engine_batch is not None and (
+                int(engine_batch) > batch):
+            # gen_trt_engine calibrates on calibrate-model's tensorfile, whose records hold
+            # batch_size_per_gpu images each: its --batch_size cannot be larger.
+            self.problems.append(
+                f"convert_trt_batch_size: {int(engine_batch)} is larger than the {batch} images "
+                f"per batch of the calibration tensorfile (batch_size_per_gpu in {spec.file} "
+                f"line {spec.line('train_config.batch_size_per_gpu')}); set it to {batch} or "
+                "less")
         needed = int(batches) * batch
         found = self._split(relative).count_images(needed)
         if found < needed:
