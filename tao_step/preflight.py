@@ -294,6 +294,8 @@ def validate_values(values, profile=profiles.TAO_3_0):
         if name not in values:
             problems.append(f"{name}: no value given (every Create Run parameter needs one)")
             continue
+        if values[name] == "" and name in profile.optional_parameters:
+            continue
         error = value_error(name, values[name])
         if error:
             problems.append(error)

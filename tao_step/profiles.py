@@ -57,6 +57,9 @@ class Profile(NamedTuple):
     # Output parameters whose value must end in a suffix, and why: TAO 5's prune saves
     # <o>.hdf5 and then fails on <o>; its export appends .onnx to a path without "onnx".
     required_suffixes: Tuple[Tuple[str, str, str], ...]
+    # Parameters that may be left empty: TAO 5 needs a key only for .tlt/.etlt models, and
+    # its wrapper drops an empty -k.
+    optional_parameters: Tuple[str, ...]
 
 
 TAO_3_0 = Profile(
@@ -82,6 +85,7 @@ TAO_3_0 = Profile(
     specs_dir="specs",
     export_spec=False,
     required_suffixes=(),
+    optional_parameters=(),
 )
 
 TAO_5_0 = Profile(
@@ -130,6 +134,7 @@ TAO_5_0 = Profile(
         ("export_model_output_file", ".onnx",
          "TAO 5 export appends .onnx to any other name, where no later step looks"),
     ),
+    optional_parameters=("api_key",),
 )
 
 PROFILES = OrderedDict((profile.version, profile) for profile in (TAO_3_0, TAO_5_0))

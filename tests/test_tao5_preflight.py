@@ -46,6 +46,15 @@ def test_the_5_0_form_is_the_one_checked():
         "convert_trt_results_dir: no value given (every Create Run parameter needs one)"]
 
 
+def test_the_key_may_be_empty_in_5_0_only(ws):
+    assert problems(ws, api_key="") == []
+    assert preflight.validate_values({**FORM, "api_key": " x"}, TAO_5_0) == [
+        "api_key: contains spaces (the TAO model key passed as -k; nvidia_tlt for NGC's public "
+        "TAO models)"]
+    three = {p.name: p.default for p in pipeline.CompileOptions().form()}
+    assert preflight.validate_values({**three, "api_key": ""})[0].startswith("api_key: is empty")
+
+
 def test_3_0_checkpoint_names_are_reported_with_the_hdf5_name(ws):
     found = problems(ws, prune_model_input_file="tao-experiments/output/weights/resnet_080.tlt")
     assert len(found) == 1
