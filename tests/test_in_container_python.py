@@ -75,3 +75,17 @@ def test_the_container_python_has_what_tao_step_imports():
     assert result.returncode == 0, result.stderr
     if PYTHON != sys.executable:  # the image's release line, as requirements-py36.txt pins
         assert result.stdout.startswith("3.19."), result.stdout
+
+
+def test_the_session_line_says_plainly_when_36_was_not_used(tmp_path):
+    """The line the test session prints first and last (tests/conftest.py)."""
+    describe = ("import sys; sys.path.insert(0, 'tests'); import in_container; "
+                "print(in_container.describe())")
+    lines = {}
+    for case, value in (("host", sys.executable), ("missing", str(tmp_path / "python3.6"))):
+        result = subprocess.run([sys.executable, "-c", describe], capture_output=True,
+                                text=True, timeout=60, cwd=REPO,
+                                env={**os.environ, "TAO_STEP_PYTHON": value})
+        lines[case] = result.stdout.strip()
+    assert "NOT on Python 3.6" in lines["host"] and "set TAO_STEP_PYTHON" in lines["host"]
+    assert lines["missing"].endswith("is not an executable interpreter")
