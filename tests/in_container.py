@@ -35,4 +35,4 @@ def describe() -> str:
     if not found.startswith("Python 3.6."):
         return (f"tao_step ran on {found} ({PYTHON}), NOT on Python 3.6 as in the TAO "
                 "3.0 image: set TAO_STEP_PYTHON to a 3.6 interpreter (.ci/run builds .venv36)")
-    return f"tao_step ran on the TAO image's {found} ({PYTHON})"
+    return f"tao_step ran on the TAO 3.0 image's {found} ({PYTHON})"

@@ -8,10 +8,10 @@ a spec they reject must be rejected here, naming the field and line.
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from conftest import REPO
+from in_container import PYTHON
 
 from tao_step import specs
 
@@ -88,7 +88,7 @@ def test_tao5_only_fields_parse_in_5_0_and_are_unknown_in_3_0():
 
 
 def run_spec_check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tao_step", "spec-check", *args], cwd=REPO,
+    return subprocess.run([PYTHON, "-m", "tao_step", "spec-check", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 
