@@ -763,16 +763,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{parser.prog}: error: {problem}", file=sys.stderr)
         return 2
     if args.dry_run:
-        return _dry_run(options, args)
+        return _dry_run(options, args, parser)
     output = args.output or DEFAULT_OUTPUT
     if not output.parent.is_dir():
         parser.error(f"--output: directory {output.parent} does not exist")
-    compile_pipeline(options, output)
+    if output.is_dir():
+        parser.error(f"--output: {output} is a folder; name a file to write, e.g. "
+                     f"{output / DEFAULT_OUTPUT.name}")
+    given = {"train": options.image, "deploy": options.deploy_image}
+    unbuilt = [image for role, image in options.images().items() if not given[role]]
+    if unbuilt:
+        version = "" if options.tao_version == "3.0" else f" --tao-version {options.tao_version}"
+        print(f"note: the steps run {' and '.join(unbuilt)}, which no registry holds until you "
+              f"build and push {'them' if len(unbuilt) > 1 else 'it'} (docker/build.sh{version} "
+              "REGISTRY --push); then compile "
+              "with the --image options it prints", file=sys.stderr)
+    try:
+        _write_package(options, output)
+    except OSError as error:
+        parser.error(f"--output: cannot write {output} ({error.strerror or error}); "
+                     "choose a folder you can write")
     print(f"wrote {output}")
     return 0
 
 
-def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
+def _write_package(options: CompileOptions, output: Path) -> None:
+    """Compile into a scratch folder, then copy: a failed write leaves no partial file."""
+    import shutil
+    import tempfile
+
+    existed = output.exists()
+    with tempfile.TemporaryDirectory(prefix="tao-compile-") as scratch:
+        package = Path(scratch) / f"pipeline{''.join(output.suffixes[-2:])}"
+        compile_pipeline(options, package)
+        try:
+            shutil.copyfile(package, output)
+        except OSError:
+            if not existed and output.is_file():
+                output.unlink()
+            raise
+
+
+def _dry_run(options: CompileOptions, args: argparse.Namespace,
+             parser: argparse.ArgumentParser) -> int:
     import shutil
     import tempfile
 
@@ -780,27 +813,56 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace) -> int:
 
     from rehearsal import dry_run
 
-    scratch = Path(tempfile.mkdtemp(prefix="tao-dry-run-"))
-    package = scratch / "pipeline.yaml"
-    compile_pipeline(options, package)
-    workspace = (args.workspace or scratch / "workspace").resolve()
-    print(f"dry run: workspace {workspace}", flush=True)
-    workflow = yaml.safe_load(package.read_text())
-    result = dry_run.rehearse(
-        workflow,
-        overrides=dict(options.defaults),
-        specs_dir=args.specs or Path(__file__).resolve().parent / options.profile.specs_dir,
-        workspace=workspace,
-        logs=scratch / "logs",
-    )
+    def progress(line: str) -> None:
+        print(f"  {line}", flush=True)
+
+    scratch = None
+    # A --workspace folder this run creates is removed again if the rehearsal cannot start.
+    created = args.workspace is not None and not args.workspace.exists()
+    try:
+        fresh = True
+        if args.workspace is not None:
+            fresh = dry_run.check_workspace_option(args.workspace.absolute())
+        scratch = Path(tempfile.mkdtemp(prefix="tao-dry-run-"))
+        package = scratch / "pipeline.yaml"
+        compile_pipeline(options, package)
+        workspace = (args.workspace or scratch / "workspace").absolute()
+        rehearsal = dry_run.Rehearsal(
+            yaml.safe_load(package.read_text()), overrides=dict(options.defaults),
+            specs_dir=args.specs, workspace=workspace, fresh=fresh,
+            shipped_specs=Path(__file__).resolve().parent / options.profile.specs_dir,
+            tao_version=options.profile.version)
+        rehearsal.create_workspace()
+        print(f"dry run: workspace {workspace}"
+              + ("" if args.workspace is None else " (kept)")
+              + f", mounted at tao_mount_dir {rehearsal.form['tao_mount_dir']}", flush=True)
+        for line in rehearsal.describe():
+            print(f"dry run: {line}", flush=True)
+        rehearsal.seed()
+        result = rehearsal.run(logs=scratch / "logs", progress=progress)
+    except dry_run.RehearsalError as error:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if created and args.workspace.is_dir():
+            shutil.rmtree(args.workspace, ignore_errors=True)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        kept = f"; the workspace {args.workspace} is kept as it was left" \
+            if args.workspace is not None else ""
+        print(f"{parser.prog}: dry run interrupted; its temporary files are removed{kept}",
+              file=sys.stderr)
+        return 130
     print(result.format_report())
     if args.outputs is not None:
         from rehearsal.outputs import write_outputs
 
         try:
-            write_outputs(result, workflow, args.outputs)
+            write_outputs(result, rehearsal.workflow, args.outputs)
         except (ValueError, OSError) as error:  # DIR taken or unwritable since the start
-            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2
         print(f"dry run: what Kubeflow would show is in {args.outputs}: open "
               f"{args.outputs / 'run-output.html'}; every step's status is in "

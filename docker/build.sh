@@ -45,4 +45,4 @@ done <<< "$images"
 if [[ "$version" != 3.0 ]]; then
     options=(--tao-version "$version" "${options[@]}")
 fi
-echo "compile with: python tao_iva_classification_pipeline.py ${options[*]}"
+echo "compile with: .venv/bin/python tao_iva_classification_pipeline.py ${options[*]}"

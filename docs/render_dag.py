@@ -1,6 +1,6 @@
 """Draw the pipeline's DAG from the compiled workflow, not by hand.
 
-    python docs/render_dag.py            # writes docs/images/pipeline-dag.gv and .svg
+    .venv/bin/python docs/render_dag.py            # writes docs/images/pipeline-dag.gv and .svg
 
 The SVG needs Graphviz's `dot` (Debian/Ubuntu: apt-get install graphviz); the .gv source
 is written either way, and the tests check it matches what the pipeline compiles to.

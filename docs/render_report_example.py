@@ -2,7 +2,7 @@
 
 Regenerate the committed pictures (from the repository root, after changing tao_step/):
 
-    python docs/render_report_example.py
+    .venv/bin/python docs/render_report_example.py
 
 It runs ``python -m tao_step report`` for every step of a run, each with the fake TAO
 command replaying ``tests/data/tao_output``, and writes:

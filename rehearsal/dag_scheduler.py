@@ -59,7 +59,8 @@ class DagScheduler:
                  claims: dict[str, PathLike], per_step_dirs: list[str],
                  base_env: dict[str, str], secrets: dict[tuple[str, str], str],
                  path_prefix: list[str], executables: dict[str, str],
-                 echo: Callable[[str], None] | None, masked: list[str]):
+                 echo: Callable[[str], None] | None, masked: list[str],
+                 progress: Callable[[str], None] | None = None):
         self.templates = validate(workflow)
         self.spec = workflow["spec"]
         meta = workflow.get("metadata") or {}
@@ -70,6 +71,7 @@ class DagScheduler:
             base_env=base_env, secrets=secrets, path_prefix=path_prefix,
             executables=executables, echo=echo, masked=masked)
         self.echo = echo
+        self.progress = progress
         self.steps: list[StepRecord] = []
         self.globals: dict[str, str] = {
             "workflow.name": self.name,
@@ -140,6 +142,8 @@ class DagScheduler:
         assert record is not None
         pod_name = f"{self.name}-{fnv32a(node.name)}"
         step_dir = self.run_dir / f"{len(self.steps):03d}-{safe(node.path)}"
+        if self.progress is not None:
+            self.progress(f"{record.display_name}: started")
         try:
             return self.executor.run(tmpl, {**self.globals, **inputs, "pod.name": pod_name},
                                      step_dir, record, self._workflow_remaining())
@@ -242,5 +246,10 @@ class DagScheduler:
         record.status = status
         record.message = message
         record.duration = time.monotonic() - self.started[id(record)]
-        if self.echo is not None and (record.kind == "container" or status != SUCCEEDED):
+        shown = record.kind == "container" or status != SUCCEEDED
+        if self.echo is not None and shown:
             self.echo(f"[{record.display_name}] {status}" + (f": {message}" if message else ""))
+        if self.progress is not None and shown:
+            ran = record.kind == "container" and status in (SUCCEEDED, FAILED)
+            self.progress(f"{record.display_name}: {status}"
+                          + (f" in {record.duration:.1f} s" if ran else ""))

@@ -98,6 +98,7 @@ def run_workflow(
     path_prefix: Sequence[PathLike] = (),
     executables: Mapping[str, PathLike] | None = None,
     echo: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
     masked: Sequence[str] = (),
 ) -> RunResult:
     """Execute ``workflow`` (a compiled KFP v1 Argo Workflow) locally.
@@ -117,6 +118,8 @@ def run_workflow(
     the value of a ``secretKeyRef``; ``executables`` replaces a command's ``argv[0]``
     (``{"python3": sys.executable}``). ``echo``, if given, receives each step's start (with
     its command), every line it prints and its end, prefixed with its display name.
+    ``progress``, if given, receives one line when a container step starts and one when a
+    step ends (display name, status, seconds), for a user waiting on a long run.
     ``masked`` values (e.g. a key passed as a plain parameter) are hidden like secrets in
     every recorded command and error line.
 
@@ -139,6 +142,7 @@ def run_workflow(
         path_prefix=[str(Path(p).absolute()) for p in path_prefix],
         executables={k: str(v) for k, v in (executables or {}).items()},
         echo=echo,
+        progress=progress,
         masked=[m for m in masked if m],
     )
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -294,11 +294,19 @@ class StepExecutor:
                 if timed_out:
                     self._kill(proc, signal.SIGTERM)
                     select.select([pidfd], [], [], KILL_GRACE_SECONDS)
-                # A container's leftover processes die with it.
+            except BaseException:
+                # Ctrl-C reaches only this process (the step has its own session): stop
+                # the step's processes too before giving up, so nothing runs on.
                 self._kill(proc, signal.SIGKILL)
                 proc.wait()
+                for reader in readers:
+                    reader.join()
+                raise
             finally:
                 os.close(pidfd)
+            # A container's leftover processes die with it.
+            self._kill(proc, signal.SIGKILL)
+            proc.wait()
             for reader in readers:
                 reader.join()
         code = proc.returncode

@@ -4,8 +4,9 @@
 
 ``--param`` is given once per Create Run parameter (every one the pipeline has, values as
 typed in the form). ``--mount-dir`` is the path the spec files' absolute paths were written
-against (the pipeline's ``tao_mount_dir``); it defaults to WS, which is where the workspace
-is mounted in the pipeline, and differs from it only in tests and dry runs.
+against; it defaults to the ``tao_mount_dir`` value (in the pipeline, WS itself), and
+differs from it only in tests. A dry run mounts a local folder at ``tao_mount_dir`` and maps
+WS onto it, so the specs are read as they are.
 
 Every problem is printed as one line naming the parameter or the spec file and line, with
 what to change; warnings (outputs a step would replace or refuse to overwrite) follow,
@@ -384,11 +385,13 @@ class Preflight:
 
     def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0):
         self.workspace = os.path.abspath(workspace)
-        self.mount = posixpath.normpath(mount_dir or self.workspace)
         self.profile = profile
         # Only values that pass validate_values are used to look at the workspace.
         self.ok = {name: values[name] for name in parameters_of(profile)
                    if name in values and value_error(name, values[name]) is None}
+        # The specs name paths under tao_mount_dir; in the pipeline that is the workspace.
+        self.mount = posixpath.normpath(
+            mount_dir or self.ok.get("tao_mount_dir") or self.workspace)
         self.problems = []
         self.warnings = []
         self.specs = {}  # spec parameter -> specs.Spec, when it parsed
@@ -753,7 +756,7 @@ def _parse_arguments(argv):
                      description="Check the Create Run values and the workspace of a run.")
     parser.add_argument("--workspace", required=True, help="the workspace folder as mounted")
     parser.add_argument("--mount-dir", help="the path the spec files were written against "
-                                            "(default: the workspace)")
+                                            "(default: the tao_mount_dir value)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="one Create Run value; give every parameter")
     parser.add_argument("--tao-version", choices=tuple(profiles.PROFILES),

@@ -23,7 +23,10 @@ def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     assert result.returncode == 0, result.stderr
     package = tmp_path / "tao_iva_classification_pipeline.py.tar.gz"
     assert result.stdout.strip() == f"wrote {package}"
-    assert result.stderr == ""  # kfp's ContainerOp FutureWarning is not shown to users
+    # kfp's ContainerOp FutureWarning is not shown to users; one line says the default image
+    # must be built and pushed first, and how to name the pushed one.
+    (note,) = result.stderr.splitlines()
+    assert "docker/build.sh" in note and "--push" in note and "--image" in note
     assert read_package(package)["kind"] == "Workflow"
 
 

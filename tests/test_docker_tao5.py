@@ -67,7 +67,7 @@ def test_build_tao5_builds_and_pushes_both_images_and_prints_the_compile_options
         f"build -t {tf1} -f {TF1}/Dockerfile {REPO}", f"push {tf1}",
         f"build -t {deploy} -f {DEPLOY}/Dockerfile {REPO}", f"push {deploy}"]
     assert result.stdout.splitlines()[-1] == (
-        "compile with: python tao_iva_classification_pipeline.py --tao-version 5.0 "
+        "compile with: .venv/bin/python tao_iva_classification_pipeline.py --tao-version 5.0 "
         f"--image {tf1} --deploy-image {deploy}")
 
 

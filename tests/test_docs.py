@@ -19,7 +19,7 @@ def load_renderer():
 def test_committed_dag_picture_matches_the_compiled_pipeline(default_workflow):
     source = load_renderer().build_graph(default_workflow).source
     committed = (REPO / "docs" / "images" / "pipeline-dag.gv").read_text()
-    assert source == committed, "DAG changed: regenerate with `python docs/render_dag.py`"
+    assert source == committed, "DAG changed: regenerate with `.venv/bin/python docs/render_dag.py`"
     svg = html.unescape((REPO / "docs" / "images" / "pipeline-dag.svg").read_text())
     for name in ("download-model", "convert-trt", "calibrate-model"):
         assert name in svg
@@ -59,3 +59,22 @@ def test_readme_documents_every_compile_option():
     assert len(options) >= 11
     for option in options:
         assert f"`{option}" in text, option
+
+
+def test_docs_run_repository_commands_with_the_venv_python():
+    """One convention: host commands use the README's .venv, which has kfp; a bare `python`
+    fails with "No module named 'kfp'" outside an activated venv. `python3 -m venv` creates
+    the venv and `python3 -m tao_step` is the container's own command."""
+    bare = re.compile(r"(?<![\w/.-])python3?[ \t]+(?!-m (venv|tao_step)\b)\S+")
+    docs = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *REPO.glob("*/README.md")]
+    found = [f"{doc.name}: {match.group(0)}" for doc in docs
+             for match in bare.finditer(doc.read_text())]
+    assert found == []
+    assert any(".venv/bin/python tao_iva_classification_pipeline.py" in doc.read_text()
+               for doc in docs)
+
+
+def test_quick_start_says_the_image_must_be_built_and_pushed_first():
+    quick_start = (REPO / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
+    assert "docker/build.sh" in quick_start and "--push" in quick_start
+    assert "--image" in quick_start

@@ -6,13 +6,19 @@ the preflight step, never first by a GPU step.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import REPO, run_compiler
+from conftest import ENTRY_POINT, REPO, run_compiler
 
 from rehearsal.fake_tao.make_dataset import make_dataset
+from rehearsal.path_map import PathMap
 
 STATUS = re.compile(r"^\s+(Succeeded|Failed|Skipped|Omitted)\s+([\w-]+):", re.M)
 STEPS = ("preflight", "download-model", "train-model", "evaluate-model", "prune-model",
@@ -236,12 +242,13 @@ PREFLIGHT = {
 
 
 def broken_dataset(tmp_path, damage):
-    """A workspace whose dataset the dry run will not replace, damaged on purpose."""
+    """A workspace whose dataset the dry run will not replace, damaged on purpose; --specs
+    asks for the shipped specs to be copied into it."""
     workspace = tmp_path / "ws"
     data = workspace / "tao-experiments" / "data"
     make_dataset(str(data), counts={"train": 170, "val": 6, "test": 6})
     damage(data / "split")
-    return ["--workspace", str(workspace)]
+    return ["--workspace", str(workspace), "--specs", str(REPO / "specs")]
 
 
 @pytest.mark.parametrize("case", sorted(PREFLIGHT))
@@ -254,3 +261,181 @@ def test_workspace_mistakes_are_caught_by_preflight_before_any_gpu_step(tmp_path
     tail = result.stdout[result.stdout.index("Step preflight"):]
     assert expected in tail, tail
     assert "Traceback" not in result.stdout
+
+
+# ------------------------------------------------------------------ paths, workspaces, errors
+def one_error_line(result, status: int = 2) -> str:
+    assert result.returncode == status, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def specs_for_mount(tmp_path, mount: str) -> Path:
+    """The shipped specs as a user writes them for tao_mount_dir=mount."""
+    specs = tmp_path / f"specs-{mount.strip('/').replace('/', '-')}"
+    specs.mkdir()
+    for spec in (REPO / "specs").glob("*.cfg"):
+        (specs / spec.name).write_text(spec.read_text().replace("/mnt/workspace", mount))
+    return specs
+
+
+def readme_workspace(tmp_path, specs: Path = REPO / "specs") -> Path:
+    """A workspace laid out as the README says: specs copied unchanged, a dataset."""
+    workspace = tmp_path / "real-ws"
+    (workspace / "specs").mkdir(parents=True)
+    for spec in specs.glob("*.cfg"):
+        shutil.copy(spec, workspace / "specs")
+    make_dataset(str(workspace / "tao-experiments" / "data"),
+                 counts={"train": 170, "val": 6, "test": 6})
+    (workspace / "models").mkdir()
+    return workspace
+
+
+def test_tao_mount_dir_data_maps_as_whole_path_components(tmp_path):
+    # /data is also a component of tao-experiments/data/split: only the leading one maps.
+    specs = specs_for_mount(tmp_path, "/data")
+    result, statuses = dry_run("--param", "tao_mount_dir=/data", "--specs", str(specs))
+    assert result.returncode == 0, result.stdout
+    assert all(s == ["Succeeded"] for s in statuses.values()), statuses
+    assert "mounted at tao_mount_dir /data" in result.stdout
+
+
+def test_path_map_matches_whole_components_only(tmp_path):
+    path_map = PathMap({"/data": tmp_path})
+    assert path_map.lookup("/data") == str(tmp_path)
+    assert path_map.lookup("/data/tao-experiments/data/split") == str(
+        tmp_path / "tao-experiments" / "data" / "split")
+    assert path_map.lookup("/database/x") is None
+    assert path_map.lookup("/x/data/y") is None
+    assert path_map.rewrite("--results_dir=/data/out") == f"--results_dir={tmp_path}/out"
+    assert path_map.rewrite("--results_dir=/datasets/out") == "--results_dir=/datasets/out"
+
+
+def test_a_readme_workspace_is_rehearsed_unchanged(tmp_path):
+    workspace = readme_workspace(tmp_path)
+    specs_before = {p.name: p.read_bytes() for p in (workspace / "specs").iterdir()}
+    images_before = sorted(p.relative_to(workspace)
+                           for p in (workspace / "tao-experiments").rglob("*.png"))
+    result, statuses = dry_run("--workspace", str(workspace))
+    assert result.returncode == 0, result.stdout
+    assert all(s == ["Succeeded"] for s in statuses.values()), statuses
+    assert {p.name: p.read_bytes() for p in (workspace / "specs").iterdir()} == specs_before
+    assert sorted(p.relative_to(workspace)
+                  for p in (workspace / "tao-experiments" / "data").rglob("*.png")) == [
+        p for p in images_before if p.parts[1] == "data"]
+    # says which specs and which dataset it used
+    assert f"the workspace's own {workspace / 'specs' / TRAIN}" in result.stdout
+    assert f"dataset: the workspace's own {workspace / 'tao-experiments/data/split'}" \
+        in result.stdout
+
+
+def test_a_workspace_for_another_mount_dir_is_rehearsed_as_it_is(tmp_path):
+    workspace = readme_workspace(tmp_path, specs_for_mount(tmp_path, "/data"))
+    result, _ = dry_run("--workspace", str(workspace), "--param", "tao_mount_dir=/data")
+    assert result.returncode == 0, result.stdout
+
+
+def test_specs_that_differ_from_a_workspaces_own_are_refused(tmp_path):
+    workspace = readme_workspace(tmp_path)
+    specs = specs_for_mount(tmp_path, "/data")
+    before = (workspace / "specs" / TRAIN).read_bytes()
+    line = one_error_line(dry_run("--workspace", str(workspace), "--specs", str(specs))[0])
+    assert "--specs" in line and str(workspace / "specs" / TRAIN) in line
+    assert "never overwrites" in line
+    assert (workspace / "specs" / TRAIN).read_bytes() == before
+    assert not (workspace / "tao-experiments" / "output").exists()  # nothing ran
+
+
+def test_no_dataset_is_ever_generated_into_a_named_workspace(tmp_path):
+    workspace = readme_workspace(tmp_path)
+    shutil.rmtree(workspace / "tao-experiments" / "data")  # images put somewhere else
+    result, statuses = dry_run("--workspace", str(workspace))
+    assert result.returncode == 1
+    assert statuses.pop("preflight") == ["Failed"]
+    assert "dataset: none at" in result.stdout and "nothing is generated" in result.stdout
+    assert not list(workspace.rglob("*.png"))
+    assert "train_dataset_path" in result.stdout[result.stdout.index("Step preflight"):]
+
+
+def test_a_new_named_workspace_is_seeded_and_kept(tmp_path):
+    workspace = tmp_path / "new-ws"
+    result, _ = dry_run("--workspace", str(workspace))
+    assert result.returncode == 0, result.stdout
+    assert "dataset: generated under" in result.stdout
+    assert (workspace / "specs" / TRAIN).read_bytes() == (REPO / "specs" / TRAIN).read_bytes()
+
+
+def test_each_step_is_shown_as_it_starts_and_ends():
+    result, _ = dry_run()
+    lines = result.stdout.splitlines()
+    started = lines.index("  train-model: started")
+    assert re.fullmatch(r"  train-model: Succeeded in \d+\.\d s", lines[started + 1])
+    assert lines.index("  preflight: started") < started
+
+
+def test_a_dataset_beyond_the_rehearsal_bound_is_refused(tmp_path):
+    line = one_error_line(run_compiler("--dry-run", "--param", "calibrate_max_batches=1000000000"))
+    assert "calibrate_max_batches" in line and "at most" in line
+    assert not list(tmp_path.iterdir())  # TMPDIR: nothing generated, nothing left
+
+
+def test_the_bound_suggested_for_calibrate_max_batches_is_accepted():
+    line = one_error_line(run_compiler("--dry-run", "--param", "calibrate_max_batches=300"))
+    most = re.search(r"calibrate_max_batches=(\d+) or less", line).group(1)
+    assert dry_run("--param", f"calibrate_max_batches={most}")[0].returncode == 0
+
+
+def test_an_unknown_fake_tao_failure_is_refused():
+    line = one_error_line(run_compiler("--dry-run", env={"FAKE_TAO_FAIL": "prune-model"}))
+    assert "FAKE_TAO_FAIL" in line and "prune-model" in line and "prune" in line
+
+
+def binary_specs(tmp_path):
+    specs = tmp_path / "binary-specs"
+    shutil.copytree(REPO / "specs", specs)
+    (specs / TRAIN).write_bytes(bytes(range(256)))
+    return ["--specs", str(specs)]
+
+
+def a_file(tmp_path):
+    (tmp_path / "ws.txt").write_text("not a folder")
+    return ["--workspace", str(tmp_path / "ws.txt")]
+
+
+BAD_REHEARSALS = {
+    "workspace is a file": (a_file, "is a file"),
+    "workspace under a file": (
+        lambda tmp: ["--workspace", str(tmp / "ws.txt" / "ws")] if a_file(tmp) else [],
+        "is not a folder"),
+    "workspace under /proc": (lambda tmp: ["--workspace", "/proc/tao-ws"], "cannot be created"),
+    "binary spec": (binary_specs, "not a text spec file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REHEARSALS))
+def test_bad_rehearsal_options_are_one_line_and_leave_nothing(tmp_path, case):
+    make_args, expected = BAD_REHEARSALS[case]
+    args = make_args(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    line = one_error_line(run_compiler("--dry-run", *args))
+    option = args[0]
+    assert line.startswith(f"tao_iva_classification_pipeline.py: error: {option} "), line
+    assert expected in line
+    assert sorted(tmp_path.rglob("*")) == before  # TMPDIR too: no scratch folder left
+
+
+def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
+    process = subprocess.Popen([sys.executable, str(ENTRY_POINT), "--dry-run"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    for line in process.stdout:
+        if line.strip() == "train-model: started":
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0], stderr
+    assert not list(tmp_path.iterdir())

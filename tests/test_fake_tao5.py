@@ -12,17 +12,22 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from rehearsal.dry_run import seed_workspace
+from rehearsal.dry_run import plan_dataset, plan_specs, seed_workspace
+from rehearsal.step_executor import PATH_MAP_ENV
 from tao_step import profiles
 
 BIN = REPO / "rehearsal" / "fake_tao" / "bin"
+# The specs name paths under tao_mount_dir; the fake reads them where the runner would have
+# mounted the workspace (set by the `trained` fixture).
+MOUNTED = {}
 
 
 def tf1(*arguments, env=None) -> subprocess.CompletedProcess:
     path = os.pathsep.join([str(BIN), os.path.dirname(sys.executable), os.environ["PATH"]])
     return subprocess.run([str(BIN / "classification_tf1"), *map(str, arguments)],
                           capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PATH": path, **(env or {})})
+                          env={**os.environ, "PATH": path, PATH_MAP_ENV: json.dumps(MOUNTED),
+                               **(env or {})})
 
 
 def status_lines(folder: Path) -> list:
@@ -37,7 +42,11 @@ def trained(tmp_path_factory):
 
     ws = tmp_path_factory.mktemp("ws")
     form = {p.name: p.default for p in pipeline.CompileOptions(tao_version="5.0").form()}
-    seed_workspace(ws, form=form, specs_dir=REPO / profiles.TAO_5_0.specs_dir)
+    copies, _ = plan_specs(form, ws, specs_dir=REPO / profiles.TAO_5_0.specs_dir, fresh=True)
+    per_class = plan_dataset(form, copies.get(form["calibrate_classification_spec"]))
+    seed_workspace(ws, spec_copies=copies, data=ws / form["train_classification_data"],
+                   train_per_class=per_class)
+    MOUNTED[form["tao_mount_dir"]] = str(ws)
     subprocess.run([str(BIN / "ngc"), "registry", "model", "download-version",
                     form["pretrained_model_name"], "--dest", str(ws / "models")],
                    check=True, capture_output=True,

@@ -26,7 +26,10 @@ import os
 import random
 import re
 import sys
+from pathlib import Path
 
+from rehearsal.path_map import PathMap
+from rehearsal.step_executor import PATH_MAP_ENV
 from tao_step import specs
 from tao_step.preflight import (
     IMAGE_EXTENSIONS,
@@ -135,7 +138,26 @@ def load_spec(path, sections):
             log(str(problem), "ERROR")
         raise Failure(f"the experiment spec {path} is invalid ({len(relevant)} problem"
                       f"{'s' if len(relevant) != 1 else ''})")
+    _map_spec_paths(spec)
     return spec
+
+
+def _map_spec_paths(spec):
+    """In a rehearsal, read the container paths a spec names where the runner mounted them.
+
+    The spec names paths under tao_mount_dir, as on the cluster; the local runner passes its
+    container-to-host map in LOCAL_RUNNER_PATH_MAP (whole path components, as a mount).
+    """
+    mapping = os.environ.get(PATH_MAP_ENV)
+    if not mapping:
+        return
+    path_map = PathMap({prefix: Path(host) for prefix, host in json.loads(mapping).items()})
+    for field in specs.PATH_FIELDS:
+        section, name = field.split(".")
+        message = getattr(spec.message, section)
+        value = getattr(message, name)
+        if value.startswith("/"):
+            setattr(message, name, path_map.lookup(value) or value)
 
 
 def image_files(folder, extensions=IMAGE_EXTENSIONS):
@@ -634,6 +656,11 @@ def _injected_failures():
 def classification_main(argv):
     """``classification SUBTASK ...``: 0 on success, 1 on failure, 2 on a usage error."""
     arguments = _classification_parser().parse_args(argv)
+    unknown = sorted(_injected_failures() - set(SUBTASKS))
+    if unknown:  # a typo would otherwise rehearse a crash that never comes
+        log(f"{FAIL_ENV}: {', '.join(unknown)} is not a subtask; use a comma-separated list "
+            f"of {', '.join(SUBTASKS)}", "ERROR")
+        return 2
     handlers = {"train": train, "evaluate": evaluate, "prune": prune, "inference": inference,
                 "export": export, "calibration_tensorfile": calibration_tensorfile}
     try:
