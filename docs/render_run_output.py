@@ -1,6 +1,6 @@
 """Regenerate docs/images/run-output-preview.png, the preview page of a rehearsed run.
 
-    python docs/render_run_output.py
+    .venv/bin/python docs/render_run_output.py
 
 Prerequisites: the packages of requirements.txt, and Debian's ``chromium`` on PATH
 (``apt-get install chromium``). It rehearses the default build with ``min_accuracy`` 0.9,

@@ -1,6 +1,6 @@
 """``--dry-run --outputs DIR``: keep what a rehearsed run would show in Kubeflow.
 
-After a rehearsal (``rehearsal.dry_run.rehearse``), :func:`write_outputs` fills DIR with
+After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` fills DIR with
 
 - ``<task name>/mlpipeline-metrics.json`` and ``<task name>/mlpipeline-ui-metadata.json``
   for every step that wrote them, failed steps included (Argo's wait container saves a

@@ -323,5 +323,5 @@ def test_the_docs_show_the_page_and_say_how_to_regenerate_it():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     picture = Path(__file__).resolve().parents[1] / "docs" / "images" / "run-output-preview.png"
     assert "](docs/images/run-output-preview.png)" in readme
-    assert "`python docs/render_run_output.py`" in readme
+    assert "`.venv/bin/python docs/render_run_output.py`" in readme
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
