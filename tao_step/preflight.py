@@ -136,10 +136,7 @@ def ngc_model_file(model_name):
     return f"{family.group(1)}_{family.group(2)}.hdf5" if family else None
 
 
-def checkpoint_name(arch, n_epochs, suffix=".tlt"):
-    """The file TAO classification train writes after epoch ``n_epochs`` (``suffix``: the
-    release's checkpoint suffix, ``Profile.checkpoint_suffix``)."""
-    return f"{arch}_{n_epochs:03d}{suffix}"
+checkpoint_name = specs.checkpoint_name
 
 
 def _whole_number(text):
@@ -578,18 +575,10 @@ class Preflight:
         output = self.ok.get(output_name)
         if spec is None or output is None:
             return None, None
-        model = spec.message.model_config
-        epochs = spec.message.train_config.n_epochs
-        if not spec.has("model_config.arch") or model.arch not in specs.ARCHITECTURES:
+        name, why = specs.last_checkpoint(spec, self.profile.checkpoint_suffix)
+        if name is None:
             return None, None
-        if not spec.has("train_config.n_epochs") or epochs < 1:
-            return None, None
-        relative = posixpath.join(posixpath.normpath(output), "weights",
-                                  checkpoint_name(model.arch, epochs,
-                                                  self.profile.checkpoint_suffix))
-        why = (f"arch {model.arch}, n_epochs {epochs} in {spec.file} line "
-               f"{spec.line('train_config.n_epochs')}")
-        return relative, why
+        return posixpath.join(posixpath.normpath(output), "weights", name), why
 
     def _expect_parameter(self, name, expected, step, why):
         value = self.ok.get(name)
@@ -704,12 +693,15 @@ class Preflight:
         found = self._split(relative).count_images(needed)
         if found < needed:
             most = found // batch
+            # Advice the form accepts: calibrate_max_batches is at least 1 (value_error).
+            fix = (f"set calibrate_max_batches to {most} or less" if most else
+                   f"not even one batch fits: add at least {batch - found} training images or "
+                   "lower batch_size_per_gpu")
             self.problems.append(
                 f"calibrate_max_batches: {int(batches)} batches of {batch} images "
                 f"(batch_size_per_gpu in {spec.file} line "
                 f"{spec.line('train_config.batch_size_per_gpu')}) need {needed} training images "
-                f"but {relative} has {found}; set calibrate_max_batches to {most} or less"
-                + ("" if most else " (add training images: not even one batch fits)"))
+                f"but {relative} has {found}; {fix}")
 
     def _find_warnings(self):
         # The re-run policy (tao_step report --keep-previous): an earlier run's output is

@@ -488,29 +488,152 @@ def _parse_error_problem(file, error, field, source_lines, schema):
             return Problem(file, line, field, explain(match).rstrip("."))
     where = f" at column {column}" if column else ""
     return Problem(file, line, field, f"{text.rstrip('.')} (fix the text-format syntax{where}: "
-                                      "fields are written name: value, blocks name { ... })")
+                                      + _GENERIC_SYNTAX_HINT)
+
+
+_GENERIC_SYNTAX_HINT = "fields are written name: value, blocks name { ... })"
+
+
+def _blocks(lines):
+    """``(unclosed, stray)`` braces of spec text, outside strings and comments: the
+    ``(line, name)`` of each ``name {`` never closed, and the line of the first ``}`` that
+    closes nothing (or None)."""
+    stack = []
+    for number, line in enumerate(lines, 1):
+        quote = None
+        before = ""  # the text since the last brace, for the name of a block
+        for char in line:
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char == "{":
+                names = re.findall(r"[A-Za-z_]\w*", before)
+                stack.append((number, names[-1] if names else "?"))
+                before = ""
+            elif char == "}":
+                if not stack:
+                    return stack, number
+                stack.pop()
+                before = ""
+            else:
+                before += char
+    return stack, None
+
+
+def _syntax_problem(file, error, parser, lines, schema):
+    """The Problem for a parse error, and how to go on parsing after it: ``(problem,
+    repaired lines or None, the field path whose text was dropped or None)``."""
+    problem = _parse_error_problem(file, error, parser.error_field, lines, schema)
+    line = problem.line
+    unclosed, stray = _blocks(lines)
+    field = parser.error_field or ""
+    parent, _, name = field.rpartition(".")
+    if unclosed and parent and "unknown field" in problem.message and line:
+        # A field of an outer block, met inside another one: that block lacks its "}".
+        opened = (parser.lines.get(parent) or [None])[-1]
+        problem = Problem(file, line, parent, "syntax error: the %s block opened on line %s "
+                          "is not closed before %s (add a } above line %d)"
+                          % (parent, opened, name, line))
+        return problem, lines[:line - 1] + ["}"] + lines[line - 1:], None
+    if stray is not None and not parent and "unknown field" in problem.message and line:
+        # A field of a block, met outside it: a "}" before it closed that block too early.
+        early = max((n for n in range(1, line) if "}" in lines[n - 1].split("#")[0]),
+                    default=None)
+        if early is not None:
+            problem = Problem(file, early, None, "syntax error: this } closes its block "
+                              "before %s on line %d, which belongs inside it (remove the extra "
+                              "})" % (name, line))
+            text = lines[early - 1]
+            cut = text.split("#")[0].rindex("}")
+            return problem, lines[:early - 1] + [text[:cut] + text[cut + 1:]] + lines[early:], None
+    if unclosed and (line is None or line > len(lines) or not lines[line - 1].strip()
+                     or "Expected \"}\"" in str(error)):
+        opened, block = unclosed[-1]
+        problem = Problem(file, opened, block, "syntax error: the %s block opened here is "
+                          "never closed (add its } at the end of the block)" % block)
+        return problem, lines + ["}"] * len(unclosed), None
+    if stray is not None and stray == line:
+        problem = Problem(file, line, None, "syntax error: this } closes no block (remove it)")
+        return problem, _blank(lines, line, line), None
+    if not line or line > len(lines) or re.search(r"[{}]", lines[line - 1].split("#")[0]):
+        return problem, None, None
+    if problem.message.endswith(_GENERIC_SYNTAX_HINT):
+        return problem, None, None  # unexplained syntax: what follows cannot be trusted
+    # A value or name the schema refuses, on a line of its own: go on without that line.
+    return problem, _blank(lines, line, line), field or None
+
+
+def _blank(lines, first, last):
+    return lines[:first - 1] + [""] * (last - first + 1) + lines[last:]
+
+
+# How many parse errors one file may report before the rest is left unchecked.
+MAX_SYNTAX_ERRORS = 20
+
+
+def _parse(text, file, schema):
+    """``(spec, repaired, problems, dropped)``: the Spec when the text parses (else None);
+    after parse errors, the Spec of the text with each error repaired or its line dropped
+    (None when it could not be repaired), a Problem per parse error and the field paths
+    whose text was dropped."""
+    lines = text.split("\n")
+    problems, dropped = [], []
+    for _ in range(MAX_SYNTAX_ERRORS):
+        parser = _IndexingParser()
+        message = schema.message_class()
+        try:
+            parser.ParseLines(lines, message)
+        except text_format.ParseError as error:
+            problem, lines, field = _syntax_problem(file, error, parser, lines, schema)
+            problems.append(problem)
+            if field:
+                dropped.append(field)
+            if lines is None:
+                break
+            continue
+        spec = Spec(file, message, parser.lines, schema)
+        return (None if problems else spec), spec, problems, dropped
+    return None, None, problems, dropped
 
 
 def parse_spec_text(text, file="<spec>", schema=DEFAULT_SCHEMA):
-    """Parse spec text: ``(Spec, [])`` or, on a syntax error, ``(None, [Problem])``."""
-    schema = schema_of(schema)
-    parser = _IndexingParser()
-    message = schema.message_class()
-    lines = text.split("\n")
-    try:
-        parser.ParseLines(lines, message)
-    except text_format.ParseError as error:
-        return None, [_parse_error_problem(file, error, parser.error_field, lines, schema)]
-    return Spec(file, message, parser.lines, schema), []
+    """Parse spec text: ``(Spec, [])`` or, on syntax errors, ``(None, [Problem])`` with a
+    Problem per error found (the parse goes on after each one where it can)."""
+    spec, _, problems, _ = _parse(text, file, schema_of(schema))
+    return spec, problems
 
 
 def check_spec_text(text, file="<spec>", schema=DEFAULT_SCHEMA):
     """``(spec_or_None, [Problem])`` for spec text; ``file`` names it in the problems;
-    ``schema`` is the TAO release whose format applies ("3.0" or "5.0")."""
-    spec, problems = parse_spec_text(text, file, schema)
-    if spec is None:
-        return None, problems
-    return spec, semantic_problems(spec)
+    ``schema`` is the TAO release whose format applies ("3.0" or "5.0").
+
+    After a syntax error the spec is None, yet the rest of the file is still checked where
+    the error could be repaired or its lines dropped (problems of dropped fields are left
+    out); where it could not, one more Problem says that the rest was not checked.
+    """
+    spec, repaired, problems, dropped = _parse(text, file, schema_of(schema))
+    if spec is not None:
+        return spec, semantic_problems(spec)
+    if repaired is None:
+        return None, problems + [Problem(file, None, None, "the rest of the file could not be "
+                                         "checked after the syntax error%s above; fix %s and "
+                                         "check again" % ("s" if len(problems) > 1 else "",
+                                                          "them" if len(problems) > 1
+                                                          else "it"))]
+
+    def dropped_field(problem):
+        # What a dropped line held, or (a misspelt name) what its block then misses.
+        return problem.field and any(
+            problem.field == d or problem.field.startswith(d + ".")
+            or (problem.message.startswith("missing")
+                and problem.field.startswith(d.rpartition(".")[0] + "."))
+            for d in dropped)
+
+    later = [p for p in semantic_problems(repaired) if not dropped_field(p)]
+    return None, sorted(problems + later, key=lambda problem: problem.line or 0)
 
 
 def check_spec_file(path, name=None, schema=DEFAULT_SCHEMA):
@@ -655,6 +778,43 @@ def semantic_problems(spec):
     return sorted(problems, key=lambda problem: problem.line or 0)
 
 
+def checkpoint_name(arch, n_epochs, suffix=".tlt"):
+    """The file TAO classification train writes after epoch ``n_epochs`` (``suffix``: the
+    release's checkpoint suffix, ``Profile.checkpoint_suffix``)."""
+    return f"{arch}_{n_epochs:03d}{suffix}"
+
+
+def last_checkpoint(spec, suffix):
+    """``(file name, why)`` of the last checkpoint a training with ``spec`` writes, or
+    ``(None, None)`` when the spec does not say (arch or n_epochs unset or invalid)."""
+    model = spec.message.model_config
+    epochs = spec.message.train_config.n_epochs
+    if not spec.has("model_config.arch") or model.arch not in ARCHITECTURES:
+        return None, None
+    if not spec.has("train_config.n_epochs") or epochs < 1:
+        return None, None
+    why = (f"arch {model.arch}, n_epochs {epochs} in {spec.file} line "
+           f"{spec.line('train_config.n_epochs')}")
+    return checkpoint_name(model.arch, epochs, suffix), why
+
+
+def checkpoint_problems(spec, suffix):
+    """The check of ``eval_config.model_path`` that needs no workspace: when it names a
+    checkpoint of this spec's training, it must be the last one ``n_epochs`` makes it write
+    (the preflight checks the whole path against the form)."""
+    name, why = last_checkpoint(spec, suffix)
+    value, line = spec.field("eval_config.model_path")
+    if name is None or not value:
+        return []
+    base = value.rstrip("/").rpartition("/")[2]
+    arch = spec.message.model_config.arch
+    if re.match(re.escape(arch) + r"_\d+" + re.escape(suffix) + "$", base) and base != name:
+        return [Problem(spec.file, line, "eval_config.model_path",
+                        f"{base} is not the checkpoint training writes last ({name}: {why}); "
+                        f"name {name}, or change n_epochs")]
+    return []
+
+
 def image_size_error(text):
     """Why ``text`` is not a valid ``"C,H,W"`` image size, or None if it is."""
     parts = [part.strip() for part in text.split(",")]
@@ -699,9 +859,15 @@ def main(argv):
     if error:
         sys.stderr.write(f"spec-check: {error}\n{USAGE}\n")
         return 2
+    from tao_step import profiles
+
+    suffix = profiles.get(schema).checkpoint_suffix
     status = 0
     for path in argv:
-        _, problems = check_spec_file(path, schema=schema)
+        spec, problems = check_spec_file(path, schema=schema)
+        if spec is not None:  # every check that needs no workspace; preflight does the rest
+            problems = sorted(problems + checkpoint_problems(spec, suffix),
+                              key=lambda problem: problem.line or 0)
         for problem in problems:
             print(problem)
         if problems:

@@ -154,7 +154,8 @@ CATALOGUE = [
      ["train_classification_spec: specs/classification.cfg does not exist in the workspace"], 1),
     ("spec syntax error",
      {}, spec_edit(TRAIN_SPEC, "  optimizer {", "  optimizer"),
-     [f'{TRAIN_SPEC}:18: train_config.optimizer: Expected "{{"'], 1),
+     [f'{TRAIN_SPEC}:18: train_config.optimizer: Expected "{{"',
+      f"{TRAIN_SPEC}: the rest of the file could not be checked after the syntax error"], 2),
     ("spec unknown field", {}, spec_edit(TRAIN_SPEC, "n_workers: 16", "num_workers: 16"),
      [f"{TRAIN_SPEC}:27: train_config.num_workers: unknown field (did you mean n_workers?)"], 1),
     ("spec missing required field", {}, spec_edit(RETRAIN_SPEC, "  batch_size_per_gpu: 16\n", ""),
@@ -271,6 +272,18 @@ def test_image_extensions_are_case_insensitive(workspace, values):
     for image in (workspace / DATA / "test" / "person").iterdir():
         image.rename(image.with_suffix(".Png"))
     assert run(workspace, values) == []
+
+
+def test_calibration_advice_is_a_value_the_form_accepts(workspace, values):
+    for folder in (workspace / DATA / "train").iterdir():
+        for image in sorted(folder.iterdir())[1:]:
+            image.unlink()  # one image per class: fewer than one batch of 16
+    values["calibrate_max_batches"] = "1"
+    (problem,) = [p for p in run(workspace, values) if p.startswith("calibrate_max_batches")]
+    assert "not even one batch fits: add at least" in problem
+    assert "to 0 or less" not in problem
+    # the advice it used to give, "0 or less", is what the compile-time check refuses
+    assert preflight.value_error("calibrate_max_batches", "0") is not None
 
 
 def test_catalogue_is_large_and_distinct():

@@ -139,6 +139,8 @@ SPEC_MISTAKES = [
 def test_each_spec_mistake_is_reported_once_with_its_line(edit, line_fragment, expected):
     text = edited(*edit)
     problems = problems_of(text)
+    if problems[-1].startswith("spec.cfg: the rest of the file could not be checked"):
+        problems.pop()  # after an unexplained syntax error nothing else is checked
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"spec.cfg:{line_of(text, line_fragment)}: "), problems
     assert expected in problems[0]
@@ -191,6 +193,85 @@ def test_cli_ok_problems_and_usage(tmp_path):
         result = run_cli(*usage)
         assert result.returncode == 2
         assert "usage: python3 -m tao_step spec-check [--tao-version" in result.stderr
+
+
+def without_closing_brace_of(text, block):
+    """``text`` with the ``}`` that closes the first top-level ``block`` removed."""
+    start = text.index(block + " {")
+    end = text.index("\n}", start)
+    return text[:end] + text[end + 2:]
+
+
+def test_cli_reports_a_missing_brace_as_a_syntax_error_at_its_line(tmp_path):
+    text = without_closing_brace_of(spec_text(), "model_config")
+    path = tmp_path / "brace.cfg"
+    path.write_text(text)
+    result = run_cli(str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"{path}:{line_of(text, 'train_config {')}: model_config: syntax "
+                           f"error: the model_config block opened on line "
+                           f"{line_of(text, 'model_config {')} is not closed"), line
+    assert "unknown field" not in line
+
+
+def test_a_missing_brace_at_the_end_is_a_syntax_error_at_the_open_block():
+    text = spec_text().rstrip()
+    problems = problems_of(text[:text.rindex("}")])
+    assert problems == [f"spec.cfg:{line_of(text, 'eval_config {')}: eval_config: syntax "
+                        "error: the eval_config block opened here is never closed (add its } "
+                        "at the end of the block)"]
+
+
+def test_an_extra_brace_is_a_syntax_error_at_that_brace():
+    text = edited("n_layers: 18", "n_layers: 18\n}")
+    problems = problems_of(text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"spec.cfg:{line_of(text, 'n_layers') + 1}: syntax error: "
+                                  "this } closes its block before"), problems
+
+
+def test_problems_after_a_syntax_error_are_still_reported():
+    text = spec_text().replace("n_epochs: 80", "n_epochs: eighty", 1)
+    text = text.replace('preprocess_mode: "caffe"', 'preprocess_mode: "keras"', 1)
+    text = text.replace("batch_size_per_gpu: 16", "batch_size_per_gpu: 16\n  n_epoch: 3", 1)
+    problems = problems_of(text)
+    assert [p.split(": ")[0:2] for p in problems] == [
+        [f"spec.cfg:{line_of(text, 'n_epoch: 3')}", "train_config.n_epoch"],
+        [f"spec.cfg:{line_of(text, 'eighty')}", "train_config.n_epochs"],
+        [f"spec.cfg:{line_of(text, 'keras')}", "train_config.preprocess_mode"],
+    ], problems
+    # a spec with a syntax error is never handed on, however much of it was checked
+    assert specs.check_spec_text(text, "spec.cfg")[0] is None
+
+
+def test_what_cannot_be_checked_after_a_syntax_error_is_said():
+    text = "model_config {\n  arch: \"resnet\n}\n"  # an unclosed string
+    problems = problems_of(text)
+    assert problems[-1] == ("spec.cfg: the rest of the file could not be checked after the "
+                            "syntax error above; fix it and check again"), problems
+
+
+def test_cli_checks_the_evaluated_checkpoint_against_n_epochs(tmp_path):
+    text = spec_text().replace("resnet_080.tlt", "resnet_020.tlt")
+    path = tmp_path / "epochs.cfg"
+    path.write_text(text)
+    result = run_cli(str(path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{path}:{line_of(text, '  model_path: ')}: eval_config.model_path: resnet_020.tlt is not "
+        f"the checkpoint training writes last (resnet_080.tlt: arch resnet, n_epochs 80 in "
+        f"{path} line {line_of(text, 'n_epochs: ')}); name resnet_080.tlt, or change n_epochs"]
+
+
+def test_spec_check_and_preflight_share_the_checkpoint_rule(tmp_path):
+    from tao_step import preflight
+
+    spec, _ = specs.check_spec_text(spec_text().replace("resnet_080.tlt", "resnet_020.tlt"),
+                                    "spec.cfg")
+    (problem,) = specs.checkpoint_problems(spec, ".tlt")
+    expected, _ = specs.last_checkpoint(spec, ".tlt")
+    assert expected == preflight.checkpoint_name("resnet", 80) and expected in problem.message
 
 
 def tool(name):
