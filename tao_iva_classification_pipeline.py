@@ -627,7 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rehearsal.add_argument(
         "--specs", type=Path, metavar="DIR",
-        help="with --dry-run: spec files to rehearse with (default: specs/)",
+        help="with --dry-run: spec files to rehearse with (default: specs/, or specs/tao5/ "
+        "with --tao-version 5.0)",
     )
     rehearsal.add_argument(
         "--workspace", type=Path, metavar="DIR",
