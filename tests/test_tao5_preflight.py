@@ -10,7 +10,7 @@ from conftest import MOUNT, REPO
 from in_container import PYTHON
 
 import tao_iva_classification_pipeline as pipeline
-from rehearsal.dry_run import seed_workspace
+from rehearsal.dry_run import plan_dataset, plan_specs, seed_workspace
 from tao_step import preflight
 from tao_step.profiles import TAO_5_0
 
@@ -19,16 +19,19 @@ FORM = {p.name: p.default for p in pipeline.CompileOptions(tao_version="5.0").fo
 
 @pytest.fixture
 def ws(tmp_path):
-    """A workspace seeded for the 5.0 form with the TAO 5 specs (paths under ws)."""
+    """A workspace seeded for the 5.0 form with the TAO 5 specs (their paths name MOUNT)."""
     root = tmp_path / "ws"
-    seed_workspace(root, form=FORM, specs_dir=REPO / "specs" / "tao5")
+    copies, _ = plan_specs(FORM, root, specs_dir=REPO / "specs" / "tao5", fresh=True)
+    per_class = plan_dataset(FORM, copies[FORM["calibrate_classification_spec"]])
+    seed_workspace(root, spec_copies=copies, data=root / FORM["train_classification_data"],
+                   train_per_class=per_class)
     return root
 
 
 def problems(ws, **changes) -> list:
     values = {**FORM, **changes}
     return preflight.validate_values(values, TAO_5_0) + preflight.Preflight(
-        str(ws), values, None, TAO_5_0).run().problems
+        str(ws), values, MOUNT, TAO_5_0).run().problems
 
 
 def test_the_5_0_defaults_and_specs_pass(ws):
@@ -92,7 +95,7 @@ def test_engine_calibration_batch_must_fit_a_tensorfile_record(ws):
 def test_preflight_command_takes_the_tao_version(ws):
     params = [arg for name, value in FORM.items() for arg in ("--param", f"{name}={value}")]
     argv = [PYTHON, "-m", "tao_step", "preflight", "--workspace", str(ws),
-            "--tao-version", "5.0", *params]
+            "--mount-dir", MOUNT, "--tao-version", "5.0", *params]
     result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("preflight OK")
