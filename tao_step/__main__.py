@@ -10,6 +10,7 @@ COMMANDS = {
     "report": "tao_step.report",
     "spec-check": "tao_step.specs",
     "preflight": "tao_step.preflight",
+    "release": "tao_step.claims",
 }
 
 USAGE = "usage: python3 -m tao_step [--require-runtime N] {%s} ..." % ",".join(sorted(COMMANDS))

@@ -1,6 +1,7 @@
 """Preflight: check a run's Create Run values and its workspace before any TAO step runs.
 
-``python3 -m tao_step preflight --workspace WS [--mount-dir DIR] --param NAME=VALUE ...``
+``python3 -m tao_step preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
+--param NAME=VALUE ...``
 
 ``--param`` is given once per Create Run parameter (every one the pipeline has, values as
 typed in the form). ``--mount-dir`` is the path the spec files' absolute paths were written
@@ -13,6 +14,12 @@ what to change; warnings (outputs a step would replace or refuse to overwrite) f
 prefixed ``warning:``. Exit status: 0 when there is no problem, 1 when there is, 2 on a
 usage error. It only reads the workspace (listings and spec files), so it takes seconds.
 
+With ``--run``/``--run-uid`` (the pipeline passes its workflow name and uid) and no problem,
+it finally claims every path the run writes (``tao_step.claims``): a run whose outputs
+overlap those of a run still holding its claim is refused, naming that run. With
+``--key-secret`` builds the key is in ``$TAO_API_KEY``: a value holding it is refused, and
+the key is masked in everything printed.
+
 ``validate_values`` (the form values alone) is pure so the host can run it at compile time
 on the defaults; ``Preflight(...).run()`` looks at the workspace.
 Runs inside the TAO 3.0 image (Python 3.6) and on the host: standard library and protobuf.
@@ -24,8 +31,9 @@ import os
 import posixpath
 import re
 import sys
+import unicodedata
 
-from tao_step import profiles, specs
+from tao_step import claims, profiles, specs
 
 # The Create Run form, in its order (original-interface.md), plus the accuracy gate.
 PARAMETERS = (
@@ -87,14 +95,17 @@ PATH_PARAMETERS = (
     "export_int8_model_output_file",
     "convert_trt_output_file",
 )
-# Whole numbers that must be at least 1, with what they count.
+# Whole numbers, with what they count and the largest value accepted: 1 to that many. The
+# bounds are far above any sensible setting (a DGX node has 8 or 16 GPUs; TensorRT 7 and
+# TAO's data loaders are used with batches of tens to hundreds) and far below what
+# overflows TAO's int32 arguments or exhausts memory before any error is printed.
 COUNTS = {
-    "train_num_gpus": "GPUs for training",
-    "test_infer_batch_size": "images per inference batch",
-    "calibrate_max_batches": "batches of training images to calibrate on",
-    "export_int8_batches": "calibration batches for the INT8 export",
-    "convert_trt_max_batch_size": "the engine's largest batch",
-    "convert_trt_batch_size": "the calibration batch of the engine build",
+    "train_num_gpus": ("GPUs for training", 16),
+    "test_infer_batch_size": ("images per inference batch", 4096),
+    "calibrate_max_batches": ("batches of training images to calibrate on", 100000),
+    "export_int8_batches": ("calibration batches for the INT8 export", 100000),
+    "convert_trt_max_batch_size": ("the engine's largest batch", 4096),
+    "convert_trt_batch_size": ("the calibration batch of the engine build", 4096),
 }
 CHOICES = {
     "prune_equalization_criterion": ("union", "intersection", "arithmetic_mean",
@@ -111,7 +122,25 @@ SPEC_PARAMETERS = (
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # classification inference -d reads only these.
 INFERENCE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-NGC_NAME = re.compile(r"^([\w.-]+)/(?:([\w.-]+)/)?([\w.-]+):([\w.-]+)$")
+# org/[team/]model:version; no part may start with "-", which ngc would read as an option.
+NGC_NAME = re.compile(r"^(\w[\w.-]*)/(?:(\w[\w.-]*)/)?(\w[\w.-]*):(\w[\w.-]*)$", re.ASCII)
+# A plain decimal number as TAO's float arguments and our gate read it: no sign, no spaces,
+# no "inf"/"nan", no digits other than 0-9.
+DECIMAL = re.compile(r"^(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$", re.ASCII)
+# The longest file or folder name Linux file systems take, in bytes (NAME_MAX).
+NAME_MAX = 255
+# What the re-run policy appends to an output's name: .previous-<UTC time>[-N].
+KEPT_SUFFIX = len(".previous-20240101T000000Z-99")
+# Where a --key-secret build puts the TAO key in the steps that use it (preflight included).
+KEY_ENV = "TAO_API_KEY"
+# Values never quoted in a message: with --key-secret, api_key holds the key itself.
+SECRET_PARAMETERS = ("api_key",)
+# Values passed on their own (not after tao_mount_dir/) to a command that parses options:
+# one starting with "-" would be read as an option (api_key=--help, -o -v).
+OPTION_VALUES = {
+    "api_key": "TAO (-k)",
+    "convert_trt_output_layer": "the converter (-o)",
+}
 
 
 def ngc_download_dir(dest, model_name):
@@ -140,15 +169,41 @@ checkpoint_name = specs.checkpoint_name
 
 
 def _whole_number(text):
-    return int(text) if re.match(r"^\s*\+?\d+\s*$", text) else None
+    return int(text) if re.match(r"^[0-9]+$", text) else None
 
 
 def _real_number(text):
-    try:
-        number = float(text)
-    except ValueError:
+    if not DECIMAL.match(text):
         return None
+    number = float(text)
     return number if math.isfinite(number) else None
+
+
+def _hidden_character(text):
+    """The first character that splits or disguises a log line (newline, tab, other
+    control characters, bidirectional and zero-width formatting), as U+XXXX, or None."""
+    for character in text:
+        if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp"):
+            return "U+%04X" % ord(character)
+    return None
+
+
+def _text_error(name, text):
+    """What no value may hold, whatever its parameter: it would be rewritten before TAO
+    sees it, or spoof the logs. Secret values are never quoted."""
+    shown = "the value" if name in SECRET_PARAMETERS else f'"{text}"'
+    if "{{" in text or "}}" in text:
+        return (f"{name}: {shown} contains {{{{ or }}}}; Argo replaces {{{{...}}}} with its own "
+                "values before a step sees it (remove the braces)")
+    if "$(" in text:
+        return (f"{name}: {shown} contains $(; Kubernetes replaces $(NAME) in step arguments "
+                "with the container's variables, the TAO key's $(TAO_API_KEY) among them "
+                "(remove it)")
+    hidden = _hidden_character(text)
+    if hidden:
+        return (f"{name}: the value contains the invisible character {hidden} (a newline, tab "
+                "or text-direction control splits or disguises log lines); retype it without")
+    return None
 
 
 def _path_error(name, text):
@@ -166,6 +221,15 @@ def _path_error(name, text):
     if normal == "." and name != "pretrained_model_dir":
         return f"{name}: {text} names the workspace itself; give a path inside it, e.g. " + (
             _example(name))
+    if normal.split("/")[0] == claims.FOLDER:
+        return (f"{name}: {text} is inside {claims.FOLDER}, where runs record which paths "
+                "they write; give a path outside it, e.g. " + _example(name))
+    longest = max(normal.split("/"), key=lambda part: len(part.encode("utf-8")))
+    if len(longest.encode("utf-8")) > NAME_MAX - KEPT_SUFFIX:
+        return (f"{name}: the name {longest[:40]}... is {len(longest.encode('utf-8'))} bytes "
+                f"long; file systems take {NAME_MAX} bytes a name, and a re-run appends "
+                f"{KEPT_SUFFIX} to keep the earlier run's copy (shorten it to at most "
+                f"{NAME_MAX - KEPT_SUFFIX} bytes)")
     return None
 
 
@@ -182,14 +246,24 @@ def _example(name):
 
 def value_error(name, text):
     """Why the Create Run value ``text`` of parameter ``name`` is invalid, or None."""
+    error = _text_error(name, text)
+    if error:
+        return error
     if name in PATH_PARAMETERS:
         return _path_error(name, text)
+    if text.startswith("-") and name in OPTION_VALUES:
+        shown = "the value" if name in SECRET_PARAMETERS else f'"{text}"'
+        return (f"{name}: {shown} starts with \"-\", so {OPTION_VALUES[name]} would read it as "
+                "an option of its own; enter the value without the leading \"-\"")
     if name in COUNTS:
+        what, most = COUNTS[name]
         number = _whole_number(text)
         if number is None:
-            return f'{name}: "{text}" is not a whole number (enter {COUNTS[name]}, e.g. 1)'
+            return f'{name}: "{text}" is not a whole number (enter {what}, e.g. 1)'
         if number < 1:
-            return f"{name}: {number} must be at least 1 ({COUNTS[name]})"
+            return f"{name}: {number} must be at least 1 ({what})"
+        if number > most:
+            return f"{name}: {text} is more than {most} ({what}); enter at most {most}"
         return None
     if name in CHOICES:
         if text not in CHOICES[name]:
@@ -216,9 +290,11 @@ def value_error(name, text):
         if not text.startswith("/"):
             return (f'{name}: "{text}" is not an absolute path (the folder where the workspace '
                     "is mounted in every step, e.g. /mnt/workspace)")
-        if posixpath.normpath(text) == "/" or text != text.strip():
-            return f'{name}: "{text}" cannot be the mount point (use e.g. /mnt/workspace)'
-        return None
+        if (posixpath.normpath(text) in ("/", "//") or text != posixpath.normpath(text)
+                or text.startswith("//")):
+            return (f'{name}: "{text}" cannot be the mount point (write a plain absolute folder '
+                    "path without //, . or .. and not /, e.g. /mnt/workspace)")
+        return _path_error(name, text[1:])
     if name == "pretrained_model_name":
         if not NGC_NAME.match(text):
             return (f'{name}: "{text}" is not an NGC model name (write org/team/name:version, '
@@ -252,6 +328,14 @@ INPUTS = ("pretrained_model_dir", "train_classification_data", "train_classifica
           "test_infer_image_path")
 
 
+def _moved_input(name, folder_name):
+    """Whether ``_moved_inputs`` checks that ``name`` lies outside results folder
+    ``folder_name``."""
+    return folder_name in RESULTS_FOLDERS and name in (
+        INPUTS + RESULTS_FOLDERS[folder_name]
+        + tuple(n for n in RESULTS_FOLDERS if n != folder_name))
+
+
 def _moved_inputs(values):
     problems = []
     for folder_name, extra in RESULTS_FOLDERS.items():
@@ -269,6 +353,76 @@ def _moved_inputs(values):
                     f"{folder_name}: {folder} holds {name} ({path}); the step moves an earlier "
                     f"run's {folder} aside before it runs, so give it a folder of its own "
                     f"(e.g. {RESULTS_EXAMPLES[folder_name]})")
+    return problems
+
+
+# What the steps read, which no output may replace: files, then folders.
+INPUT_FILES = ("train_classification_spec", "retrain_classification_spec",
+               "calibrate_classification_spec", "prune_model_input_file",
+               "test_infer_model_input_file", "test_infer_class_map", "export_model_input_file")
+INPUT_FOLDERS = ("pretrained_model_dir", "train_classification_data", "test_infer_image_path")
+
+
+def output_paths(values):
+    """``(parameter, step, workspace-relative path)`` of everything a run writes, for the
+    values that are valid: each step's outputs (``OUTPUTS_KEPT``) and the folder
+    download-model unpacks the model into."""
+    found = []
+    for name, step, suffix in OUTPUTS_KEPT:
+        text = values.get(name)
+        if text is not None and value_error(name, text) is None:
+            found.append((name, step, posixpath.normpath(text) + suffix))
+    model, dest = values.get("pretrained_model_name"), values.get("pretrained_model_dir")
+    if (model is not None and dest is not None and value_error("pretrained_model_name", model)
+            is None and value_error("pretrained_model_dir", dest) is None):
+        folder = posixpath.normpath(ngc_download_dir(posixpath.normpath(dest), model))
+        found.append(("pretrained_model_dir", "download-model", folder))
+    return found
+
+
+def _inside_path(path, folder):
+    return path.startswith(folder + "/")
+
+
+def _collision(name, step, path, outputs, values):
+    """Why output ``path`` of ``name`` collides with an input or another output (an equal
+    one earlier in ``outputs``, or a folder holding it), or None."""
+    for other in INPUT_FILES + INPUT_FOLDERS:
+        text = values.get(other)
+        if text is None or value_error(other, text):
+            continue
+        other_path = posixpath.normpath(text)
+        if path == other_path:
+            return (f"{name}: {path} is {other}, which the run reads; {step} would replace it "
+                    f"(give {name} a path of its own)")
+        if other in INPUT_FILES and _inside_path(path, other_path):
+            return (f"{name}: {path} lies inside {other} ({other_path}), which is a file "
+                    f"(give {name} a path of its own)")
+    earlier = True
+    for other, other_step, other_path in outputs:
+        if other == name and other_path == path:
+            earlier = False
+            continue
+        if _moved_input(name, other):
+            continue  # _moved_inputs reports it
+        if path == other_path and earlier:
+            return (f"{name}: {path} is also {other}, which {other_step} writes; {step} and "
+                    f"{other_step} would replace each other's file (give {name} a path of "
+                    "its own)")
+        if _inside_path(path, other_path):
+            return (f"{name}: {path} lies inside {other} ({other_path}), which {other_step} "
+                    f"writes as a whole and moves aside on a re-run (give {name} a path "
+                    "outside it)")
+    return None
+
+
+def _colliding_outputs(values):
+    outputs = output_paths(values)
+    problems = []
+    for name, step, path in outputs:
+        problem = _collision(name, step, path, outputs, values)
+        if problem:
+            problems.append(problem)
     return problems
 
 
@@ -303,6 +457,7 @@ def validate_values(values, profile=profiles.TAO_3_0):
             problems.append(f"{name}: {value} must end in {suffix} ({why}); name it "
                             f"{posixpath.splitext(value)[0]}{suffix}")
     problems += _moved_inputs(values)
+    problems += _colliding_outputs(values)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
     if batch and largest and batch > largest:
@@ -336,21 +491,32 @@ def _images(folder, extensions, limit):
 
 
 class _Split:
-    """A dataset split on disk: its class folders, or why it cannot be read."""
+    """A dataset split on disk: its class folders, or why it cannot be read; class folders
+    that are links leaving ``root`` (the workspace) and names that would spoof a log line."""
 
-    def __init__(self, path):
+    def __init__(self, path, root):
         self.path = path
         self.error = None
         self.classes = []
         self.empty_classes = []
+        self.links_out = []  # (class folder, link target)
+        self.hidden_names = []
         if not os.path.exists(path):
             self.error = "does not exist"
             return
         if not os.path.isdir(path):
             self.error = "is a file, not a folder of class folders"
             return
-        self.classes = sorted(entry for entry in os.listdir(path)
-                              if os.path.isdir(os.path.join(path, entry)))
+        entries = sorted(os.listdir(path))
+        for entry in entries:
+            full = os.path.join(path, entry)
+            if os.path.islink(full) and _inside(os.path.realpath(full), root) is None:
+                self.links_out.append((entry, os.readlink(full)))
+            if _hidden_character(entry):
+                self.hidden_names.append(entry)
+        self.classes = [entry for entry in entries if os.path.isdir(os.path.join(path, entry))
+                        and entry not in self.hidden_names
+                        and entry not in dict(self.links_out)]
         self.empty_classes = [name for name in self.classes
                               if not _images(os.path.join(path, name), IMAGE_EXTENSIONS, 1)]
 
@@ -382,6 +548,7 @@ class Preflight:
 
     def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0):
         self.workspace = os.path.abspath(workspace)
+        self.real_workspace = os.path.realpath(self.workspace)
         self.profile = profile
         # Only values that pass validate_values are used to look at the workspace.
         self.ok = {name: values[name] for name in parameters_of(profile)
@@ -414,8 +581,23 @@ class Preflight:
 
     def _split(self, relative):
         if relative not in self._splits:
-            self._splits[relative] = _Split(self._on_disk(relative))
+            self._splits[relative] = _Split(self._on_disk(relative), self.real_workspace)
         return self._splits[relative]
+
+    def _link_out(self, relative):
+        """The first part of ``relative`` that is a symbolic link leading out of the
+        workspace, as ``(part, target)``, or None. Inside a step such a link points at the
+        container's own file system (or nowhere), not at what it shows on the node."""
+        parts = relative.split("/")
+        for count in range(1, len(parts) + 1):
+            part = "/".join(parts[:count])
+            full = self._on_disk(part)
+            if not os.path.lexists(full):
+                return None
+            if os.path.islink(full) and _inside(os.path.realpath(full),
+                                                 self.real_workspace) is None:
+                return part, os.readlink(full)
+        return None
 
     def distinct_specs(self):
         """Each parsed spec file once (the retrain and calibrate specs are often one)."""
@@ -440,8 +622,38 @@ class Preflight:
         self._check_first_training()
         self._check_retraining()
         self._check_calibration()
+        self._check_links()
+        self._check_outputs()
         self._find_warnings()
         return self
+
+    def _check_links(self):
+        for name in PATH_PARAMETERS:
+            relative = self.ok.get(name)
+            if relative is None:
+                continue
+            found = self._link_out(posixpath.normpath(relative))
+            if found:
+                part, target = found
+                self.problems.append(
+                    f"{name}: {part} is a symbolic link to {target}, outside tao_mount_dir; "
+                    "the steps mount only the workspace, so they would read or write "
+                    "somewhere else (replace the link with the folder itself)")
+
+    def _check_outputs(self):
+        """Each output's parent must be a folder, or be creatable as one."""
+        for name, step, path in output_paths(self.ok):
+            parts = path.split("/")
+            for count in range(1, len(parts)):
+                parent = "/".join(parts[:count])
+                full = self._on_disk(parent)
+                if not os.path.exists(full):
+                    break
+                if not os.path.isdir(full):
+                    self.problems.append(
+                        f"{name}: {parent} is a file, so {step} cannot write {path} (give "
+                        f"{name} a path whose folders are folders)")
+                    break
 
     def _load_specs(self):
         loaded = {}
@@ -467,10 +679,20 @@ class Preflight:
         for spec in self.distinct_specs():
             for path in specs.PATH_FIELDS:
                 value, _ = spec.field(path)
-                if value.startswith("/") and _inside(value, self.mount) is None:
+                if _hidden_character(value):
+                    self._spec_problem(spec, path, f"{ascii(value)} contains the invisible "
+                                       f"character {_hidden_character(value)} (retype the path "
+                                       "without it)")
+                elif value.startswith("/") and _inside(value, self.mount) is None:
                     self._spec_problem(spec, path, f"{value} is outside {self.mount} "
                                        "(tao_mount_dir), the only folder the steps mount; "
                                        + self._suggest_inside(value))
+                elif value.startswith("/") and self._link_out(_inside(value, self.mount)):
+                    part, target = self._link_out(_inside(value, self.mount))
+                    self._spec_problem(spec, path, f"{posixpath.join(self.mount, part)} is a "
+                                       f"symbolic link to {target}, outside tao_mount_dir; "
+                                       "inside the steps it leads elsewhere (replace the link "
+                                       "with the folder itself)")
 
     def _suggest_inside(self, value):
         parts = posixpath.normpath(value).strip("/").split("/")
@@ -506,6 +728,16 @@ class Preflight:
         elif len(split.classes) < 2:
             self._spec_problem(spec, path, f"{value} has a single class folder "
                                f"({split.classes[0]}); classification needs at least 2 classes")
+        for entry, target in split.links_out:
+            self._spec_problem(spec, path, f"class folder {entry} in {value} is a symbolic "
+                               f"link to {target}, outside tao_mount_dir; inside the steps it "
+                               "leads nowhere and the class would silently be missing (copy "
+                               "the folder into the workspace)")
+        if split.hidden_names:
+            shown = ", ".join(ascii(name) for name in split.hidden_names)
+            self._spec_problem(spec, path, f"folder names in {value} with invisible characters "
+                               f"(newlines, text-direction controls): {shown}; they split or "
+                               "disguise log lines and the class map (rename them)")
         if split.empty_classes:
             self._spec_problem(spec, path, f"class folders without images in {value}: "
                                f"{_names(split.empty_classes)} (add {', '.join(IMAGE_EXTENSIONS)}"
@@ -754,7 +986,13 @@ def _parse_arguments(argv):
     parser.add_argument("--tao-version", choices=tuple(profiles.PROFILES),
                         default=profiles.DEFAULT_VERSION,
                         help="the TAO release the pipeline was built for (its form and specs)")
+    parser.add_argument("--run", metavar="WORKFLOW_NAME",
+                        help="with --run-uid: claim the run's output paths in the workspace "
+                             "when every check passes (see tao_step.claims)")
+    parser.add_argument("--run-uid", metavar="UID", help="the run's workflow uid")
     arguments = parser.parse_args(argv)
+    if bool(arguments.run) != bool(arguments.run_uid):
+        raise _UsageError("--run and --run-uid go together")
     values = {}
     for item in arguments.param:
         name, equals, value = item.partition("=")
@@ -766,31 +1004,69 @@ def _parse_arguments(argv):
     return arguments, values
 
 
+def key_problems(values, key):
+    """With --key-secret, Kubernetes puts the key into every ``$(TAO_API_KEY)``, so a form
+    value holding it would carry it into logs and file names: refused, never quoted."""
+    if not key:
+        return []
+    return [f"{name}: the value contains the TAO key from the Secret (Kubernetes expanded "
+            f"$({KEY_ENV}) into it); remove it from {name}"
+            for name in sorted(values) if name != "api_key" and key in values[name]]
+
+
+def _claim(arguments, values):
+    """Claim the run's outputs; problems naming the runs that hold any of them."""
+    paths = sorted(set(path for _, _, path in output_paths(values)))
+    try:
+        conflicts = claims.take(arguments.workspace, arguments.run, arguments.run_uid, paths)
+    except claims.ClaimError as error:
+        return [f"--workspace {arguments.workspace}: {error}"]
+    problems = []
+    for name, _, path in output_paths(values):
+        for mine, other, theirs in conflicts:
+            if mine == path:
+                problems.append(
+                    f"{name}: {path} is being written by {other.describe()}, whose output "
+                    f"{theirs} overlaps it; wait until that run ends, or give this run other "
+                    f"output paths. If that run no longer exists (terminated or deleted), "
+                    f"release its claim: python3 -m tao_step release --workspace "
+                    f"{arguments.workspace} --run {other.workflow}")
+                break
+    return problems
+
+
 def main(argv):
-    """``preflight --workspace WS [--mount-dir DIR] --param NAME=VALUE...``."""
+    """``preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
+    --param NAME=VALUE...``."""
     try:
         arguments, values = _parse_arguments(argv)
     except _UsageError as error:
         sys.stderr.write(f"preflight: {error}\nusage: python3 -m tao_step preflight "
-                         "--workspace WS [--mount-dir DIR] --param NAME=VALUE ...\n")
+                         "--workspace WS [--mount-dir DIR] [--run NAME --run-uid UID] "
+                         "--param NAME=VALUE ...\n")
         return 2
     profile = profiles.get(arguments.tao_version)
-    problems = validate_values(values, profile)
+    key = os.environ.get(KEY_ENV, "")
+    problems = key_problems(values, key) + validate_values(values, profile)
     check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
     problems += check.problems
-    for line in problems:
-        print(line)
-    for line in check.warnings:
-        print("warning: " + line)
+    if not problems and arguments.run:
+        problems = _claim(arguments, values)
+    lines = problems + ["warning: " + line for line in check.warnings]
     warned = f", {len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
     if problems:
-        print(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
-              f"{warned}; fix them and start the run again")
-        return 1
-    classes = f", {len(check.classes)} classes ({_names(check.classes)})" if check.classes else ""
-    print(f"preflight OK: {len(values)} values, {len(list(check.distinct_specs()))} spec files"
-          f"{classes}{warned}")
-    return 0
+        lines.append(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+                     f"{warned}; fix them and start the run again")
+    else:
+        classes = (f", {len(check.classes)} classes ({_names(check.classes)})"
+                   if check.classes else "")
+        claimed = f"; outputs claimed for run {arguments.run}" if arguments.run else ""
+        lines.append(f"preflight OK: {len(values)} values, "
+                     f"{len(list(check.distinct_specs()))} spec files{classes}{warned}"
+                     f"{claimed}")
+    for line in lines:
+        print(line.replace(key, "***") if key else line)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def runtime_args(template: dict) -> list:
     """The arguments to tao_step, after the bootstrap that runs it."""
     full = argv(template)
     assert full[:3] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP]
-    assert full[3:5] == ["--require-runtime", "1"]
+    assert full[3:5] == ["--require-runtime", "2"]
     return full[5:]
 
 

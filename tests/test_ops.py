@@ -18,7 +18,7 @@ def argv(op) -> list:
 
 def wrapper(op) -> list:
     full = op.container.command + op.container.args
-    assert full[:5] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP, "--require-runtime", "1"]
+    assert full[:5] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP, "--require-runtime", "2"]
     assert full[full.index("--") + 1:] == op.tao_command
     return full[5:full.index("--")]
 
