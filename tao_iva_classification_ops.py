@@ -157,9 +157,16 @@ class TaoOp(dsl.ContainerOp):
             self.container.add_volume_mount(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
 
 
+# Argo's names for the run, substituted when the step starts: the claim on the workspace
+# is taken and released under them.
+RUN_NAME = "{{workflow.name}}"
+RUN_UID = dsl.RUN_ID_PLACEHOLDER  # {{workflow.uid}}
+
+
 class PreflightOp(TaoOp):
     """Checks the submitted form, the workspace's specs and dataset, and their agreement,
-    before any GPU time is spent; fails naming each parameter or file and its fix."""
+    before any GPU time is spent; fails naming each parameter or file and its fix. Then
+    claims the run's output paths, refusing a run whose outputs another run holds."""
 
     runs_tao = False
 
@@ -167,8 +174,19 @@ class PreflightOp(TaoOp):
         # The runtime's default release needs no flag, so its build reads as it always did.
         release = [] if tao_version == DEFAULT_VERSION else ["--tao-version", tao_version]
         super().__init__(name=name, gpus=0, runtime_args=[
-            "preflight", "--workspace", workspace, *release,
-            *_name_value_flags("--param", values)])
+            "preflight", "--workspace", workspace, *release, "--run", RUN_NAME,
+            "--run-uid", RUN_UID, *_name_value_flags("--param", values)])
+
+
+class ReleaseClaimOp(TaoOp):
+    """The exit handler: releases what preflight claimed for this run, however it ended
+    (nothing, when preflight claimed nothing)."""
+
+    runs_tao = False
+
+    def __init__(self, *, name: str, workspace: Value) -> None:
+        super().__init__(name=name, gpus=0, runtime_args=[
+            "release", "--workspace", workspace, "--run", RUN_NAME, "--run-uid", RUN_UID])
 
 
 class DownloadModelOp(TaoOp):

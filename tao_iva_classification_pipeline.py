@@ -119,7 +119,7 @@ PARAMETERS = (
 
 # Per-step time limits (activeDeadlineSeconds) unless --step-timeout says otherwise.
 DEFAULT_TIMEOUTS = {
-    "preflight": 600, "summary": 600, "download-model": 3600,
+    "preflight": 600, "summary": 600, "release-claim": 600, "download-model": 3600,
     "train-model": 72 * 3600, "retrain-model": 72 * 3600,
 }
 DEFAULT_TIMEOUT = 6 * 3600
@@ -158,6 +158,10 @@ class CompileOptions:
     # Requests of every TAO step, so a busy node neither starves nor evicts it first.
     cpu_request: str = "4"
     memory_request: str = "16Gi"
+    # Requests of the light steps (checks, download, report, release): small, but not none,
+    # which would make them BestEffort pods, the first a busy node evicts.
+    light_cpu_request: str = "250m"
+    light_memory_request: str = "512Mi"
     # activeDeadlineSeconds per step name, over DEFAULT_TIMEOUTS / DEFAULT_TIMEOUT.
     timeouts: tuple = ()
     # Create Run defaults changed at compile time (--param): a pre-filled form.
@@ -228,11 +232,19 @@ def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
 
 
 def _wire(p: dict, options: CompileOptions) -> None:
+    """The run: preflight claims the outputs of the run in the workspace (tao_step.claims),
+    and the exit handler (Argo's onExit) releases them whether the steps succeed, fail or
+    stop at the quality gate."""
+    dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
+    with dsl.ExitHandler(ops.ReleaseClaimOp(name="release-claim", workspace=p["tao_mount_dir"])):
+        _steps(p, options)
+
+
+def _steps(p: dict, options: CompileOptions) -> None:
     """The DAG. Steps exchange files on the workspace, so each edge is an ``after``: it
     exists exactly where a step reads what another writes (docs/pipeline.md explains each).
     What differs between TAO releases comes from ``options.profile``.
     """
-    dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
     profile = options.profile
 
     def ws(name: str) -> str:
@@ -440,10 +452,13 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
         if op.runs_tao:  # TAO's own commands, as opposed to NGC and our checks and report
             for name, value in options.profile.env:
                 op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
-            if options.cpu_request != "0":
-                op.container.add_resource_request("cpu", options.cpu_request)
-            if options.memory_request != "0":
-                op.container.add_resource_request("memory", options.memory_request)
+        # TAO's own commands, as opposed to NGC and our checks, report and release
+        cpu, memory = ((options.cpu_request, options.memory_request) if op.runs_tao else
+                       (options.light_cpu_request, options.light_memory_request))
+        if cpu != "0":
+            op.container.add_resource_request("cpu", cpu)
+        if memory != "0":
+            op.container.add_resource_request("memory", memory)
 
         if step == "download-model":
             # NGC downloads fail on network hiccups: retry any failure, backing off 30 s,
@@ -461,15 +476,33 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
     return apply
 
 
+# What a failed step stops: only the steps that depend on it (docs/pipeline.md argues why).
+# Argo 3.3 defaults a DAG's failFast to true, which in v3.3.8 never keeps a ready task from
+# starting (workflow/controller/dag.go: failFast is read only in assessDAGPhase, to fail the
+# DAG once nothing runs); false says what happens, and the rehearsal does the same.
+FAIL_FAST = False
+
+
 def compile_pipeline(options: CompileOptions, output: Path) -> None:
     from kfp import compiler
+
+    class Compiler(compiler.Compiler):
+        # kfp 1.8 has no setting for a DAG's failFast; _create_workflow is the one place
+        # compile() and create_workflow() build the workflow, before it is validated and
+        # written in the format the suffix chooses.
+        def _create_workflow(self, *args, **kwargs):
+            workflow = super()._create_workflow(*args, **kwargs)
+            for template in workflow["spec"]["templates"]:
+                if "dag" in template:
+                    template["dag"]["failFast"] = FAIL_FAST
+            return workflow
 
     with warnings.catch_warnings():
         # kfp 1.8 warns on every direct ContainerOp; these steps are ContainerOps by design.
         warnings.filterwarnings(
             "ignore", category=FutureWarning, message="Please create reusable components"
         )
-        compiler.Compiler().compile(make_pipeline(options), str(output))
+        Compiler().compile(make_pipeline(options), str(output))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -549,11 +582,14 @@ def _quantity(text: str) -> str:
     from kubernetes.utils import parse_quantity
 
     try:
-        parse_quantity(text)
+        negative = parse_quantity(text) < 0
     except ValueError:
+        negative = None
+    if negative is not False:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi; 0 for no request)"
-        ) from None
+            f"{text!r} is not a Kubernetes quantity of at least 0 (e.g. 4, 500m, 16Gi; 0 for "
+            "no request)"
+        )
     return text
 
 
@@ -562,7 +598,7 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 STEP_NAMES = (
     "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
     "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
-    "convert-trt", "summary",
+    "convert-trt", "summary", "release-claim",
 )
 
 

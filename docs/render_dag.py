@@ -74,6 +74,8 @@ def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
         detail = " ".join(command_words(template))
         if len(steps[name]) > 1:
             detail += "\\n(INT8 with -c cache; FP16/FP32 without)"
+        if template["name"] == workflow.doc["spec"].get("onExit"):
+            detail += "\\n(exit handler: runs last,\\nhowever the run ends)"
         gpu = gpu_label(template)
         graph.node(name, f"{name}\\n{detail}\\n{gpu}",
                    fillcolor="#d5f5d5" if gpu != "no GPU" else "#e8eef7")

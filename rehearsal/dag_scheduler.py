@@ -4,7 +4,11 @@ them. Argo would run ready tasks in parallel; the statuses come out the same bec
 failure stops only its descendants.
 
 A false ``when`` marks a task Skipped (a skipped dependency counts as done); a failed task
-marks every task downstream of it Omitted; ``spec.onExit`` runs at the end with
+marks every task downstream of it Omitted and every other task still runs, whatever the
+DAG's ``failFast``: in Argo v3.3.8 ``failFast`` is read only when the DAG's own phase is
+assessed (``workflow/controller/dag.go`` ``assessDAGPhase``, after ``executeDAGTask`` has
+started every ready task), so it decides when a DAG with a failure is marked Failed, never
+which tasks start. ``spec.onExit`` runs at the end with
 ``{{workflow.status}}`` set; once the workflow's ``activeDeadlineSeconds`` passes no further
 task starts or is recorded. Container tasks are handed to :class:`StepExecutor`.
 """

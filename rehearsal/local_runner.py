@@ -24,6 +24,8 @@ Argo 3.3 would:
   done, so tasks after it still run (tasks inside the skipped group never start).
 - A failed task marks every task downstream of it Omitted; all other tasks still run, the
   workflow fails and ``spec.onExit`` runs at the end with ``{{workflow.status}}`` set.
+  A DAG's ``failFast`` (true or false) changes none of this, as in Argo v3.3.8 (see
+  :mod:`rehearsal.dag_scheduler`).
   Once the workflow's own ``activeDeadlineSeconds`` passes, the running step is stopped and
   no further task starts or is recorded (Argo never creates their nodes); onExit still runs.
 - A container step runs ``command + args`` as a local process (never through a shell) with

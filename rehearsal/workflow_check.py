@@ -181,8 +181,10 @@ def _validate_dag(tmpl: Mapping[str, Any], templates: Mapping[str, Mapping[str, 
                   allowed_common: Callable[[str, Mapping[str, Any]], str | None]) -> list[str]:
     name = tmpl["name"]
     for key in tmpl["dag"]:
-        if key != "tasks":
+        if key not in ("tasks", "failFast"):
             raise fail(name, f"dag.{key}", "not supported by local_runner")
+    if not isinstance(tmpl["dag"].get("failFast", False), bool):
+        raise fail(name, "dag.failFast", "must be true or false")
     tasks = {t["name"]: t for t in tmpl["dag"].get("tasks") or []}
     for task in tasks.values():
         where = f"dag.tasks[{task['name']}]"

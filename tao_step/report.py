@@ -7,8 +7,10 @@ if it cannot be found). Only after it succeeded are its results parsed and writt
 ``--out-dir``: ``mlpipeline-metrics.json`` (when there are metrics),
 ``mlpipeline-ui-metadata.json`` and small plain-text files for the pipeline's conditions.
 A number that cannot be read with certainty is not published: the UI says so in words
-and the log gets a WARNING line. The value after ``-k``/``--key`` (the TAO key) is never
-printed.
+and the log gets a WARNING line. The value after ``-k``/``--key`` (the TAO key) and the key
+in ``$TAO_API_KEY`` are never printed: masked in every line we print or stream; with the
+latter set, a step whose other arguments hold the key (a path that would name a file after
+it) is refused before anything runs.
 
 KINDs (``python3 -m tao_step report KIND --help`` for the options):
   train      after ``classification train``: training curve, final validation metrics
@@ -72,9 +74,21 @@ def _write_out(data: bytes) -> None:
     stream.flush()
 
 
+# Keys to mask in everything we print (set by main from the command and the environment).
+_SECRETS = []  # type: List[str]
+# Where a --key-secret build puts the TAO key (Kubernetes expands $(TAO_API_KEY) from it).
+KEY_ENV = "TAO_API_KEY"
+
+
+def mask(text: str) -> str:
+    for secret in _SECRETS:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 def say(message: str) -> None:
     # Encoded by hand: the TAO image may run with an ASCII locale.
-    _write_out(("tao_step report: " + message + "\n").encode("utf-8", "replace"))
+    _write_out(("tao_step report: " + mask(message) + "\n").encode("utf-8", "replace"))
 
 
 def warn(message: str) -> None:
@@ -116,6 +130,14 @@ def secrets_in(command: Sequence[str]) -> List[str]:
             values.append(arg[2:])
     # A very short value would mask ordinary text; such a key is not worth hiding anyway.
     return [v for v in values if len(v) >= 4]
+
+
+def key_outside_its_flag(argv: Sequence[str], key: str) -> bool:
+    """Whether ``key`` appears anywhere in ``argv`` but as the value of ``-k``/``--key``: a
+    path or name holding it would carry it into logs and file names."""
+    hidden = [i + 1 for i, arg in enumerate(argv) if arg in KEY_FLAGS]
+    return any(key in arg for i, arg in enumerate(argv)
+               if i not in hidden and arg not in ("-k" + key, "--key=" + key))
 
 
 def shown_command(command: Sequence[str]) -> str:
@@ -756,6 +778,14 @@ def main(argv: Sequence[str]) -> int:
         parser.print_usage(sys.stderr)
         return 2
     kind = KINDS[args.kind]
+    key = os.environ.get(KEY_ENV, "")
+    _SECRETS[:] = sorted(set(secrets_in(command or []) + ([key] if key else [])),
+                         key=len, reverse=True)
+    if key and key_outside_its_flag(argv + (command or []), key):
+        error("an argument other than the TAO key itself contains the key (from the Secret, "
+              "expanded by Kubernetes); nothing was run: take the key out of the Create Run "
+              "values (preflight refuses them)")
+        return 2
     problem = _check(args)
     if problem is None and kind.runs_command and not command:
         problem = "%s needs the TAO command after --" % args.kind
@@ -794,7 +824,7 @@ def main(argv: Sequence[str]) -> int:
         say("running: " + shown_command(command))
         try:
             status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
-                                           secrets_in(command), extra_env=ngc_org_env(args))
+                                           _SECRETS, extra_env=ngc_org_env(args))
         except OSError as exc:
             missing = isinstance(exc, FileNotFoundError)
             error("%s: %s" % ("command not found" if missing else "cannot run",

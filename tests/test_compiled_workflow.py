@@ -121,7 +121,7 @@ CHECK_EDGES = {("preflight", "download-model"), ("preflight", "calibrate-model")
 
 # calibrate-model too: TAO's wrapper needs nvidia-smi to list a GPU before any subtask.
 GPU_STEPS = {name for name in ORIGINAL_STEPS if name != "download-model"}
-NON_TAO_STEPS = {"preflight", "download-model", "summary"}
+NON_TAO_STEPS = {"preflight", "download-model", "summary", "release-claim"}
 
 # What each step reports to the UI (tao_step report KIND and its options), and the paths
 # whose earlier-run contents it moves aside first.
@@ -199,9 +199,9 @@ def test_form_is_the_original_in_order_with_consistent_defaults(default_workflow
     assert [(i["name"], i["default"]) for i in spec["inputs"]] == ORIGINAL_FORM + ADDED_FORM
 
 
-def test_the_eleven_original_steps_plus_preflight_and_summary(default_workflow):
+def test_the_eleven_original_steps_plus_preflight_summary_and_release(default_workflow):
     names = {default_workflow.display_name(t) for t in default_workflow.container_templates}
-    assert names == set(ORIGINAL_STEPS) | {"preflight", "summary"}
+    assert names == set(ORIGINAL_STEPS) | {"preflight", "summary", "release-claim"}
     assert set(pipeline.STEP_NAMES) == names
 
 
@@ -255,12 +255,12 @@ def test_quality_gate_guards_every_export(default_workflow):
     tasks = default_workflow.tasks()
     verdict = '"{{tasks.reevaluate-model.outputs.parameters.reevaluate-model-gate}}" == "pass"'
     guarded = set()
-    for group in ("condition-gate-fp32-export-1", "condition-gate-int8-export-2"):
+    for group in ("condition-gate-fp32-export-2", "condition-gate-int8-export-3"):
         _, task = tasks[group]
         assert task["when"] == verdict
         guarded |= {t["name"] for t in default_workflow.templates[task["template"]]["dag"]["tasks"]}
-    assert guarded == {"export-model", "export-int8-model", "condition-int8-engine-3",
-                       "condition-fp-engine-4"}
+    assert guarded == {"export-model", "export-int8-model", "condition-int8-engine-4",
+                       "condition-fp-engine-5"}
 
 
 def test_fp_engine_variant_drops_only_the_calibration_cache(default_workflow):
@@ -373,3 +373,46 @@ def test_no_step_runs_a_shell(default_workflow):
 def test_every_step_uses_the_default_image(default_workflow):
     images = {t["container"]["image"] for t in default_workflow.container_templates}
     assert images == {pipeline.ops.DEFAULT_IMAGE}
+
+
+def test_what_steps_write_is_one_list_for_the_rerun_policy_preflight_and_summary(
+        default_workflow):
+    """The ops' --keep-previous paths, tao_step.preflight.OUTPUTS_KEPT (what preflight
+    checks for collisions and claims) and the summary's artifacts name the same outputs."""
+    from tao_step.preflight import OUTPUTS_KEPT
+
+    declared = {}
+    for name, step, suffix in OUTPUTS_KEPT:
+        declared.setdefault(step, []).append(W(name) + suffix)
+    compiled = {}
+    for step in ORIGINAL_STEPS:
+        for template in default_workflow.steps(step):
+            args = runtime_args(template)
+            compiled[step] = [args[i + 1] for i, a in enumerate(args[:args.index("--")])
+                              if a == "--keep-previous"]
+    assert {s: p for s, p in compiled.items() if p} == declared
+    summarised = {(param, suffix) for _, param, suffix in pipeline.SUMMARY_ARTIFACTS}
+    assert {(name, suffix) for name, _, suffix in OUTPUTS_KEPT} <= summarised
+
+
+def test_the_exit_handler_releases_the_claim_preflight_takes(default_workflow):
+    spec = default_workflow.doc["spec"]
+    release = default_workflow.templates[spec["onExit"]]
+    assert default_workflow.display_name(release) == "release-claim"
+    assert runtime_args(release) == ["release", "--workspace", P("tao_mount_dir"), "--run",
+                                     "{{workflow.name}}", "--run-uid", "{{workflow.uid}}"]
+    (preflight,) = default_workflow.steps("preflight")
+    args = runtime_args(preflight)
+    assert args[:7] == ["preflight", "--workspace", P("tao_mount_dir"), "--run",
+                        "{{workflow.name}}", "--run-uid", "{{workflow.uid}}"]
+    # Every step runs inside the exit handler's group, so onExit follows all of them.
+    (group,) = spec["templates"][[t["name"] for t in spec["templates"]].index(
+        spec["entrypoint"])]["dag"]["tasks"]
+    inner = {t["name"] for t in default_workflow.templates[group["template"]]["dag"]["tasks"]}
+    assert "preflight" in inner and "summary" in inner
+
+
+def test_every_dag_states_failfast_false(default_workflow):
+    dags = [t for t in default_workflow.doc["spec"]["templates"] if "dag" in t]
+    assert len(dags) == 6
+    assert all(t["dag"]["failFast"] is False for t in dags)

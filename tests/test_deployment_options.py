@@ -12,7 +12,7 @@ from validation import argo_problems, kubernetes_problems, pods_with_defaults
 from rehearsal.workflow_view import CompiledWorkflow
 
 TEST_KEY = "nvidia_tlt"  # the api_key default: must vanish with --key-secret
-NON_TAO_STEPS = {"preflight", "download-model", "summary"}
+NON_TAO_STEPS = {"preflight", "download-model", "summary", "release-claim"}
 
 
 def compiled(tmp_path, *args) -> CompiledWorkflow:
@@ -59,15 +59,16 @@ def test_default_failure_policy_and_time_limits(default_workflow):
             # Only infrastructure errors; a failing TAO command is not retried.
             assert retry == {"limit": 2, "retryPolicy": "OnError", "backoff": {"duration": "1m"}}
             expected = {"train-model": 72 * 3600, "retrain-model": 72 * 3600,
-                        "preflight": 600, "summary": 600}.get(name, 6 * 3600)
+                        "preflight": 600, "summary": 600, "release-claim": 600}.get(name, 6 * 3600)
             assert template["activeDeadlineSeconds"] == expected
 
 
-def test_default_requests_on_tao_steps_only(default_workflow):
+def test_default_requests_every_step_small_ones_for_light_steps(default_workflow):
+    # No step is BestEffort (no request at all), the class a busy node evicts first.
     for template in default_workflow.container_templates:
         requests = template["container"].get("resources", {}).get("requests")
         if default_workflow.display_name(template) in NON_TAO_STEPS:
-            assert requests is None
+            assert requests == {"cpu": "250m", "memory": "512Mi"}
         else:
             assert requests == {"cpu": "4", "memory": "16Gi"}
 
@@ -161,8 +162,11 @@ def test_requests_and_timeouts_are_configurable(tmp_path):
         name = workflow.display_name(template)
         expected = 5 * 86400 if name == "train-model" else 12 * 3600
         assert template["activeDeadlineSeconds"] == expected, name
+        requests = template["container"]["resources"]["requests"]
         if name not in NON_TAO_STEPS:
-            assert template["container"]["resources"]["requests"] == {"cpu": "8"}
+            assert requests == {"cpu": "8"}
+        else:
+            assert requests == {"cpu": "250m", "memory": "512Mi"}
 
 
 def test_all_options_together(tmp_path):
@@ -188,6 +192,8 @@ def test_all_options_together(tmp_path):
     (["--node-selector", "a=b c"], ["--node-selector", "a=b c"]),
     (["--node-selector", "a=1", "--node-selector", "a=2"], ["--node-selector", "two values"]),
     (["--cpu-request", "four"], ["--cpu-request", "quantity"]),
+    (["--cpu-request=-1"], ["--cpu-request", "'-1'", "at least 0"]),
+    (["--memory-request=-16Gi"], ["--memory-request", "'-16Gi'", "at least 0"]),
     (["--memory-request", "16GB"], ["--memory-request", "16GB"]),
     (["--step-timeout", "0"], ["--step-timeout", "duration"]),
     (["--step-timeout", "1week"], ["--step-timeout", "1week"]),

@@ -37,7 +37,7 @@ def dry_run(*args: str, env: dict | None = None):
     result = run_compiler("--dry-run", *args, env=env)
     statuses = {}
     for status, name in STATUS.findall(result.stdout):
-        if not name.startswith("condition-"):
+        if not name.startswith(("condition-", "exit-handler-")):
             statuses.setdefault(name, []).append(status)
     return result, statuses
 
@@ -139,6 +139,37 @@ COMPILE_TIME = [
     ("tao_mount_dir=mnt/workspace", "tao_mount_dir"),
     ("convert_trt_batch_size=128", "convert_trt_batch_size"),
     ("pretrained_model_name=resnet18", "pretrained_model_name"),
+    # Values TAO cannot use, or that would become options of its parsers.
+    ("train_num_gpus= 1", "train_num_gpus"),
+    ("train_num_gpus=\u0661", "train_num_gpus"),
+    ("train_num_gpus=99999999999999999999", "train_num_gpus"),
+    ("test_infer_batch_size=4000000000", "test_infer_batch_size"),
+    ("prune_threshold=1e309", "prune_threshold"),
+    ("min_accuracy=nan", "min_accuracy"),
+    ("api_key=--help", "api_key"),
+    ("convert_trt_output_layer=-v", "convert_trt_output_layer"),
+    ("pretrained_model_name=--help/tao/model:v1", "pretrained_model_name"),
+    ("tao_mount_dir=//", "tao_mount_dir"),
+    ("tao_mount_dir=/mnt/workspace/../../etc", "tao_mount_dir"),
+    ("export_model_output_file=tao-experiments/export/a\nb.etlt", "export_model_output_file"),
+    ("train_classification_output=tao-experiments/\u202eoutput", "train_classification_output"),
+    ("calibrate_output_file=tao-experiments/" + "x" * 250, "calibrate_output_file"),
+    # Rewritten before the step sees them: the key's $(TAO_API_KEY), Argo's {{...}}.
+    ("export_model_output_file=tao-experiments/$(TAO_API_KEY).etlt", "export_model_output_file"),
+    ("api_key={{workflow.uid}}", "api_key"),
+    ("test_infer_image_path=tao-experiments/{{workflow.name}}", "test_infer_image_path"),
+    # Colliding outputs: each would waste both trainings or silently replace a file.
+    ("calibrate_output_file=specs/classification_retrain_spec.cfg", "calibrate_output_file"),
+    ("export_model_output_file=tao-experiments/output-retrain/weights/resnet_080.tlt",
+     "export_model_output_file"),
+    ("export_model_output_file=tao-experiments/output-retrain/classmap.json",
+     "export_model_output_file"),
+    ("export_int8_model_output_file=tao-experiments/export/final_model.etlt",
+     "export_int8_model_output_file"),
+    ("convert_trt_output_file=tao-experiments/export/final_int8_model.etlt",
+     "convert_trt_output_file"),
+    ("export_int8_cache_file=tao-experiments/export/calibration.tensor", "export_int8_cache_file"),
+    ("prune_model_output_file=tao-experiments/output/pruned.tlt", "prune_model_output_file"),
 ]
 
 
@@ -258,7 +289,7 @@ def test_workspace_mistakes_are_caught_by_preflight_before_any_gpu_step(tmp_path
     assert result.returncode == 1, result.stdout
     assert statuses.pop("preflight") == ["Failed"]
     assert all(s == ["Omitted"] for s in statuses.values()), statuses
-    tail = result.stdout[result.stdout.index("Step preflight"):]
+    tail = result.stdout[result.stdout.index("(template preflight) failed"):]
     assert expected in tail, tail
     assert "Traceback" not in result.stdout
 

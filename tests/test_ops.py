@@ -145,14 +145,19 @@ def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
     preflight = ops.PreflightOp(name="preflight", workspace="/ws", values={"a": "1", "b": "x=y"},
                                 tao_version="3.0")
     full = preflight.container.command + preflight.container.args
-    assert full[5:] == ["preflight", "--workspace", "/ws", "--param", "a=1", "--param", "b=x=y"]
+    assert full[5:] == ["preflight", "--workspace", "/ws", "--run", "{{workflow.name}}",
+                        "--run-uid", "{{workflow.uid}}", "--param", "a=1", "--param", "b=x=y"]
     summary = ops.SummaryOp(name="summary", baseline_accuracy="0.9", retrained_accuracy="0.8",
                             pruning_ratio="0.5", min_accuracy="0", gate="pass",
                             artifacts={"engine": "/ws/m.trt"})
     full = summary.container.command + summary.container.args
     assert full[5:8] == ["report", "summary", "--baseline-accuracy"]
     assert full[-4:] == ["--artifact", "engine=/ws/m.trt", "--out-dir", ops.OUTPUTS_DIR]
-    for op in (preflight, summary):
+    release = ops.ReleaseClaimOp(name="release-claim", workspace="/ws")
+    full = release.container.command + release.container.args
+    assert full[5:] == ["release", "--workspace", "/ws", "--run", "{{workflow.name}}",
+                        "--run-uid", "{{workflow.uid}}"]
+    for op in (preflight, summary, release):
         assert gpu_limit(op) is None and not op.volumes and not op.runs_tao
         # the image's NVIDIA_VISIBLE_DEVICES=all must not give them the node's GPUs
         assert [(e.name, e.value) for e in op.container.env] == [

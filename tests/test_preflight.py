@@ -111,6 +111,27 @@ def bmp_only_test_folder(workspace):
         image.rename(image.with_suffix(".bmp"))
 
 
+def class_linked_outside(workspace):
+    outside = workspace.parent / "elsewhere" / "horse"
+    shutil.copytree(str(workspace / DATA / "train" / "dog"), str(outside))
+    os.symlink(str(outside), str(workspace / DATA / "train" / "horse"))
+
+
+def output_linked_outside(workspace):
+    outside = workspace.parent / "elsewhere" / "export"
+    outside.mkdir(parents=True)
+    os.symlink(str(outside), str(workspace / "tao-experiments" / "export"))
+
+
+def export_folder_is_a_file(workspace):
+    (workspace / "tao-experiments" / "export").write_text("not a folder")
+
+
+def class_named_with_a_newline(workspace):
+    for split in ("train", "val", "test"):
+        os.rename(str(workspace / DATA / split / "dog"), str(workspace / DATA / split / "do\ng"))
+
+
 CATALOGUE = [
     ("gpus not a number", {"train_num_gpus": "two"}, None,
      ['train_num_gpus: "two" is not a whole number (enter GPUs for training, e.g. 1)'], 1),
@@ -251,6 +272,33 @@ CATALOGUE = [
        "relative")], 1),
     ("unknown parameter", {"train_num_gpu": "1"}, None,
      ["train_num_gpu: not a parameter of this pipeline"], 1),
+    ("class folder linked outside the workspace", {}, class_linked_outside,
+     [(f"{TRAIN_SPEC}:14: train_config.train_dataset_path: class folder horse in /mnt/"
+       f"workspace/{DATA}/train is a symbolic link to "), "the class would silently be missing"],
+     1),
+    ("results linked outside the workspace", {}, output_linked_outside,
+     [f"{name}: tao-experiments/export is a symbolic link to " for name in (
+         "export_model_output_file", "calibrate_output_file", "export_int8_cache_file",
+         "export_int8_model_output_file", "convert_trt_output_file")], 5),
+    ("an output's folder is a file", {}, export_folder_is_a_file,
+     ["calibrate_output_file: tao-experiments/export is a file, so calibrate-model cannot "
+      "write tao-experiments/export/calibration.tensor"], 5),
+    ("class name with a newline", {"calibrate_max_batches": "5"}, class_named_with_a_newline,
+     [(f"{TRAIN_SPEC}:14: train_config.train_dataset_path: folder names in /mnt/workspace/"
+       f"{DATA}/train with invisible characters (newlines, text-direction controls): 'do\\ng'")],
+     3),
+    ("bidirectional control in a path", {"export_model_output_file": "x/\u202eetlt.exe"}, None,
+     ["export_model_output_file: the value contains the invisible character U+202E"], 1),
+    ("gpus with a non-ASCII digit", {"train_num_gpus": "\u0661"}, None,
+     ['train_num_gpus: "\u0661" is not a whole number'], 1),
+    ("mount dir with ..", {"tao_mount_dir": "/mnt/workspace/../../etc"}, None,
+     ['tao_mount_dir: "/mnt/workspace/../../etc" cannot be the mount point'], 1),
+    ("key as an option", {"api_key": "--help"}, None,
+     ['api_key: the value starts with "-", so TAO (-k) would read it as an option'], 1),
+    ("int8 export over the fp32 export",
+     {"export_int8_model_output_file": "tao-experiments/export/final_model.etlt"}, None,
+     ["export_int8_model_output_file: tao-experiments/export/final_model.etlt is also "
+      "export_model_output_file, which export-model writes"], 1),
 ]
 
 

@@ -91,6 +91,34 @@ def test_the_key_after_k_is_never_printed(tmp_path):
     assert "loaded key ***" in result.stdout
 
 
+def test_the_key_is_masked_in_the_kept_line_too(tmp_path):
+    key = "nvidia_tlt_secret"
+    earlier = tmp_path / f"model-{key}.etlt"
+    earlier.write_text("earlier run")
+    result = run_report("run", "--out-dir", tmp_path / "out", "--keep-previous", earlier,
+                        command=fake_tao("exit", 0, "-k", key))
+    assert result.returncode == 0
+    assert key not in result.stdout + result.stderr
+    assert "kept the earlier run's" in result.stdout
+
+
+def test_a_secret_key_in_any_other_argument_is_refused_before_anything_runs(tmp_path,
+                                                                            monkeypatch):
+    key = "k3y-from-the-secret"
+    monkeypatch.setenv("TAO_API_KEY", key)
+    earlier = tmp_path / f"model-{key}.etlt"
+    earlier.write_text("earlier run")
+    result = run_report("run", "--out-dir", tmp_path / "out", "--keep-previous", earlier,
+                        command=fake_tao("say", "ran", "exit", 0, "-k", key))
+    assert result.returncode == 2
+    assert key not in result.stdout + result.stderr
+    assert "contains the key" in result.stdout and "ran" not in result.stdout
+    assert earlier.read_text() == "earlier run"  # nothing moved, no file named after it
+    # The key as -k's value alone is what the Secret is for.
+    ok = run_report("run", "--out-dir", tmp_path / "out", command=fake_tao("exit", 0, "-k", key))
+    assert ok.returncode == 0 and key not in ok.stdout and "-k ***" in ok.stdout
+
+
 def test_redaction_forms():
     assert report.redact(["c", "-k", "K1", "-kK2", "--key=K3", "--key", "K4", "-e", "s"]) == [
         "c", "-k", "***", "-k***", "--key=***", "--key", "***", "-e", "s"]
