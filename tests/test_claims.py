@@ -4,15 +4,15 @@ write where an active run writes, and ``python -m tao_step release`` drops a cla
 import json
 import os
 import subprocess
-import sys
 
 from conftest import MOUNT, ROOT
+from in_container import PYTHON
 
 from tao_step import claims
 
 
 def preflight(workspace, values, run=None, uid=None, env=None):
-    arguments = [sys.executable, "-m", "tao_step", "preflight", "--workspace", str(workspace),
+    arguments = [PYTHON, "-m", "tao_step", "preflight", "--workspace", str(workspace),
                  "--mount-dir", MOUNT]
     if run:
         arguments += ["--run", run, "--run-uid", uid]
@@ -23,7 +23,7 @@ def preflight(workspace, values, run=None, uid=None, env=None):
 
 
 def release(workspace, *extra):
-    return subprocess.run([sys.executable, "-m", "tao_step", "release", "--workspace",
+    return subprocess.run([PYTHON, "-m", "tao_step", "release", "--workspace",
                            str(workspace), *extra], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 
@@ -98,7 +98,7 @@ def test_two_runs_started_together_exactly_one_proceeds(workspace, values):
     for attempt in range(3):
         processes = []
         for run in ("left", "right"):
-            arguments = [sys.executable, "-m", "tao_step", "preflight", "--workspace",
+            arguments = [PYTHON, "-m", "tao_step", "preflight", "--workspace",
                          str(workspace), "--mount-dir", MOUNT, "--run", f"{run}-{attempt}",
                          "--run-uid", f"uid-{run}-{attempt}"]
             for name, value in values.items():

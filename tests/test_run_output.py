@@ -51,7 +51,9 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     run = json.loads((out / "run.json").read_text())
     assert run["workflow"]["phase"] == "Failed"
     tasks = {t["name"]: t for t in run["tasks"]}
-    assert set(tasks) <= set(default_workflow.tasks())  # named as the compiled DAG's tasks
+    # named as the compiled DAG's tasks, and the exit handler as Argo names its node
+    assert set(tasks) - {"onExit"} <= set(default_workflow.tasks())
+    assert tasks["onExit"]["status"] == "Succeeded"
     summary = tasks["summary"]
     assert (summary["status"], summary["exit_code"]) == ("Failed", 1)
     assert summary["message"] == "Error (exit code 1)"
@@ -59,7 +61,7 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     ui = json.loads((out / summary["outputs"]["mlpipeline-ui-metadata"]).read_text())
     assert any("min_accuracy" in o["source"] for o in ui["outputs"])
     assert summary["outputs"]["mlpipeline-ui-metadata"] == "summary/mlpipeline-ui-metadata.json"
-    for gate in ("condition-gate-fp32-export-1", "condition-gate-int8-export-2"):
+    for gate in ("condition-gate-fp32-export-2", "condition-gate-int8-export-3"):
         assert tasks[gate]["status"] == "Skipped" and tasks[gate]["exit_code"] is None
     for task in run["tasks"]:
         if task["kind"] == "container":
