@@ -387,7 +387,8 @@ def test_no_dataset_is_ever_generated_into_a_named_workspace(tmp_path):
     assert statuses.pop("preflight") == ["Failed"]
     assert "dataset: none at" in result.stdout and "nothing is generated" in result.stdout
     assert not list(workspace.rglob("*.png"))
-    assert "train_dataset_path" in result.stdout[result.stdout.index("Step preflight"):]
+    report = result.stdout[result.stdout.index("(template preflight) failed"):]
+    assert "train_dataset_path" in report
 
 
 def test_a_new_named_workspace_is_seeded_and_kept(tmp_path):
