@@ -24,11 +24,13 @@ and protobuf 3.6 to 3.20 APIs only.
 """
 
 import difflib
+import math
 import os
 import re
 import sys
 
 from google.protobuf import (
+    descriptor,
     descriptor_pb2,
     descriptor_pool,
     message_factory,
@@ -775,7 +777,62 @@ def semantic_problems(spec):
         elif value and not value.startswith("/"):
             report(path, f'"{value}" is relative: TAO would resolve it against its working '
                          "directory (write the absolute path inside the mounted workspace)")
+    for path, most, what in UPPER_BOUNDS:
+        value, _ = spec.field(path) if _declares(spec, path) else (None, None)
+        if spec.has(path) and isinstance(value, int) and value > most:
+            report(path, f"{value} is more than {most} ({what}); TAO would run out of memory "
+                         f"or time before saying why (use at most {most})")
+    reported = {problem.field for problem in problems}
+    for path, value in _float_values(spec.message):
+        if spec.has(path) and not math.isfinite(value) and path not in reported:
+            report(path, f"{_number(value)} is not a finite number (a 32-bit float holds "
+                         "about 3.4e38 at most; write an ordinary number)")
     return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+# Whole-number settings with a largest sensible value: far above any real setting, far
+# below what makes TAO allocate for minutes before failing or overflow its int32 shapes.
+UPPER_BOUNDS = (
+    ("train_config.batch_size_per_gpu", 4096, "images per GPU and batch"),
+    ("eval_config.batch_size", 4096, "images per evaluation batch"),
+    ("train_config.n_epochs", 10000, "training epochs"),
+    ("train_config.n_workers", 256, "data-loader processes"),
+    ("eval_config.n_workers", 256, "data-loader processes"),
+)
+# The largest image side accepted in C,H,W sizes (input_image_size, convert_trt_dims).
+MAX_IMAGE_SIDE = 4096
+
+
+def _declares(spec, path):
+    """Whether ``path`` is a field of ``spec``'s schema (the TAO 5 schema differs)."""
+    holder = spec.message
+    for name in path.split("."):
+        if name not in holder.DESCRIPTOR.fields_by_name:
+            return False
+        holder = getattr(holder, name)
+    return True
+
+
+def _float_values(message, prefix=""):
+    """``(path, value)`` of every float written in ``message``, nested and repeated ones
+    and map values included."""
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        if field.type in (descriptor.FieldDescriptor.TYPE_FLOAT,
+                          descriptor.FieldDescriptor.TYPE_DOUBLE):
+            values = value if field.label == field.LABEL_REPEATED else [value]
+            for item in values:
+                yield path, item
+        elif field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                for item in value.values():
+                    if isinstance(item, float):
+                        yield path, item
+            elif field.label == field.LABEL_REPEATED:
+                for item in value:
+                    yield from _float_values(item, path + ".")
+            else:
+                yield from _float_values(value, path + ".")
 
 
 def checkpoint_name(arch, n_epochs, suffix=".tlt"):
@@ -818,7 +875,7 @@ def checkpoint_problems(spec, suffix):
 def image_size_error(text):
     """Why ``text`` is not a valid ``"C,H,W"`` image size, or None if it is."""
     parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 3 or not all(re.match(r"\d+$", part) for part in parts):
+    if len(parts) != 3 or not all(re.match(r"[0-9]+$", part) for part in parts):
         return f'"{text}" is not C,H,W (write three whole numbers, e.g. "3,224,224")'
     channels, height, width = (int(part) for part in parts)
     if channels not in (1, 3):
@@ -826,6 +883,9 @@ def image_size_error(text):
                 "images)")
     if height < 16 or width < 16:
         return f'"{text}" is too small (H and W must be at least 16)'
+    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
+        return (f'"{text}" is too large (H and W must be at most {MAX_IMAGE_SIDE}; a '
+                "classifier's input is usually 224 to 512)")
     return None
 
 

@@ -97,6 +97,21 @@ def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds
     assert (kept_output / "weights" / "resnet_080.tlt").read_bytes() == before[1]
 
 
+def test_a_failed_test_infer_stops_only_the_summary_as_on_the_cluster(tmp_path):
+    """failFast: false in every DAG, and Argo v3.3.8 starts every ready task either way:
+    the exports run on, the summary (which needs test-infer) does not; the exit handler
+    releases the run's claim on the workspace all the same."""
+    workspace = tmp_path / "ws"
+    result, statuses = dry_run("--workspace", str(workspace), env={"FAKE_TAO_FAIL": "inference"})
+    assert result.returncode == 1
+    assert statuses["test-infer"] == ["Failed"]
+    assert statuses["summary"] == ["Omitted"]
+    for step in GATED + ("reevaluate-model", "calibrate-model"):
+        assert statuses[step] == ["Succeeded"], step
+    assert re.search(r"Succeeded\s+onExit \(release-claim\)", result.stdout)
+    assert list((workspace / ".tao-run-claims").glob("*.json")) == []
+
+
 def test_running_twice_on_one_workspace_loses_nothing(tmp_path):
     workspace = tmp_path / "ws"
     assert dry_run("--workspace", str(workspace))[0].returncode == 0

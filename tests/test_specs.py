@@ -310,3 +310,22 @@ def test_ruff_clean():
     result = subprocess.run([tool("ruff"), "check", "--no-cache", "."], cwd=ROOT,
                             check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("lr: 0.01", "lr: 1e309", "train_config.optimizer.sgd.lr: inf is not a finite number"),
+    ("learning_rate: 0.006", "learning_rate: 1e39",
+     "train_config.lr_config.step.learning_rate: inf is not a finite number"),
+    ("batch_size_per_gpu: 16", "batch_size_per_gpu: 4000000000",
+     "train_config.batch_size_per_gpu: 4000000000 is more than 4096"),
+    ("n_epochs: 80", "n_epochs: 99999999", "train_config.n_epochs: 99999999 is more than 10000"),
+    ('input_image_size: "3,224,224"', 'input_image_size: "3,99999,99999"',
+     'model_config.input_image_size: "3,99999,99999" is too large (H and W must be at most '
+     "4096"),
+    ('input_image_size: "3,224,224"', 'input_image_size: "3,\uff12\uff12\uff14,224"',
+     "is not C,H,W"),
+])
+def test_values_tao_cannot_use_are_refused(old, new, expected):
+    """Infinite floats, absurd counts and sizes, non-ASCII digits: one line each."""
+    problems = problems_of(edited(old, new))
+    assert len(problems) == 1 and expected in problems[0], problems
