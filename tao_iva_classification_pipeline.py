@@ -915,4 +915,8 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
 tao_iva_classification_pipeline = make_pipeline()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a dry run handles its own; a compile leaves no partial file
+        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -113,3 +113,27 @@ def test_param_api_key_with_a_key_secret_is_refused():
 def test_rehearsal_options_need_dry_run(tmp_path):
     line = one_error_line(run_compiler("--specs", str(tmp_path)))
     assert "--specs goes with --dry-run" in line
+
+
+def test_output_into_a_read_only_folder_is_one_line():
+    # /sys refuses new files to every user, root included.
+    line = one_error_line(run_compiler("-o", "/sys/p.yaml", "--image", "r.example.com/t:1"))
+    assert "--output" in line and "/sys/p.yaml" in line and "Permission denied" in line
+
+
+def test_output_under_proc_is_one_line():
+    line = one_error_line(run_compiler("-o", "/proc/p.yaml", "--image", "r.example.com/t:1"))
+    assert "--output" in line and "/proc/p.yaml" in line and "cannot write" in line
+
+
+def test_output_onto_an_existing_folder_is_one_line(tmp_path):
+    (tmp_path / "p.yaml").mkdir()
+    line = one_error_line(run_compiler("-o", str(tmp_path / "p.yaml")))
+    assert "--output" in line and "is a folder" in line
+    assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]
+    assert list((tmp_path / "p.yaml").iterdir()) == []
+
+
+def test_with_image_given_nothing_is_said_about_building_it(tmp_path):
+    result = run_compiler("-o", str(tmp_path / "p.yaml"), "--image", "r.example.com/t:1")
+    assert result.returncode == 0 and result.stderr == ""

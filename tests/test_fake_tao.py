@@ -381,3 +381,11 @@ def test_make_dataset_is_deterministic_and_writes_valid_pngs(tmp_path):
                           "--train", "3"], check=False, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert len(os.listdir(tmp_path / "c" / "split" / "train" / "dog")) == 3
+
+
+def test_an_unknown_injected_failure_is_refused_loudly(ws):
+    result = tao("classification", "evaluate", "-e", ws / "specs" / "classification_spec.cfg",
+                 "-k", "nvidia_tlt", env={"FAKE_TAO_FAIL": "prune-model"})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "FAKE_TAO_FAIL: prune-model is not a subtask" in line and "prune" in line
