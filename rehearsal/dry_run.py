@@ -168,8 +168,8 @@ def plan_dataset(form: Mapping[str, str], spec_file: Path | None) -> int:
     return per_class
 
 
-def seed_workspace(workspace: Path, *, spec_copies: Mapping[str, Path], data: Path,
-                   train_per_class: int | None) -> None:
+def write_seed(workspace: Path, *, spec_copies: Mapping[str, Path], data: Path,
+               train_per_class: int | None) -> None:
     """Copy specs into ``workspace`` unchanged (they name paths under tao_mount_dir, which
     the rehearsal maps onto ``workspace``) and, given ``train_per_class``, generate a dataset
     under ``data/split`` unless one is there."""
@@ -180,6 +180,16 @@ def seed_workspace(workspace: Path, *, spec_copies: Mapping[str, Path], data: Pa
     if train_per_class is not None and not (data / "split").exists():
         make_dataset(str(data), counts={"train": train_per_class,
                                         "val": SMALL_SPLIT, "test": SMALL_SPLIT})
+
+
+def seed_workspace(workspace: Path, *, form: Mapping[str, str], specs_dir: Path) -> None:
+    """What a new rehearsal workspace gets: the form's spec files from ``specs_dir``, copied
+    unchanged, and a generated dataset sized for calibrate_max_batches (RehearsalError
+    beyond the bound). Read the specs with ``tao_mount_dir`` mapped onto ``workspace``."""
+    copies, _ = plan_specs(form, workspace, specs_dir=specs_dir, fresh=True)
+    per_class = plan_dataset(form, copies.get(form["calibrate_classification_spec"]))
+    write_seed(workspace, spec_copies=copies, data=workspace / form["train_classification_data"],
+               train_per_class=per_class)
 
 
 class Rehearsal:
@@ -233,8 +243,8 @@ class Rehearsal:
     def seed(self) -> None:
         """Write the planned spec copies and dataset into the workspace."""
         self.create_workspace()
-        seed_workspace(self.workspace, spec_copies=self.spec_copies, data=self.data,
-                       train_per_class=self.train_per_class)
+        write_seed(self.workspace, spec_copies=self.spec_copies, data=self.data,
+                   train_per_class=self.train_per_class)
 
     def run(self, *, logs: Path, echo: Callable[[str], None] | None = None,
             progress: Callable[[str], None] | None = None) -> local_runner.RunResult:

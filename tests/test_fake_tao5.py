@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from rehearsal.dry_run import plan_dataset, plan_specs, seed_workspace
+from rehearsal.dry_run import seed_workspace
 from rehearsal.step_executor import PATH_MAP_ENV
 from tao_step import profiles
 
@@ -42,10 +42,7 @@ def trained(tmp_path_factory):
 
     ws = tmp_path_factory.mktemp("ws")
     form = {p.name: p.default for p in pipeline.CompileOptions(tao_version="5.0").form()}
-    copies, _ = plan_specs(form, ws, specs_dir=REPO / profiles.TAO_5_0.specs_dir, fresh=True)
-    per_class = plan_dataset(form, copies.get(form["calibrate_classification_spec"]))
-    seed_workspace(ws, spec_copies=copies, data=ws / form["train_classification_data"],
-                   train_per_class=per_class)
+    seed_workspace(ws, form=form, specs_dir=REPO / profiles.TAO_5_0.specs_dir)
     MOUNTED[form["tao_mount_dir"]] = str(ws)
     subprocess.run([str(BIN / "ngc"), "registry", "model", "download-version",
                     form["pretrained_model_name"], "--dest", str(ws / "models")],

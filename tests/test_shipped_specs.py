@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import REPO
 
 import tao_iva_classification_pipeline as pipeline
-from rehearsal.dry_run import plan_dataset, plan_specs, seed_workspace
+from rehearsal.dry_run import seed_workspace
 from tao_step.preflight import Preflight, validate_values
 from tao_step.specs import PATH_FIELDS, check_spec_file
 
@@ -40,11 +40,7 @@ def test_every_spec_path_is_under_the_default_mount():
 def test_defaults_pass_the_form_checks_and_agree_with_the_specs(tmp_path):
     assert validate_values(DEFAULTS) == []
     workspace = tmp_path / "workspace"
-    copies, _ = plan_specs(DEFAULTS, workspace, specs_dir=REPO / "specs", fresh=True)
-    calibrate = copies[DEFAULTS["calibrate_classification_spec"]]
-    seed_workspace(workspace, spec_copies=copies,
-                   data=workspace / DEFAULTS["train_classification_data"],
-                   train_per_class=plan_dataset(DEFAULTS, calibrate))
+    seed_workspace(workspace, form=DEFAULTS, specs_dir=REPO / "specs")
     # the copies are unchanged: they name paths under tao_mount_dir (/mnt/workspace), which
     # preflight reads as this folder, where the workspace is mounted
     check = Preflight(str(workspace), DEFAULTS, None).run()

@@ -10,7 +10,7 @@ from conftest import MOUNT, REPO
 from in_container import PYTHON
 
 import tao_iva_classification_pipeline as pipeline
-from rehearsal.dry_run import plan_dataset, plan_specs, seed_workspace
+from rehearsal.dry_run import seed_workspace
 from tao_step import preflight
 from tao_step.profiles import TAO_5_0
 
@@ -21,10 +21,7 @@ FORM = {p.name: p.default for p in pipeline.CompileOptions(tao_version="5.0").fo
 def ws(tmp_path):
     """A workspace seeded for the 5.0 form with the TAO 5 specs (their paths name MOUNT)."""
     root = tmp_path / "ws"
-    copies, _ = plan_specs(FORM, root, specs_dir=REPO / "specs" / "tao5", fresh=True)
-    per_class = plan_dataset(FORM, copies[FORM["calibrate_classification_spec"]])
-    seed_workspace(root, spec_copies=copies, data=root / FORM["train_classification_data"],
-                   train_per_class=per_class)
+    seed_workspace(root, form=FORM, specs_dir=REPO / "specs" / "tao5")
     return root
 
 
