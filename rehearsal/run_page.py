@@ -101,9 +101,12 @@ def output_nodes(workflow_name: str, tasks: Sequence[Mapping[str, Any]]
         if not task.get("outputs"):
             continue
         name = f"{workflow_name}.{task['path']}"
-        nodes.append((node_id(workflow_name, name), task["name"], task))
+        # A node's display name is its name less its DAG's (operator.go initializeNode); the
+        # onExit node has no enclosing DAG, so it shows its whole name.
+        display = name if task["path"] == "onExit" else task["name"]
+        nodes.append((node_id(workflow_name, name), display, task))
         if task.get("retry"):
-            nodes.append((node_id(workflow_name, name + "(0)"), task["name"] + "(0)", task))
+            nodes.append((node_id(workflow_name, name + "(0)"), display + "(0)", task))
     return nodes
 
 

@@ -327,3 +327,15 @@ def test_the_docs_show_the_page_and_say_how_to_regenerate_it():
     assert "](docs/images/run-output-preview.png)" in readme
     assert "`.venv/bin/python docs/render_run_output.py`" in readme
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nodes_are_named_as_argo_names_them_inside_an_exit_handler():
+    tasks = [{"name": "summary", "path": "exit-handler-1.summary", "retry": True,
+              "outputs": {"mlpipeline-ui-metadata": "summary/x"}},
+             {"name": "onExit", "path": "onExit", "retry": False,
+              "outputs": {"mlpipeline-ui-metadata": "onExit/x"}}]
+    nodes = run_page.output_nodes("wf-abcde", tasks)
+    assert [(nid, display) for nid, display, _ in nodes] == [
+        (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary')}", "summary"),
+        (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary(0)')}", "summary(0)"),
+        (f"wf-abcde-{run_page.fnv32a('wf-abcde.onExit')}", "wf-abcde.onExit")]
