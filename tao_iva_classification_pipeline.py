@@ -739,13 +739,18 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
         if selector[label] != value:
             raise ValueError(f"--node-selector: {label} is given two values "
                              f"({value!r} and {selector[label]!r})")
+    profile = profiles.get(args.tao_version)
+    # A release without a separate INT8 export has no export-int8-model step.
+    steps = tuple(s for s in STEP_NAMES if profile.int8_export or s != "export-int8-model")
     timeouts = {}
     # A limit for all steps first, then per-step ones, whatever the order given.
     for step, seconds in sorted(args.step_timeout, key=lambda item: item[0] != "*"):
-        targets = STEP_NAMES if step == "*" else (step,)
+        if step != "*" and step not in steps:
+            raise ValueError(f"--step-timeout: the TAO {profile.version} build has no step "
+                             f"{step} (steps: {', '.join(steps)})")
+        targets = steps if step == "*" else (step,)
         timeouts.update({name: seconds for name in targets})
     given = dict(args.param)
-    profile = profiles.get(args.tao_version)
     if args.deploy_image and "deploy" not in dict(profile.image_dirs):
         raise ValueError(f"--deploy-image: TAO {profile.version} has no deploy image (it "
                          "goes with --tao-version 5.0)")

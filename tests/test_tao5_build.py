@@ -191,6 +191,9 @@ def test_3_0_build_rejects_tao5_options_and_5_0_rejects_dropped_parameters():
     assert result.returncode == 2
     assert "--param convert_trt_dims: not a Create Run parameter of the TAO 5.0 build" in (
         result.stderr)
+    result = run_compiler(*TAO5, "--step-timeout", "export-int8-model=2h")
+    assert result.returncode == 2 and (
+        "--step-timeout: the TAO 5.0 build has no step export-int8-model" in result.stderr)
     result = run_compiler("--param", "convert_trt_results_dir=x")
     assert result.returncode == 2 and "of the TAO 3.0 build" in result.stderr
     for result in (run_compiler(*TAO5, "--param", "prune_model_output_file=out/p.tlt"),
