@@ -1,9 +1,10 @@
 """Draw the pipeline's DAG from the compiled workflow, not by hand.
 
-    .venv/bin/python docs/render_dag.py            # writes docs/images/pipeline-dag.gv and .svg
+    .venv/bin/python docs/render_dag.py   # docs/images/pipeline-dag{,-tao5}.gv and .svg
 
 The SVG needs Graphviz's `dot` (Debian/Ubuntu: apt-get install graphviz); the .gv source
-is written either way, and the tests check it matches what the pipeline compiles to.
+is written either way, and the tests check it matches what the pipeline compiles to. One
+picture per build: the default (TAO 3.0) and ``--tao-version 5.0``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ sys.path.insert(0, str(REPO))
 from rehearsal.workflow_view import CompiledWorkflow  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
+# Picture file stem -> the compile options of the build it shows.
+PICTURES = {"pipeline-dag": (), "pipeline-dag-tao5": ("--tao-version", "5.0")}
 
 
-def compiled_workflow() -> CompiledWorkflow:
+def compiled_workflow(*options: str) -> CompiledWorkflow:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "pipeline.yaml"
         subprocess.run(
-            [sys.executable, str(REPO / "tao_iva_classification_pipeline.py"), "-o", str(out)],
+            [sys.executable, str(REPO / "tao_iva_classification_pipeline.py"), "-o", str(out),
+             *options],
             check=True, capture_output=True,
         )
         return CompiledWorkflow(yaml.safe_load(out.read_text()))
@@ -73,7 +77,7 @@ def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
         template = steps[name][0]
         detail = " ".join(command_words(template))
         if len(steps[name]) > 1:
-            detail += "\\n(INT8 with -c cache; FP16/FP32 without)"
+            detail += "\\n(INT8 with calibration; FP16/FP32 without)"
         if template["name"] == workflow.doc["spec"].get("onExit"):
             detail += "\\n(exit handler: runs last,\\nhowever the run ends)"
         gpu = gpu_label(template)
@@ -104,16 +108,17 @@ def reduced(edges: set) -> set:
 
 
 def main() -> int:
-    graph = build_graph(compiled_workflow())
     IMAGES.mkdir(parents=True, exist_ok=True)
-    (IMAGES / "pipeline-dag.gv").write_text(graph.source)
-    try:
-        svg = graph.pipe(format="svg")
-    except graphviz.ExecutableNotFound:
-        print("wrote pipeline-dag.gv; install Graphviz (dot) to render the SVG", file=sys.stderr)
-        return 1
-    (IMAGES / "pipeline-dag.svg").write_bytes(svg)
-    print(f"wrote {IMAGES / 'pipeline-dag.gv'} and {IMAGES / 'pipeline-dag.svg'}")
+    for stem, options in PICTURES.items():
+        graph = build_graph(compiled_workflow(*options))
+        (IMAGES / f"{stem}.gv").write_text(graph.source)
+        try:
+            svg = graph.pipe(format="svg")
+        except graphviz.ExecutableNotFound:
+            print(f"wrote {stem}.gv; install Graphviz (dot) to render the SVG", file=sys.stderr)
+            return 1
+        (IMAGES / f"{stem}.svg").write_bytes(svg)
+        print(f"wrote {IMAGES / f'{stem}.gv'} and {IMAGES / f'{stem}.svg'}")
     return 0
 
 

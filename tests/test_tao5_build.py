@@ -244,3 +244,13 @@ def test_dry_run_preflight_applies_the_tao5_spec_rules(tmp_path):
     assert result.returncode == 1 and statuses["preflight"] == ["Failed"]
     assert "train_config.preprocess_mode: missing (required: TAO 5 requires it" in result.stdout
     assert statuses["train-model"] == ["Omitted"]  # no GPU step started
+
+
+def test_committed_tao5_dag_picture_matches_the_compiled_pipeline(tao5):
+    from test_docs import load_renderer
+
+    committed = (REPO / "docs" / "images" / "pipeline-dag-tao5.gv").read_text()
+    assert load_renderer().build_graph(tao5).source == committed, (
+        "DAG changed: regenerate with `.venv/bin/python docs/render_dag.py`")
+    assert "classification_tf1 gen_trt_engine" in committed
+    assert "export-int8-model" not in committed
