@@ -32,7 +32,7 @@ from typing import NamedTuple
 from kfp import dsl
 
 import tao_iva_classification_ops as ops
-from tao_step import profiles
+from tao_step import claims, profiles
 
 PIPELINE_NAME = "tao-iva-classification"
 
@@ -436,6 +436,11 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
                 k8s.V1VolumeMount(name=WORKSPACE_VOLUME, mount_path=str(mount_dir))
             )
 
+        # Which run the step belongs to: a step that writes re-takes the run's claim on the
+        # workspace (tao_step.claims), so a run resumed by KFP's Retry is covered again.
+        run = (str(mount_dir), ops.RUN_NAME, ops.RUN_UID)
+        for name, value in zip(claims.RUN_ENV, run, strict=True):
+            op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
         step = op.human_name
         uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
         if options.key_secret and any(f"$({KEY_ENV})" in str(a) for a in op.container.args):

@@ -15,6 +15,11 @@ local file systems and on NFS alike) the other claims are read, and ours is writ
 rename only when none overlaps, so of two runs started in the same second exactly one
 proceeds. A run's claim is all or nothing: one file.
 
+Every step that writes re-takes the claim on its own outputs before moving anything
+(``report`` reads the run from ``TAO_RUN_WORKSPACE``, ``TAO_RUN_NAME`` and ``TAO_RUN_UID``,
+which the pipeline sets), so a run resumed by KFP's Retry, whose first attempt's exit
+handler released everything, is covered again from its first writing step.
+
 A claim left by a run that no longer exists (terminated from the KFP UI, whose Terminate
 does not reliably let the exit handler finish, or a deleted run) is only ever removed on
 request::
@@ -37,6 +42,8 @@ import time
 from contextlib import contextmanager
 
 FOLDER = ".tao-run-claims"
+# Where the pipeline tells every step its run's workspace, workflow name and uid.
+RUN_ENV = ("TAO_RUN_WORKSPACE", "TAO_RUN_NAME", "TAO_RUN_UID")
 LOCK = ".lock"
 SUFFIX = ".json"
 # Argo's workflow uid is a Kubernetes UID (a UUID); the claim file is named after it.
@@ -132,17 +139,21 @@ def take(workspace, workflow, uid, paths, now=None):
     """Claim ``paths`` (workspace-relative) for run ``workflow``/``uid``, all or nothing.
 
     Returns the conflicts as ``(my path, other claim, its path)``; an empty list means the
-    claim is ours (taking it again with the same uid, as a retried preflight pod does,
-    replaces it)."""
+    claim is ours. Taking it again with the same uid (a retried preflight pod, or a step
+    re-taking the claim after a KFP Retry) adds to it and keeps its start time."""
     if not UID.match(uid):
         raise ClaimError("--run-uid %r is not a workflow uid" % uid)
     folder = folder_of(workspace)
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
-    record = {"workflow": workflow, "uid": uid, "started": started,
-              "host": socket.gethostname(), "paths": sorted(set(paths))}
     with _locked(folder):
-        others = [c for c in read_claims(folder) if c.uid != uid]
-        conflicts = [(mine, other, theirs) for mine in record["paths"] for other in others
+        found = read_claims(folder)
+        own = [c for c in found if c.uid == uid]
+        others = [c for c in found if c.uid != uid]
+        record = {"workflow": workflow, "uid": uid,
+                  "started": own[0].started if own else started,
+                  "host": socket.gethostname(),
+                  "paths": sorted(set(paths).union(*(c.paths for c in own)))}
+        conflicts = [(mine, other, theirs) for mine in sorted(set(paths)) for other in others
                      for theirs in other.paths if overlaps(mine, theirs)]
         if conflicts:
             return conflicts

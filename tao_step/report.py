@@ -648,6 +648,30 @@ def recorded_failure(path: Optional[str], start: int) -> Optional[str]:
     return None
 
 
+def claim_outputs(paths: Sequence[str]) -> Optional[str]:
+    """Re-take the run's claim on what this step writes (a KFP Retry resumes a run whose
+    first attempt released it); the refusal when another run holds any of it, else None."""
+    from tao_step import claims
+    workspace, run, uid = (os.environ.get(name, "") for name in claims.RUN_ENV)
+    if not (workspace and run and uid):
+        return None
+    relative = [os.path.relpath(path.rstrip("/"), workspace) for path in paths]
+    relative = [path for path in relative if not path.startswith("..")]
+    if not relative:
+        return None
+    try:
+        conflicts = claims.take(workspace, run, uid, relative)
+    except claims.ClaimError as exc:
+        return str(exc)
+    if not conflicts:
+        return None
+    mine, other, theirs = conflicts[0]
+    return ("%s is being written by %s (its output %s); nothing was run or moved: wait for "
+            "that run, or if it no longer exists release its claim: python3 -m tao_step "
+            "release --workspace %s --run %s" % (mine, other.describe(), theirs, workspace,
+                                                 other.workflow))
+
+
 def ngc_model_folder(args) -> List[str]:
     if getattr(args, "ngc_model", None) and getattr(args, "ngc_dest", None):
         from tao_step.preflight import ngc_download_dir
@@ -810,6 +834,10 @@ def main(argv: Sequence[str]) -> int:
             error("%s does not exist; this step needs it and TAO would carry on without it "
                   "(e.g. INT8 calibration on random data): run the step that writes it first"
                   % missing[0])
+            return 1
+        refused = claim_outputs(args.keep_previous + ngc_model_folder(args))
+        if refused is not None:
+            error(refused)
             return 1
         kept = keep_previous(args.keep_previous + ngc_model_folder(args))
         if kept is not None:

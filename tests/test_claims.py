@@ -168,3 +168,39 @@ def test_a_form_value_holding_the_secret_key_is_refused_without_printing_it(work
             "(Kubernetes expanded $(TAO_API_KEY) into it); remove it from "
             "export_model_output_file") in result.stdout.splitlines()
     assert not (workspace / claims.FOLDER / "uid-a.json").exists()
+
+
+def report_step(workspace, run, uid, output):
+    """A writing step as the pipeline runs it: tao_step report with the run's identity."""
+    env = {**os.environ, "TAO_RUN_WORKSPACE": str(workspace), "TAO_RUN_NAME": run,
+           "TAO_RUN_UID": uid}
+    return subprocess.run([PYTHON, "-m", "tao_step", "report", "run", "--out-dir",
+                           str(workspace.parent / f"out-{uid}"), "--keep-previous",
+                           str(workspace / output), "--", PYTHON, "-c", "print('ran')"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_a_writing_step_retakes_its_runs_claim_as_after_a_kfp_retry(workspace, values):
+    # KFP's Retry keeps the succeeded preflight and re-runs the failed steps, after the first
+    # attempt's exit handler released the claim.
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    assert release(workspace, "--run", "run-a", "--run-uid", "uid-a").returncode == 0
+    retried = report_step(workspace, "run-a", "uid-a", "tao-experiments/output-retrain")
+    assert retried.returncode == 0 and "ran" in retried.stdout
+    result = preflight(workspace, values, "run-b", "uid-b")
+    assert result.returncode == 1
+    assert ("retrain_classification_output: tao-experiments/output-retrain is being written by "
+            "run run-a") in result.stdout
+
+
+def test_a_writing_step_of_another_run_moves_nothing(workspace, values):
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    earlier = workspace / "tao-experiments" / "output"
+    earlier.mkdir(parents=True)
+    (earlier / "training.csv").write_text("run a is writing")
+    result = report_step(workspace, "run-b", "uid-b", "tao-experiments/output")
+    assert result.returncode == 1
+    assert "tao-experiments/output is being written by run run-a" in result.stdout
+    assert "nothing was run or moved" in result.stdout and "ran" not in result.stdout
+    assert (earlier / "training.csv").read_text() == "run a is writing"
+    assert not list(earlier.parent.glob("output.previous-*"))
