@@ -133,6 +133,20 @@ NAME_MAX = 255
 KEPT_SUFFIX = len(".previous-20240101T000000Z-99")
 # Where a --key-secret build puts the TAO key in the steps that use it (preflight included).
 KEY_ENV = "TAO_API_KEY"
+# Path parameters that name files, not folders.
+FILE_PARAMETERS = (
+    "train_classification_spec", "retrain_classification_spec", "calibrate_classification_spec",
+    "prune_model_input_file", "prune_model_output_file", "test_infer_model_input_file",
+    "test_infer_class_map", "export_model_input_file", "export_model_output_file",
+    "calibrate_output_file", "export_int8_cache_file", "export_int8_model_output_file",
+    "convert_trt_output_file",
+)
+# Top-level folders of the container that tao_mount_dir may not be (the workspace mounted
+# there would hide the image's own files: Python, TAO, /opt/tao-kfp, /tmp/kfp-outputs), and
+# those it may not lie in at all.
+SYSTEM_FOLDERS = ("bin", "boot", "dev", "etc", "lib", "lib64", "opt", "proc", "root", "run",
+                  "sbin", "sys", "tmp", "usr", "var")
+SYSTEM_TREES = ("bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr")
 # Values never quoted in a message: with --key-secret, api_key holds the key itself.
 SECRET_PARAMETERS = ("api_key",)
 # Values passed on their own (not after tao_mount_dir/) to a command that parses options:
@@ -209,6 +223,9 @@ def _text_error(name, text):
 def _path_error(name, text):
     if not text.strip():
         return f"{name}: is empty (give a path relative to tao_mount_dir)"
+    if text.endswith("/") and name in FILE_PARAMETERS:
+        return (f"{name}: {text} ends with /, but it names a file (remove the /, e.g. "
+                f"{_example(name)})")
     if text != text.strip():
         return f'{name}: "{text}" has spaces at its start or end (remove them)'
     if text.startswith("/"):
@@ -294,6 +311,11 @@ def value_error(name, text):
                 or text.startswith("//")):
             return (f'{name}: "{text}" cannot be the mount point (write a plain absolute folder '
                     "path without //, . or .. and not /, e.g. /mnt/workspace)")
+        top = text.split("/")[1]
+        if top in SYSTEM_FOLDERS and (text == "/" + top or top in SYSTEM_TREES):
+            return (f'{name}: "{text}" is or lies in a system folder of the container; the '
+                    "workspace mounted there would hide what the steps run (use a folder of "
+                    "its own, e.g. /mnt/workspace)")
         return _path_error(name, text[1:])
     if name == "pretrained_model_name":
         if not NGC_NAME.match(text):
