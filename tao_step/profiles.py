@@ -20,7 +20,6 @@ from typing import NamedTuple, Tuple
 
 class Profile(NamedTuple):
     version: str
-    title: str
     # The compiled pipeline's description, as the Kubeflow UI shows it.
     description: str
     # The classification CLI in the training image; its first argument is the subtask.
@@ -32,8 +31,7 @@ class Profile(NamedTuple):
     spec_schema: str
     # What training writes each epoch: <results>/weights/<arch>_<epoch:03d><suffix>.
     checkpoint_suffix: str
-    # The FP32 export, and whether a separate INT8 .etlt export (with its cache) exists.
-    export_suffix: str
+    # Whether a separate INT8 .etlt export (with its cache) exists.
     int8_export: bool
     # How the TensorRT engine is built: "converter" (tao-converter on the .etlt) or
     # "gen_trt_engine" (classification_tf1 gen_trt_engine on the ONNX, deploy image).
@@ -64,7 +62,6 @@ class Profile(NamedTuple):
 
 TAO_3_0 = Profile(
     version="3.0",
-    title="TAO Toolkit 3.0 (v3.21.08)",
     description=(
         "TAO Toolkit 3.0 image classification: download a pretrained model from NGC, train, "
         "evaluate, prune, retrain, evaluate again, test inference, export FP32 and INT8, and "
@@ -73,7 +70,6 @@ TAO_3_0 = Profile(
     image_dirs=(("train", "docker"),),
     spec_schema="3.0",
     checkpoint_suffix=".tlt",
-    export_suffix=".etlt",
     int8_export=True,
     engine_builder="converter",
     env=(),
@@ -90,7 +86,6 @@ TAO_3_0 = Profile(
 
 TAO_5_0 = Profile(
     version="5.0",
-    title="TAO Toolkit 5.0 (TF1 classification, ONNX and TAO Deploy)",
     description=(
         "TAO Toolkit 5.0 (TF1) image classification: download a pretrained model from NGC, "
         "train, evaluate, prune, retrain, evaluate again, test inference, export ONNX, and "
@@ -99,7 +94,6 @@ TAO_5_0 = Profile(
     image_dirs=(("train", "docker/tao5/tf1"), ("deploy", "docker/tao5/deploy")),
     spec_schema="5.0",
     checkpoint_suffix=".hdf5",
-    export_suffix=".onnx",
     int8_export=False,
     engine_builder="gen_trt_engine",
     # The wrappers send telemetry after every subtask unless opted out; on an offline
