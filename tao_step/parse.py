@@ -38,6 +38,23 @@ def is_log_line(line: str) -> bool:
     return bool(_LOG_LINE.match(line))
 
 
+def crash_line(text: str) -> Optional[str]:
+    """The line saying the command failed although it exited 0, or None: a Python traceback
+    (not one Python reports and ignores, "Exception ignored in ..."), or TAO's own
+    ``Execution status: FAIL``."""
+    previous = ""
+    for line in lines_of(text):
+        stripped = line.strip()
+        if stripped == "Traceback (most recent call last):" and not previous.startswith(
+                "Exception ignored in"):
+            return stripped
+        if stripped.startswith("Execution status: FAIL"):
+            return stripped
+        if stripped:
+            previous = stripped
+    return None
+
+
 def finite(text: str) -> Optional[float]:
     """The float in ``text`` if it is one and finite, else None."""
     try:
@@ -100,6 +117,10 @@ class Evaluation(object):
         self.matrix = None  # type: Optional[List[List[int]]]
         self.report = None  # type: Optional[ClassificationReport]
         self.top1 = None  # type: Optional[float]
+        self.correct = None  # type: Optional[int]  # images on the diagonal, when known
+        self.top1_source = None  # type: Optional[str]
+        self.elided = False  # numpy printed the matrix with '...'
+        self.visible_diagonal = {}  # type: dict  # class index -> count, of an elided matrix
         self.class_stats = None  # type: Optional[List[ClassStats]]
         self.macro = None  # type: Optional[Tuple[float, float, float]]
         self.macro_source = None  # type: Optional[str]
@@ -121,6 +142,8 @@ def _index_of(lines: List[str], marker: str, start: int = 0) -> Optional[int]:
     return None
 
 
+ELIDED = ("numpy abbreviated the confusion matrix with '...' (it prints at most 1000 cells "
+          "in full), so it cannot be read")
 _MATRIX_LINE = re.compile(r"^[\[\]\d\s]*\d[\[\]\d\s]*$|^[\[\]\s]*\][\[\]\s]*$")
 
 
@@ -133,9 +156,8 @@ def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]],
     """
     tokens = []  # type: List[str]
     for line in lines:
-        if "..." in line and _MATRIX_LINE.match(line.replace("...", " ")):
-            return None, ("numpy abbreviated the confusion matrix with '...' (it prints at "
-                          "most 1000 cells), so it cannot be read")
+        if "..." in line and _MATRIX_LINE.match(line.replace("...", " 0 ")):
+            return None, ELIDED
         if _MATRIX_LINE.match(line):
             tokens.extend(re.findall(r"\[|\]|\d+", line))
         if tokens and tokens.count("[") == tokens.count("]"):
@@ -162,6 +184,58 @@ def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]],
     if len(rows) < 2 or any(len(r) != len(rows) for r in rows):
         return None, "the confusion matrix is not square"
     return rows, None
+
+
+def elided_diagonal(lines: List[str], k: int) -> dict:
+    """The diagonal cells an abbreviated matrix still shows: numpy keeps 3 rows and columns
+    at each edge (``edgeitems``), so classes 0-2 and k-3..k-1. Empty if the layout is not
+    exactly that (the cross-check is then skipped, never guessed)."""
+    rows = []  # type: List[Tuple[List[int], List[int]]]
+    for line in lines:
+        if "..." not in line or not _MATRIX_LINE.match(line.replace("...", " 0 ")):
+            continue  # a foreign line
+        left, _, right = line.partition("...")
+        left_numbers = [int(t) for t in re.findall(r"\d+", left)]
+        right_numbers = [int(t) for t in re.findall(r"\d+", right)]
+        if left_numbers or right_numbers:
+            if len(left_numbers) != 3 or len(right_numbers) != 3:
+                return {}
+            rows.append((left_numbers, right_numbers))
+        if line.rstrip().endswith("]]"):
+            break
+    if len(rows) != 6 or k < 7:
+        return {}
+    diagonal = {i: rows[i][0][i] for i in range(3)}
+    diagonal.update({k - 3 + j: rows[3 + j][1][j] for j in range(3)})
+    return diagonal
+
+
+def _two_decimals(value: float) -> str:
+    # scikit-learn formats the report with "{:.2f}" (digits=2): the same rounding as here.
+    return "%.2f" % value
+
+
+def correct_counts_from_report(report: "ClassificationReport") -> Tuple[List[Optional[int]],
+                                                                         List[str]]:
+    """Each class's correctly classified images, where the report determines it.
+
+    A class's recall is correct / support, printed with 2 decimals. Of the counts 0..support
+    exactly those whose recall prints the same are possible; with a support of at most 100
+    there is always exactly one (neighbouring counts differ by at least 0.01). Returns, per
+    class, the count or None, and the names of the classes left undetermined.
+    """
+    counts, undetermined = [], []  # type: List[Optional[int]], List[str]
+    for row in report.rows:
+        shown = _two_decimals(row.recall)
+        if row.support == 0:
+            fits = [0]
+        else:
+            fits = [c for c in range(row.support + 1)
+                    if _two_decimals(c / row.support) == shown]
+        counts.append(fits[0] if len(fits) == 1 else None)
+        if len(fits) != 1:
+            undetermined.append(row.name)
+    return counts, undetermined
 
 
 _REPORT_ROW = re.compile(
@@ -293,7 +367,8 @@ def parse_evaluate(text: str) -> Evaluation:
         ev.problems.append("no 'Confusion Matrix' in the output")
     else:
         ev.matrix, problem = parse_confusion_matrix(lines[start + 1:end])
-        if problem:
+        ev.elided = problem == ELIDED
+        if problem and not ev.elided:
             ev.problems.append(problem)
     if end is None:
         ev.problems.append("no 'Classification Report' in the output")
@@ -319,7 +394,9 @@ def parse_evaluate(text: str) -> Evaluation:
     if ev.matrix is not None:
         total = sum(map(sum, ev.matrix))
         if total:
-            ev.top1 = sum(ev.matrix[i][i] for i in range(len(ev.matrix))) / total
+            ev.correct = sum(ev.matrix[i][i] for i in range(len(ev.matrix)))
+            ev.top1 = ev.correct / total
+            ev.top1_source = "confusion matrix"
         names = ev.class_names or ["class %d" % i for i in range(len(ev.matrix))]
         ev.class_stats = stats_from_matrix(names, ev.matrix)
         k = len(ev.class_stats)
@@ -330,10 +407,59 @@ def parse_evaluate(text: str) -> Evaluation:
         ev.class_stats = [ClassStats(*r) for r in ev.report.rows]
         ev.macro = (row.precision, row.recall, row.f1)
         ev.macro_source = "classification report (2 decimals)"
-    if ev.top1 is None:
+    if ev.matrix is None and ev.elided and ev.report is not None and ev.report.rows:
+        ev.visible_diagonal = elided_diagonal(lines[start + 1:end], len(ev.report.rows))
+        problem = _top1_from_report(ev)
+        if problem:
+            ev.problems.append(ELIDED)
+            ev.problems.append(problem)
+    elif ev.elided:
+        ev.problems.append(ELIDED)
+    if ev.top1 is None and not ev.elided:
         ev.problems.append("the top-1 accuracy cannot be computed without a complete, "
                            "consistent confusion matrix")
     return ev
+
+
+def _top1_from_report(ev: Evaluation) -> Optional[str]:
+    """Set the top-1 accuracy from the report's recalls when they determine it exactly and
+    everything else TAO printed agrees; else return why it is not determined."""
+    report = ev.report
+    assert report is not None
+    k = len(report.rows)
+    total = sum(r.support for r in report.rows)
+    for what, value in (("classes", ev.classes_found), ("images", ev.images_found)):
+        expected = k if what == "classes" else total
+        if value is not None and value != expected:
+            return ("the top-1 accuracy is not determined: the classification report has %d "
+                    "%s but TAO found %d" % (expected, what, value))
+    if report.total is not None and report.total != total:
+        return ("the top-1 accuracy is not determined: the report's supports add up to %d "
+                "images but its total is %d" % (total, report.total))
+    counts, undetermined = correct_counts_from_report(report)
+    if undetermined:
+        shown = ", ".join(repr(n) for n in undetermined[:5])
+        more = " and %d more" % (len(undetermined) - 5) if len(undetermined) > 5 else ""
+        return ("the top-1 accuracy is not determined: the report's 2-decimal recall fits "
+                "more than one count of correct images for %d class(es) with more than 100 "
+                "images (%s%s)" % (len(undetermined), shown, more))
+    for i, seen in sorted(ev.visible_diagonal.items()):
+        if counts[i] != seen:
+            return ("the top-1 accuracy is not determined: the report's recall of %r gives "
+                    "%d correct images but the matrix shows %d" % (report.rows[i].name,
+                                                                   counts[i], seen))
+    correct = sum(c for c in counts if c is not None)
+    if not total:
+        return "the top-1 accuracy is not determined: the report counts no images"
+    accuracy = report.accuracy
+    if accuracy is None and "micro avg" in report.summary:  # scikit-learn before 0.22
+        accuracy = report.summary["micro avg"].recall
+    if accuracy is not None and _two_decimals(correct / total) != _two_decimals(accuracy):
+        return ("the top-1 accuracy is not determined: the per-class recalls give %d of %d "
+                "correct but the report's accuracy is %.2f" % (correct, total, accuracy))
+    ev.correct, ev.top1 = correct, correct / total
+    ev.top1_source = "classification report recall x support (exact)"
+    return None
 
 
 # --------------------------------------------------------------------------- train

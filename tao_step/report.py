@@ -26,16 +26,18 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from tao_step import kfp_ui, parse
 from tao_step.chart import training_curves_html
-from tao_step.kfp_ui import PERCENTAGE, RAW, md_escape, md_table
+from tao_step.kfp_ui import PERCENTAGE, md_escape, md_table
 
 LABELS = ("baseline", "retrained")
 UNKNOWN = "unknown"
@@ -45,18 +47,27 @@ MB = 1000.0 * 1000.0
 # Artifacts of these names (``--artifact NAME=PATH`` of ``summary``) give the size reduction.
 UNPRUNED_ARTIFACT, PRUNED_ARTIFACT = "unpruned-model", "pruned-model"
 REDACTED = "***"
+# What evaluate publishes, capped so a large class count never means megabytes inline:
+# the matrix as a markdown table up to this many classes (it fits a 400 px card) ...
+MARKDOWN_MATRIX_MAX_CLASSES = 10
+# ... above it, the most confused pairs instead;
+MAX_CONFUSED_PAIRS = 30
+# KFP's confusion_matrix viewer (cells of at least 15 px: 26 fit 400 px) up to this many;
+CONFUSION_VIEWER_MAX_CLASSES = 26
+# and the per-class table up to this many rows.
+MAX_CLASS_ROWS = 1000
 KEY_FLAGS = ("-k", "--key")
 
 
 def top1_metric(label: str) -> str:
-    """The name of a model's top-1 accuracy metric.
+    """The name of a model's top-1 accuracy metric: the only metrics the pipeline publishes.
 
-    The KFP 1.8 run list shows two metric columns: the metrics reported by the most runs
-    on the page, ties broken by ascending name (frontend ``RunUtils.extractMetricMetadata``
-    orders by ``['count', 'name'], ['desc', 'asc']``; ``RunList`` keeps the first two). The
-    top-1 accuracies are named to sort before every other metric the pipeline reports
-    (``accuracy-`` < ``baseline-`` < ``prun...`` < ``retrained-`` < ``trt-``), so the columns
-    are the baseline and the retrained top-1 accuracy.
+    KFP 1.8.5's run list shows the first two metric names in the order it meets them over
+    the listed runs (frontend ``RunUtils.extractMetricMetadata``, ``RunList.tsx``
+    ``slice(0, 2)``), and each run's metrics come in storage order: node id, then name
+    (``run_store.go``), where node ids hash the random workflow name. With exactly these
+    two names in the whole run, the two columns are the two top-1 accuracies whatever the
+    order. Every other figure goes into the steps' markdown, laid out the same every run.
     """
     return "accuracy-top1-" + label
 
@@ -183,6 +194,50 @@ def run_streaming(command: Sequence[str], sink, secrets: Sequence[str] = (),
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return status, b"".join(chunks).decode("utf-8", "replace")
+
+
+# TAO prints its confusion matrix with numpy, which abbreviates arrays of more than 1000
+# cells ("..."). This startup hook, on the front of PYTHONPATH of the command evaluate
+# runs, makes every Python process of it print arrays whole. It then runs the
+# sitecustomize it shadows (Ubuntu's python ships one), so nothing of the image is lost.
+NUMPY_HOOK = '''"""Written by tao_step report for one TAO command: numpy prints whole arrays."""
+import os
+import sys
+
+
+def _tao_step_numpy_whole():
+    try:
+        import numpy
+        numpy.set_printoptions(threshold=sys.maxsize, linewidth=2 ** 31 - 1)
+    except Exception:  # no numpy, or an unexpected one: TAO runs as it would without us
+        pass
+
+
+def _tao_step_next_sitecustomize():
+    import importlib.machinery
+    import importlib.util
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    globals().update((k, v) for k, v in vars(module).items() if not k.startswith("__"))
+
+
+_tao_step_numpy_whole()
+_tao_step_next_sitecustomize()
+'''
+
+
+def numpy_hook_env(folder: str) -> dict:
+    """Write the hook into ``folder``; the environment that puts it first on PYTHONPATH,
+    keeping the image's PYTHONPATH after it."""
+    with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as f:
+        f.write(NUMPY_HOOK)
+    existing = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": folder + (os.pathsep + existing if existing else "")}
 
 
 class Outputs(object):
@@ -333,8 +388,6 @@ def report_train(args, output: str, out: Outputs) -> int:
         if value is None:
             warn("no final validation %s in the output or the curve"
                  % ("accuracy" if key == "acc" else "loss"))
-    out.metric(args.label + "-final-val-accuracy", final["acc"][0], PERCENTAGE)
-    out.metric(args.label + "-final-val-loss", final["loss"][0], RAW)
 
     acc, acc_source = final["acc"]
     loss, loss_source = final["loss"]
@@ -359,20 +412,42 @@ def report_train(args, output: str, out: Outputs) -> int:
     return 0
 
 
+def confused_pairs(names: Sequence[str], matrix: List[List[int]]) -> List[Tuple[str, str, int,
+                                                                                float]]:
+    """Off-diagonal cells with images, most images first: (true, predicted, images, share of
+    the true class's images); ties by the classes' order."""
+    pairs = []
+    for i, row in enumerate(matrix):
+        support = sum(row)
+        for j, count in enumerate(row):
+            if i != j and count:
+                pairs.append((-count, i, j, names[i], names[j], count, count / support))
+    pairs.sort()
+    return [p[3:] for p in pairs]
+
+
+def matrix_markdown(label: str, names: Sequence[str], matrix: List[List[int]]) -> str:
+    """The confusion matrix with class names, readable at card size: rows are numbered and
+    named, the columns carry the same numbers (names as column heads would not fit)."""
+    k = len(names)
+    width = len(str(k))
+    head = ["true \\ predicted"] + ["%0*d" % (width, j + 1) for j in range(k)]
+    rows = [["**%0*d** %s" % (width, i + 1, md_escape(names[i]))]
+            + [("**%d**" % n if i == j else str(n)) for j, n in enumerate(row)]
+            for i, row in enumerate(matrix)]
+    return ("### Confusion matrix: %s model\n\nRows: the true class; columns: the predicted "
+            "class, numbered as the rows; the diagonal (bold) is correct.\n\n" % label
+            + md_table(head, rows))
+
+
 def report_evaluate(args, output: str, out: Outputs) -> int:
     ev = parse.parse_evaluate(output)
     label = args.label
-    k_name, k_title = ("top%d" % args.top_k, "Top-%d" % args.top_k) if args.top_k \
-        else ("topk", "Top-k")
+    k_title = "Top-%d" % args.top_k if args.top_k else "Top-k"
     for problem in ev.problems:
         warn(problem)
 
     out.metric(top1_metric(label), ev.top1, PERCENTAGE)
-    out.metric("%s-%s-accuracy" % (label, k_name), ev.topk, PERCENTAGE)
-    out.metric(label + "-loss", ev.loss, RAW)
-    if ev.macro is not None:
-        for i, name in enumerate(("precision", "recall", "f1")):
-            out.metric("%s-macro-%s" % (label, name), ev.macro[i], PERCENTAGE)
     out.text_file(TOP1_FILE, parse.plain_decimal(ev.top1) if ev.top1 is not None else UNKNOWN)
 
     status = 0
@@ -392,37 +467,70 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
 
     images = ev.images
     top1 = "unknown"
-    if ev.top1 is not None and ev.matrix is not None:
-        correct = sum(ev.matrix[i][i] for i in range(len(ev.matrix)))
-        top1 = "**%s** (%d of %d images)" % (pct(ev.top1), correct, images)
+    if ev.top1 is not None:
+        top1 = "**%s** (%d of %d images; from the %s)" % (
+            pct(ev.top1), ev.correct, images, md_escape(ev.top1_source))
+    exact = ev.macro_source == "confusion matrix"
+    macro = ["unknown"] * 3
+    if ev.macro is not None:
+        macro = ["%.4f" % v if exact else "%.2f (2-decimal classification report)" % v
+                 for v in ev.macro]
+    classes = len(ev.class_names) if ev.class_names else ev.classes_found
+    # The same rows in the same order every run, so runs compare line by line.
     rows = [("Top-1 accuracy", top1),
             ("%s accuracy (TAO's 'Evaluation Top K accuracy')" % k_title,
              pct(ev.topk) if ev.topk is not None else "unknown"),
             ("Loss", "%.4f" % ev.loss if ev.loss is not None else "unknown"),
-            ("Macro F1", "%.4f (from the %s)" % (ev.macro[2], ev.macro_source)
-             if ev.macro is not None else "unknown"),
-            ("Classes", str(len(ev.class_names)) if ev.class_names else (
-                str(ev.classes_found) if ev.classes_found else "unknown")),
+            ("Macro precision", macro[0]), ("Macro recall", macro[1]), ("Macro F1", macro[2]),
+            ("Classes", str(classes) if classes else "unknown"),
             ("Images", str(images) if images is not None else "unknown")]
     text = "### Evaluation: %s model\n\n" % label + md_table(("Measure", "Value"), rows)
     if args.gate_file:
         text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
     text += problems_markdown(ev.problems)
-    out.ui.append(kfp_ui.markdown(text))
     names = ev.class_names
+    pairs = []  # type: list
     if ev.matrix is not None and names is not None:
+        pairs = confused_pairs(names, ev.matrix)
+        if len(names) <= MARKDOWN_MATRIX_MAX_CLASSES:
+            pass
+        elif pairs:
+            text += ("\nWith %d classes the matrix is summarised by its most confused pairs "
+                     "(table, at most %d).\n" % (len(names), MAX_CONFUSED_PAIRS))
+        else:
+            text += "\nEvery image was classified correctly: no class was confused.\n"
+    out.ui.append(kfp_ui.markdown(text))
+
+    if ev.matrix is not None and names is not None:
+        if len(names) <= MARKDOWN_MATRIX_MAX_CLASSES:
+            out.ui.append(kfp_ui.markdown(matrix_markdown(label, names, ev.matrix)))
+        elif pairs:
+            shown = pairs[:MAX_CONFUSED_PAIRS]
+            width = len(str(len(shown)))
+            # PagedTable sorts by the first column as text: a zero-padded rank keeps the order.
+            out.ui.append(kfp_ui.table(
+                ["rank (%s)" % label, "true class", "predicted as", "images",
+                 "share of the true class"],
+                [("%0*d" % (width, n + 1), true, predicted, count, pct(share, 1))
+                 for n, (true, predicted, count, share) in enumerate(shown)]))
         # The UI looks labels up trimmed; duplicates or padded names would mislabel cells.
-        if len(set(names)) == len(names) and all(n == n.strip() for n in names):
+        # 15 px is the viewer's smallest cell: up to this many classes it fits a 400 px card.
+        if len(names) > CONFUSION_VIEWER_MAX_CLASSES:
+            pass
+        elif len(set(names)) == len(names) and all(n == n.strip() for n in names):
             out.ui.append(kfp_ui.confusion_matrix(names, ev.matrix))
         else:
             warn("class names are not unique or have surrounding spaces; confusion matrix "
-                 "not shown")
-    if ev.class_stats is not None and ev.class_names is not None:
-        digits = 4 if ev.macro_source == "confusion matrix" else 2
+                 "viewer not used")
+    if ev.class_stats and ev.class_names is not None:
+        digits = 4 if exact else 2
+        stats = ev.class_stats[:MAX_CLASS_ROWS]
+        # First column: the class name, in TAO's (sorted) class order, so the UI's sort by
+        # the first column keeps it.
         out.ui.append(kfp_ui.table(
-            ["class", "precision", "recall", "f1-score", "support"],
+            ["class (%s)" % label, "precision", "recall", "f1-score", "support"],
             [(s.name, "%.*f" % (digits, s.precision), "%.*f" % (digits, s.recall),
-              "%.*f" % (digits, s.f1), s.support) for s in ev.class_stats]))
+              "%.*f" % (digits, s.f1), s.support) for s in stats]))
     return status
 
 
@@ -433,8 +541,6 @@ def report_prune(args, output: str, out: Outputs) -> int:
     out.text_file(PRUNING_RATIO_FILE, parse.plain_decimal(ratio) if ratio is not None else UNKNOWN)
     size_in, size_out = path_size(args.input_model), path_size(args.output_model)
     reduction = 1 - size_out / size_in if size_in and size_out else None
-    out.metric("pruning-ratio", ratio, RAW)
-    out.metric("pruned-size-reduction", reduction, PERCENTAGE)
     rows = [("Pruning ratio (pruned / original model)",
              "%.4f" % ratio if ratio is not None else "unknown"),
             ("Original model", "%s, %s" % (md_code(args.input_model), megabytes(size_in))),
@@ -506,7 +612,6 @@ def report_convert(args, output: str, out: Outputs) -> int:
         out.ui.append(kfp_ui.markdown(
             text + "\n**The converter reported success but wrote no engine.**\n"))
         return 1
-    out.metric("trt-engine-size-mb", size / MB, RAW)
     out.ui.append(kfp_ui.markdown(text))
     return 0
 
@@ -850,14 +955,22 @@ def main(argv: Sequence[str]) -> int:
     output = ""
     if command:
         say("running: " + shown_command(command))
+        env = ngc_org_env(args)
+        hook_dir = None
+        if args.kind == "evaluate":
+            hook_dir = tempfile.mkdtemp(prefix="tao_step-numpy-")
+            env.update(numpy_hook_env(hook_dir))
         try:
             status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
-                                           _SECRETS, extra_env=ngc_org_env(args))
+                                           _SECRETS, extra_env=env)
         except OSError as exc:
             missing = isinstance(exc, FileNotFoundError)
             error("%s: %s" % ("command not found" if missing else "cannot run",
                               shlex.quote(command[0])))
             return 127 if missing else 126
+        finally:
+            if hook_dir:
+                shutil.rmtree(hook_dir, ignore_errors=True)
         if status != 0:
             code = status if status > 0 else 128 - status  # killed by a signal: 128 + N
             error("%s exited with status %d; nothing is published"
@@ -867,6 +980,12 @@ def main(argv: Sequence[str]) -> int:
         if failure is not None:
             error("%s exited 0 but recorded a failure in %s: %s; nothing is published"
                   % (shlex.quote(command[0]), args.status_json, failure))
+            return 1
+        crash = parse.crash_line(output)
+        if crash:
+            error("%s exited with status 0 but printed %r: it failed, so this step fails "
+                  "and nothing read from its output is published"
+                  % (shlex.quote(command[0]), crash))
             return 1
     status = kind.report(args, output, out)
     if kind.publishes:
