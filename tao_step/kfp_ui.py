@@ -8,7 +8,7 @@ other key (the backend rejects the whole file otherwise); names must match
 the TAO workspace). The frontend parses CSV sources with d3's ``csvParseRows`` after
 trimming, and a confusion matrix needs exactly ``len(labels) ** 2`` rows.
 
-Which metrics become run-list columns: see ``REPORT`` in ``tao_step/report.py``.
+Which metrics become run-list columns: see ``top1_metric`` in ``tao_step/report.py``.
 """
 
 import csv
@@ -70,8 +70,14 @@ def markdown(source: str) -> dict:
 
 
 def table(header: List[str], rows: Iterable[Sequence]) -> dict:
+    """A table; at least one row (an empty source makes the 1.8.5 loader reject it, and with
+    it every output of the step: ``OutputArtifactLoader.buildPagedTableConfig`` throws and
+    ``load`` awaits all outputs with ``Promise.all``)."""
+    source = csv_text(rows)
+    if not source.strip():
+        raise ValueError("the KFP UI rejects a table without rows")
     return {"type": "table", "storage": "inline", "format": "csv", "header": list(header),
-            "source": csv_text(rows)}
+            "source": source}
 
 
 def confusion_matrix(labels: List[str], matrix: List[List[int]]) -> dict:

@@ -155,12 +155,15 @@ def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]],
     brackets close and it is square.
     """
     tokens = []  # type: List[str]
+    balance = 0  # open brackets so far (counted as we go: a matrix can be a million cells)
     for line in lines:
         if "..." in line and _MATRIX_LINE.match(line.replace("...", " 0 ")):
             return None, ELIDED
         if _MATRIX_LINE.match(line):
-            tokens.extend(re.findall(r"\[|\]|\d+", line))
-        if tokens and tokens.count("[") == tokens.count("]"):
+            found = re.findall(r"\[|\]|\d+", line)
+            tokens.extend(found)
+            balance += found.count("[") - found.count("]")
+        if tokens and balance == 0:
             break
     if not tokens:
         return None, "no confusion matrix was printed"

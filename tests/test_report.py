@@ -675,3 +675,104 @@ def test_a_private_ngc_model_gets_its_org(tmp_path):
     assert _env_seen_by_ngc(tmp_path, {"NGC_CLI_API_KEY": "k", "NGC_CLI_ORG": "mine"}) == [
         "ORG=mine"]
     assert _env_seen_by_ngc(tmp_path, {}) == ["ORG=-"]  # public models: no key, no org
+
+
+# --------------------------------------------------------------------------- crashes
+
+@pytest.mark.parametrize("kind, options", [
+    ("evaluate", ["--label", "retrained", "--min-accuracy", "0.5", "--gate-file", "GATE"]),
+    ("train", ["--label", "baseline", "--results-dir", "RESULTS"]),
+])
+def test_a_traceback_with_exit_status_0_fails_the_step_and_publishes_nothing(tmp_path, kind,
+                                                                             options):
+    options = [str(tmp_path / o) if o in ("GATE", "RESULTS") else o for o in options]
+    out = tmp_path / "out"
+    result = run_report(kind, "--out-dir", out, *options, command=fake_tao(
+        "print", EVALUATE_2 if kind == "evaluate" else SAMPLES / "train_baseline.log",
+        "err", "Traceback (most recent call last):", "err", '  File "x.py", line 1',
+        "err", "RuntimeError: CUDA error", "exit", 0))
+    assert result.returncode == 1
+    assert "exited with status 0 but printed 'Traceback (most recent call last):'" in (
+        result.stdout)
+    assert sorted(p.name for p in out.iterdir()) == (["top1_accuracy"] if kind == "evaluate"
+                                                     else [])
+    if kind == "evaluate":
+        assert (out / "top1_accuracy").read_text() == "unknown"
+        assert (tmp_path / "GATE").read_text() == "fail"
+
+
+def test_tao_execution_status_fail_with_exit_0_fails_the_step(tmp_path):
+    result = run_report("prune", "--out-dir", tmp_path / "out", "--input-model", "a",
+                        "--output-model", "b",
+                        command=fake_tao("print", SAMPLES / "prune.log",
+                                         "say", "Execution status: FAIL"))
+    assert result.returncode == 1 and "Execution status: FAIL" in result.stdout
+    assert not (tmp_path / "out" / "mlpipeline-ui-metadata.json").exists()
+
+
+def test_a_traceback_python_ignored_at_exit_is_not_a_failure(tmp_path):
+    result = run_report("evaluate", "--out-dir", tmp_path / "out", "--label", "baseline",
+                        command=fake_tao("print", EVALUATE_2,
+                                         "err", "Exception ignored in: <function Pool.__del__>",
+                                         "err", "Traceback (most recent call last):",
+                                         "err", "TypeError: 'NoneType' object is not callable"))
+    assert result.returncode == 0, result.stdout
+    metrics, _ = check_outputs(tmp_path / "out")
+    assert metric_values(metrics) == {"accuracy-top1-baseline": 303 / 318}
+
+
+# --------------------------------------------------------------------------- caps
+
+def test_a_thousand_classes_publish_a_bounded_readable_report(tmp_path):
+    """No viewer matrix of a million cells: the figures, the 30 most confused pairs and the
+    per-class table, all well under a megabyte."""
+    k = 1000
+    names = [f"class_{i:04d}" for i in range(k)]
+    matrix = [[0] * k for _ in range(k)]
+    for i in range(k):
+        matrix[i][i] = 20
+        matrix[i][(i * 7 + 1) % k] = 1 + i % 5
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao("print", write_evaluate(tmp_path, names, matrix)))
+    assert result.returncode == 0, result.stdout[-2000:]
+    metrics, ui = check_outputs(out)
+    assert metric_values(metrics) == {"accuracy-top1-baseline": 20 * k / sum(map(sum, matrix))}
+    assert [o["type"] for o in ui["outputs"]] == ["markdown", "table", "table"]
+    pairs, per_class = outputs_of(ui, "table")
+    assert len(csv_rows(pairs["source"])) == 30 and len(csv_rows(per_class["source"])) == k
+    assert csv_rows(pairs["source"])[0][:4] == ["01", "class_0004", "class_0029", "5"]
+    assert (out / "mlpipeline-ui-metadata.json").stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("k, types", [
+    (10, ["markdown", "markdown", "confusion_matrix", "table"]),
+    (11, ["markdown", "table", "confusion_matrix", "table"]),
+    (26, ["markdown", "table", "confusion_matrix", "table"]),
+    (27, ["markdown", "table", "table"]),
+])
+def test_what_evaluate_publishes_by_class_count(tmp_path, k, types):
+    names = [f"c{i:02d}" for i in range(k)]
+    matrix = [[5 if i == j else (1 if j == (i + 1) % k else 0) for j in range(k)]
+              for i in range(k)]
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao("print", write_evaluate(tmp_path, names, matrix)))
+    assert result.returncode == 0
+    _, ui = check_outputs(out)
+    assert [o["type"] for o in ui["outputs"]] == types
+    if k <= 10:
+        table = outputs_of(ui, "markdown")[1]["source"]
+        assert f"| **{k:02d}** c{k - 1:02d} | 1 |" in table  # names on the rows
+
+
+def test_a_perfect_model_publishes_no_empty_pairs_table(tmp_path):
+    names = [f"c{i:02d}" for i in range(12)]
+    matrix = [[4 if i == j else 0 for j in range(12)] for i in range(12)]
+    out = tmp_path / "out"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        command=fake_tao("print", write_evaluate(tmp_path, names, matrix)))
+    assert result.returncode == 0
+    _, ui = check_outputs(out)
+    assert [o["type"] for o in ui["outputs"]] == ["markdown", "confusion_matrix", "table"]
+    assert "no class was confused" in markdown_of(ui)
