@@ -480,6 +480,7 @@ class TrainingCurve(object):
         self.epochs = epochs
         self.series = series
         self.source = source
+        self.epoch_note = None  # type: Optional[str]  # when the numbering is uncertain
 
     def last(self, name: str) -> Optional[float]:
         """The value of ``name`` at the last epoch that has one."""
@@ -492,12 +493,18 @@ class TrainingCurve(object):
         return any(v is not None for values in self.series.values() for v in values)
 
 
-def parse_training_csv(text: str) -> Tuple[Optional[TrainingCurve], Optional[str]]:
+def parse_training_csv(text: str, last_epoch: Optional[int] = None
+                       ) -> Tuple[Optional[TrainingCurve], Optional[str]]:
     """Read Keras' CSVLogger file (``training.csv``) in any column order.
 
-    Keras writes a 0-based ``epoch`` index; the curve shows 1-based epochs like the log
-    and the checkpoint names. Missing columns are simply absent series; cells that are
-    empty or not finite are gaps.
+    The curve shows 1-based epochs, like the log and the checkpoint names. Keras' own
+    CSVLogger writes a 0-based ``epoch`` index; TAO's newer releases write 1-based ones
+    (tao_tensorflow1_backend ``makenet/scripts/train.py`` uses ``OneIndexedCSVLogger``), and
+    which one TAO 3.0 writes is not confirmed. So the base is detected: a 0 in the column
+    means 0-based; otherwise ``last_epoch`` (the last 1-based epoch, from the log's
+    ``Epoch N/M`` lines or the checkpoint names) decides; without it the numbers are shown
+    as written and ``curve.epoch_note`` says so. Missing columns are absent series; cells
+    that are empty or not finite are gaps.
     """
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
@@ -508,20 +515,52 @@ def parse_training_csv(text: str) -> Tuple[Optional[TrainingCurve], Optional[str
     if not columns:
         return None, "training.csv has none of the columns loss, acc, val_loss, val_acc"
     epoch_col = header.index("epoch") if "epoch" in header else None
-    epochs, series = [], {name: [] for name in columns}  # type: List[int], dict
+    written, series = [], {name: [] for name in columns}  # type: List[Optional[int]], dict
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue
         epoch = None
         if epoch_col is not None and epoch_col < len(row):
             index = finite(row[epoch_col])
-            epoch = int(index) + 1 if index is not None else None
-        epochs.append(epoch if epoch is not None else (epochs[-1] + 1 if epochs else 1))
+            epoch = int(index) if index is not None and index == int(index) else None
+        written.append(epoch)
         for name, i in columns.items():
             series[name].append(finite(row[i]) if i < len(row) else None)
-    if not epochs:
+    if not written:
         return None, "training.csv has a header but no epochs"
-    return TrainingCurve(epochs, series, "training.csv"), None
+    numbers = [e for e in written if e is not None]
+    shift, note = 0, None
+    if not numbers:
+        note = "training.csv has no epoch numbers: epochs counted from 1"
+    elif min(numbers) == 0:
+        shift = 1
+    elif last_epoch is not None and numbers[-1] == last_epoch - 1:
+        shift = 1
+    elif last_epoch is None or numbers[-1] != last_epoch:
+        note = ("epochs as written in training.csv (whether they count from 0 or 1 could "
+                "not be determined)")
+    epochs = []  # type: List[int]
+    for epoch in written:
+        epochs.append(epoch + shift if epoch is not None else (epochs[-1] + 1 if epochs else 1))
+    curve = TrainingCurve(epochs, series, "training.csv")
+    curve.epoch_note = note
+    return curve, None
+
+
+def last_keras_epoch(text: str) -> Optional[int]:
+    """The last ``Epoch N/M`` header Keras printed (N counts from 1), if any."""
+    found = [int(m.group(1)) for m in map(_EPOCH_HEADER.match, (
+        line.strip() for line in lines_of(text))) if m]
+    return found[-1] if found else None
+
+
+_CHECKPOINT = re.compile(r"_(\d{3,})\.(?:tlt|hdf5)$")
+
+
+def last_checkpoint_epoch(names: List[str]) -> Optional[int]:
+    """The highest epoch of ``<arch>_<EEE>.tlt`` (or ``.hdf5``) checkpoint names: 1-based."""
+    found = [int(m.group(1)) for m in map(_CHECKPOINT.search, names) if m]
+    return max(found) if found else None
 
 
 _EPOCH_HEADER = re.compile(r"^Epoch (\d+)/(\d+)\s*$")

@@ -361,7 +361,12 @@ def report_train(args, output: str, out: Outputs) -> int:
     notes = []  # why the curve is not (or not only) from training.csv
     curve = None
     if os.path.isfile(csv_path):
-        curve, problem = parse.parse_training_csv(read_text(csv_path))
+        last_epoch = parse.last_keras_epoch(output)
+        if last_epoch is None:
+            weights = os.path.join(args.results_dir, "weights")
+            last_epoch = parse.last_checkpoint_epoch(
+                os.listdir(weights) if os.path.isdir(weights) else [])
+        curve, problem = parse.parse_training_csv(read_text(csv_path), last_epoch)
         if curve is not None and not curve.has_points():
             curve, problem = None, "%s has no values" % csv_path
         if problem:
@@ -399,6 +404,9 @@ def report_train(args, output: str, out: Outputs) -> int:
     if curve is not None:
         rows.append(("Epochs", "%d (curve from %s)" % (len(curve.epochs), md_escape(curve.source))))
     text = "### Training: %s model\n\n" % args.label + md_table(("Measure", "Value"), rows)
+    if curve is not None and curve.epoch_note:
+        warn(curve.epoch_note)
+        text += "\nNote: %s.\n" % md_escape(curve.epoch_note)
     if curve is None:
         text += "\nTraining curve unavailable: %s.\n" % md_escape("; ".join(notes))
     elif notes:
@@ -597,8 +605,11 @@ def report_inference(args, output: str, out: Outputs) -> int:
         [(shown_image_path(p.image, args.image_dir), p.class_name,
           "%.4f" % p.confidence if p.confidence is not None else "")
          for p in predictions[:args.max_rows]]))
-    out.ui.append(kfp_ui.table(["predicted class", "images", "share"],
-                               [(name, n, pct(n / total, 1)) for name, n in ranked]))
+    width = len(str(len(ranked)))
+    # PagedTable sorts by the first column as text: a zero-padded rank keeps the ranking.
+    out.ui.append(kfp_ui.table(["rank", "predicted class", "images", "share"],
+                               [("%0*d" % (width, n + 1), name, count, pct(count / total, 1))
+                                for n, (name, count) in enumerate(ranked)]))
     return 0
 
 
@@ -652,16 +663,16 @@ def report_summary(args, output: str, out: Outputs) -> int:
     text += "\n" + gate_sentence("retrained", retrained, args.min_accuracy_value) + "\n"
     missing = [name for name, (_, size) in sizes.items() if size is None]
     if sizes:
-        text += "\nArtifacts: %d of %d produced (table below)%s\n" % (
-            len(sizes) - len(missing), len(sizes),
-            "; not produced: %s." % ", ".join(md_escape(n) for n in missing) if missing else ".")
+        # A markdown table, not a KFP table: PagedTable would re-sort the rows by name and
+        # page them by 10, mixing "not produced" into the rest.
+        text += "\n### Artifacts: %d of %d produced\n\n" % (len(sizes) - len(missing),
+                                                            len(sizes))
+        text += md_table(("Artifact", "Path", "Status", "Size"), [
+            (md_escape(name), md_code(path),
+             "present" if size is not None else "**not produced**",
+             megabytes(size) if size is not None else "-")
+            for name, (path, size) in sizes.items()])
     out.ui.append(kfp_ui.markdown(text))
-    if sizes:
-        out.ui.append(kfp_ui.table(
-            ["artifact", "path", "status", "size (MB)"],
-            [(name, path, "present" if size is not None else "not produced",
-              "%.2f" % (size / MB) if size is not None else "")
-             for name, (path, size) in sizes.items()]))
     if args.gate == "fail":
         error("the quality gate failed: " + gate_sentence(
             "retrained", retrained, args.min_accuracy_value).split("— ", 1)[-1])

@@ -244,3 +244,28 @@ def test_inference_sample():
     assert len(rows) == 64 and skipped == 0
     assert {r.class_name for r in rows} == {"bicycle", "electric_bicycle"}
     assert all(0 < r.confidence <= 1 for r in rows)
+
+
+ONE_BASED = "epoch,loss,val_acc\n1,1.0,0.5\n2,0.8,0.6\n3,0.7,0.7\n"
+
+
+@pytest.mark.parametrize("text, last_epoch, epochs, uncertain", [
+    (ONE_BASED, 3, [1, 2, 3], False),  # TAO's OneIndexedCSVLogger, 3 epochs run
+    (ONE_BASED, 4, [2, 3, 4], False),  # Keras' 0-based index, resumed at epoch 2
+    (ONE_BASED, None, [1, 2, 3], True),  # nothing to tell: shown as written, and said so
+    (ONE_BASED, 7, [1, 2, 3], True),  # evidence that fits neither
+    ("epoch,loss\n0,1.0\n1,0.9\n", None, [1, 2], False),  # a 0 is always 0-based
+    ("epoch,loss\n0,1.0\n1,0.9\n", 2, [1, 2], False),
+])
+def test_training_csv_epoch_base_is_detected(text, last_epoch, epochs, uncertain):
+    curve, problem = parse.parse_training_csv(text, last_epoch)
+    assert problem is None and curve.epochs == epochs
+    assert (curve.epoch_note is not None) == uncertain
+
+
+def test_last_epoch_from_the_log_and_the_checkpoints():
+    assert parse.last_keras_epoch(sample("train_baseline.log")) == 12
+    assert parse.last_keras_epoch("no epochs") is None
+    assert parse.last_checkpoint_epoch(["resnet_001.tlt", "resnet_010.tlt", "x.txt"]) == 10
+    assert parse.last_checkpoint_epoch(["resnet_080.hdf5"]) == 80
+    assert parse.last_checkpoint_epoch([]) is None

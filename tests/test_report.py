@@ -494,7 +494,9 @@ def test_inference_truncated_table_and_counts(tmp_path):
     assert len(rows) == 50
     assert rows[0] == "bicycle/bicycle_1000.jpg,bicycle,0.8018"  # relative to --image-dir
     count_rows = [r.split(",") for r in counts["source"].splitlines()]
-    assert sum(int(r[1]) for r in count_rows) == 64
+    assert counts["header"][0] == "rank" and [r[0] for r in count_rows] == ["1", "2"]
+    assert sum(int(r[2]) for r in count_rows) == 64
+    assert int(count_rows[0][2]) >= int(count_rows[1][2])
     text = markdown_of(ui)
     assert "64 images classified into 2 classes" in text
     assert "truncated: it shows the first 50 of 64 rows" in text
@@ -569,11 +571,12 @@ def test_summary(tmp_path):
     assert "Pruning ratio (pruned / original model): 0.6350." in text
     assert "Model file: 2.00 MB → 0.50 MB (75.0% smaller)." in text
     assert "Quality gate: FAILED — retrained top-1 accuracy 94.0% is below min_accuracy" in text
-    assert "Artifacts: 3 of 4 produced (table below); not produced: int8-engine" in text
-    (table,) = outputs_of(ui, "table")
-    assert table["source"].splitlines()[3].endswith("model.engine,not produced,")
-    assert table["source"].splitlines()[2].startswith("export folder,") and \
-        table["source"].splitlines()[2].endswith(",present,0.30")
+    assert "### Artifacts: 3 of 4 produced" in text
+    assert not outputs_of(ui, "table")  # in the markdown: in order, on one card
+    rows = text.split("### Artifacts")[1].splitlines()[4:]
+    assert rows[2].startswith("| export folder | `") and rows[2].endswith("| present | 0.30 MB |")
+    assert rows[3].startswith("| int8-engine |") and rows[3].endswith(
+        "| **not produced** | - |")
 
 
 def test_summary_with_unknown_values(tmp_path):
@@ -776,3 +779,19 @@ def test_a_perfect_model_publishes_no_empty_pairs_table(tmp_path):
     _, ui = check_outputs(out)
     assert [o["type"] for o in ui["outputs"]] == ["markdown", "confusion_matrix", "table"]
     assert "no class was confused" in markdown_of(ui)
+
+
+@pytest.mark.parametrize("checkpoints, uncertain", [(["resnet_003.tlt"], False), ([], True)])
+def test_train_one_based_csv_is_told_by_the_checkpoints(tmp_path, checkpoints, uncertain):
+    results = tmp_path / "results"
+    (results / "weights").mkdir(parents=True)
+    for name in checkpoints:
+        (results / "weights" / name).write_bytes(b"\0")
+    (results / "training.csv").write_text(
+        "epoch,loss,val_loss,val_acc\n1,1.0,1.1,0.5\n2,0.8,0.9,0.6\n3,0.7,0.8,0.7\n")
+    result, out = train(tmp_path, "baseline", "say", "no Keras epoch lines")
+    assert result.returncode == 0
+    _, ui = check_outputs(out)
+    assert ("could not be determined" in markdown_of(ui)) == uncertain
+    assert ("WARNING: epochs as written" in result.stdout) == uncertain
+    assert "| Epochs | 3 (curve from training.csv) |" in markdown_of(ui)
