@@ -114,6 +114,7 @@ class TaoOp(dsl.ContainerOp):
         runtime_args: Sequence[Value] = (),
         requires: Sequence[Value] = (),
         status_file: Value | None = None,
+        publish: bool = True,
     ) -> None:
         if runtime_args:  # another tao_step command than report, e.g. preflight
             argv, publishes = runtime_command(*runtime_args), False
@@ -124,7 +125,7 @@ class TaoOp(dsl.ContainerOp):
                 keep += ["--status-json", status_file]
             tail = ["--", *command] if command else []
             argv = runtime_command("report", *report, "--out-dir", OUTPUTS_DIR, *keep, *tail)
-            publishes = report[0] != "run"
+            publishes = publish and report[0] != "run"
         super().__init__(
             name=name,
             image=DEFAULT_IMAGE,
@@ -137,6 +138,9 @@ class TaoOp(dsl.ContainerOp):
         )
         self.tao_command = list(command)
         self.gpus = gpus
+        # Whether the step has KFP's mlpipeline-* artifacts (the pipeline gives such steps
+        # no retry strategy: see _step_settings).
+        self.publishes = publishes
         if isinstance(gpus, dsl.PipelineParam) or gpus:
             # Not set_gpu_limit(): with a parameter it emits the invalid resource key
             # "nvidia". A parameter here is moved into podSpecPatch, where Argo substitutes
@@ -214,9 +218,17 @@ def _status_file(profile: Profile, results_dir: Value) -> Value | None:
     return f"{results_dir}/status.json" if profile.status_json else None
 
 
+# The train steps hand their report (curve, final validation figures) to the evaluate step
+# that follows, through this file in their results folder: a train step keeps its retry on
+# infrastructure errors, and a retried step would show its KFP outputs twice (_step_settings).
+TRAINING_REPORT = "tao_step-training-report.json"
+
+
 class TrainOp(TaoOp):
-    """``<cli> train``: train (or retrain a pruned model) as the spec says; publishes the
-    training curve. ``label`` is ``baseline`` or ``retrained``."""
+    """``<cli> train``: train (or retrain a pruned model) as the spec says; its
+    report (training curve, final validation figures) goes to ``<results_dir>/``
+    ``TRAINING_REPORT``, which the following :class:`EvaluateOp` publishes.
+    ``label`` is ``baseline`` or ``retrained``."""
 
     def __init__(
         self, *, profile: Profile, name: str, label: str, spec: Value, results_dir: Value,
@@ -228,21 +240,24 @@ class TrainOp(TaoOp):
             command=[profile.cli, "train", "--gpus", num_gpus, *_key(profile, "train", key),
                      "-e", spec, "-r", results_dir],
             gpus=num_gpus,
-            report=("train", "--results-dir", results_dir, "--label", label),
+            report=("train", "--results-dir", results_dir, "--label", label,
+                    "--hand-over", f"{results_dir}/{TRAINING_REPORT}"),
             writes=[results_dir],
             status_file=_status_file(profile, results_dir),
+            publish=False,
         )
 
 
 class EvaluateOp(TaoOp):
-    """``<cli> evaluate``: score the spec's ``eval_config.model_path``; publishes accuracy,
+    """``<cli> evaluate``: score the spec's ``eval_config.model_path``; publishes the
+    training report of ``training_results`` (see :class:`TrainOp`), then accuracy,
     confusion matrix and per-class table, and outputs ``top1_accuracy``. With
     ``min_accuracy`` it also outputs ``gate``: ``pass`` or ``fail``. On releases with a
     status.json, ``results_dir`` receives it (``-r``)."""
 
     def __init__(
         self, *, profile: Profile, name: str, label: str, spec: Value, key: Value,
-        results_dir: Value, min_accuracy: Value | None = None,
+        results_dir: Value, training_results: Value, min_accuracy: Value | None = None,
     ) -> None:
         gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate"]
         status = _status_file(profile, results_dir)
@@ -252,6 +267,7 @@ class EvaluateOp(TaoOp):
                      *(["-r", results_dir] if status else [])],
             gpus=1,
             report=("evaluate", "--label", label, "--spec", spec,
+                    "--training-report", f"{training_results}/{TRAINING_REPORT}",
                     *(gate if min_accuracy is not None else [])),
             outputs=["top1_accuracy", *(["gate"] if min_accuracy is not None else [])],
             status_file=status,

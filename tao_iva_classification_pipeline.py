@@ -271,6 +271,7 @@ def _steps(p: dict, options: CompileOptions) -> None:
     evaluate = ops.EvaluateOp(
         **tao, name="evaluate-model", label="baseline", spec=ws("train_classification_spec"),
         key=key, results_dir=ws("train_classification_output") + "/evaluate",
+        training_results=ws("train_classification_output"),
     ).after(train)
     prune = ops.PruneOp(
         **tao, name="prune-model", model=ws("prune_model_input_file"),
@@ -286,6 +287,7 @@ def _steps(p: dict, options: CompileOptions) -> None:
         spec=ws("retrain_classification_spec"), key=key,
         results_dir=ws("retrain_classification_output") + "/evaluate",
         min_accuracy=p["min_accuracy"],
+        training_results=ws("train_classification_output"),
     ).after(retrain)
     infer = ops.InferenceOp(
         **tao, name="test-infer", spec=ws("retrain_classification_spec"),
@@ -470,6 +472,13 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
             # 60 s, 120 s. No maxDuration: Argo counts it from the first attempt's start, so
             # it would forbid retrying a download that failed after a long transfer.
             op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2)
+        elif op.publishes:
+            # No retry strategy: with one, Argo v3.3.8 copies the attempt's outputs onto the
+            # Retry node (operator.go processNodeRetries) and KFP 1.8.5 reads mlpipeline-*
+            # artifacts from every node that has them, so metrics are stored twice and every
+            # card shown twice. These steps take minutes; the long ones (training) publish
+            # nothing themselves and keep their retry (docs/tao-step-report.md).
+            pass
         else:
             # OnError: only when Argo reports an error of the infrastructure (pod deleted,
             # node lost, its own containers failing), never when TAO itself exited non-zero:

@@ -448,7 +448,32 @@ def matrix_markdown(label: str, names: Sequence[str], matrix: List[List[int]]) -
             + md_table(head, rows))
 
 
+def handed_over(path: str) -> Tuple[List[dict], Optional[str]]:
+    """The UI outputs a train step wrote with ``--hand-over``, or why there are none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return [], "the train step wrote no report at %s" % path
+    except (OSError, ValueError) as exc:
+        return [], "the train step's report %s cannot be read (%s)" % (path, exc)
+    outputs = document.get("outputs") if isinstance(document, dict) else None
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and o.get("type") in ("markdown", "web-app")
+            and o.get("storage") == "inline" and isinstance(o.get("source"), str)
+            and o["source"].strip() for o in outputs):
+        return [], "the train step's report %s is not one tao_step wrote" % path
+    return outputs, None
+
+
 def report_evaluate(args, output: str, out: Outputs) -> int:
+    if args.training_report:
+        training, problem = handed_over(args.training_report)
+        if problem:
+            warn(problem)
+            training = [kfp_ui.markdown("### Training: %s model\n\nNot shown: %s.\n"
+                                        % (args.label, md_escape(problem)))]
+        out.ui.extend(training)
     ev = parse.parse_evaluate(output)
     label = args.label
     k_title = "Top-%d" % args.top_k if args.top_k else "Top-k"
@@ -850,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = kind("train", "report a classification train run")
     sub.add_argument("--results-dir", required=True, help="train's -r folder (has training.csv)")
     sub.add_argument("--label", required=True, choices=LABELS)
+    sub.add_argument("--hand-over", metavar="FILE",
+                     help="also write the UI outputs to FILE, for the evaluate step to "
+                          "publish (evaluate --training-report)")
 
     sub = kind("evaluate", "report a classification evaluate run and apply the quality gate")
     sub.add_argument("--label", required=True, choices=LABELS)
@@ -858,6 +886,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "top-k when --top-k is not given")
     sub.add_argument("--min-accuracy", help="quality gate threshold, a fraction in [0, 1]")
     sub.add_argument("--gate-file", help="write 'pass' or 'fail' here (needs --min-accuracy)")
+    sub.add_argument("--training-report", metavar="FILE",
+                     help="publish first the train step's report it wrote to FILE "
+                          "(train --hand-over)")
 
     sub = kind("prune", "report a classification prune run")
     sub.add_argument("--input-model", required=True, help="prune's -m")
@@ -943,6 +974,8 @@ def main(argv: Sequence[str]) -> int:
     elif args.kind == "prune":
         out.text_file(PRUNING_RATIO_FILE, UNKNOWN)
     out.reset()
+    if getattr(args, "hand_over", None) and os.path.exists(args.hand_over):
+        os.remove(args.hand_over)  # ours, from an earlier run: never shown as this run's
 
     if kind.runs_command:
         missing = [path for path in args.require if not os.path.exists(path)]
@@ -1001,4 +1034,7 @@ def main(argv: Sequence[str]) -> int:
     status = kind.report(args, output, out)
     if kind.publishes:
         out.write()
+    if getattr(args, "hand_over", None):
+        os.makedirs(os.path.dirname(os.path.abspath(args.hand_over)), exist_ok=True)
+        kfp_ui.write_json(args.hand_over, kfp_ui.ui_metadata_document(out.ui))
     return status

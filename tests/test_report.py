@@ -795,3 +795,47 @@ def test_train_one_based_csv_is_told_by_the_checkpoints(tmp_path, checkpoints, u
     assert ("could not be determined" in markdown_of(ui)) == uncertain
     assert ("WARNING: epochs as written" in result.stdout) == uncertain
     assert "| Epochs | 3 (curve from training.csv) |" in markdown_of(ui)
+
+
+# --------------------------------------------------------------------------- hand-over
+
+def test_train_hands_its_report_to_the_evaluate_step(tmp_path):
+    results = tmp_path / "results"
+    hand_over = results / "tao_step-training-report.json"
+    result = run_report("train", "--out-dir", tmp_path / "t", "--results-dir", results,
+                        "--label", "baseline", "--hand-over", hand_over,
+                        command=fake_tao("copy", SAMPLES / "train_baseline.training.csv",
+                                         results / "training.csv",
+                                         "print", SAMPLES / "train_baseline.log"))
+    assert result.returncode == 0
+    _, train_ui = check_outputs(tmp_path / "t")
+    assert json.loads(hand_over.read_text()) == train_ui
+    out = tmp_path / "e"
+    result = run_report("evaluate", "--out-dir", out, "--label", "baseline",
+                        "--training-report", hand_over, command=fake_tao("print", EVALUATE_2))
+    assert result.returncode == 0
+    _, ui = check_outputs(out)
+    assert ui["outputs"][:2] == train_ui["outputs"]
+    assert ui["outputs"][2]["source"].startswith("### Evaluation: baseline model")
+
+
+def test_a_missing_training_report_is_said_not_hidden(tmp_path):
+    out = tmp_path / "e"
+    result = run_report("evaluate", "--out-dir", out, "--label", "retrained",
+                        "--training-report", tmp_path / "none.json",
+                        command=fake_tao("print", EVALUATE_2))
+    assert result.returncode == 0
+    assert "WARNING: the train step wrote no report at" in result.stdout
+    _, ui = check_outputs(out)
+    assert ui["outputs"][0]["source"].startswith(
+        "### Training: retrained model\n\nNot shown: the train step wrote no report at")
+
+
+def test_a_failed_train_leaves_no_earlier_hand_over(tmp_path):
+    hand_over = tmp_path / "results" / "tao_step-training-report.json"
+    hand_over.parent.mkdir()
+    hand_over.write_text('{"outputs": []}')
+    result = run_report("train", "--out-dir", tmp_path / "t", "--results-dir",
+                        tmp_path / "results", "--label", "baseline", "--hand-over", hand_over,
+                        command=fake_tao("exit", 2))
+    assert result.returncode == 2 and not hand_over.exists()
