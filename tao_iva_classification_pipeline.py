@@ -287,7 +287,7 @@ def _steps(p: dict, options: CompileOptions) -> None:
         spec=ws("retrain_classification_spec"), key=key,
         results_dir=ws("retrain_classification_output") + "/evaluate",
         min_accuracy=p["min_accuracy"],
-        training_results=ws("train_classification_output"),
+        training_results=ws("retrain_classification_output"),
     ).after(retrain)
     infer = ops.InferenceOp(
         **tao, name="test-infer", spec=ws("retrain_classification_spec"),

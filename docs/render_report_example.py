@@ -7,10 +7,12 @@ Regenerate the committed pictures (from the repository root, after changing tao_
 It runs ``python -m tao_step report`` for every step of a run, each with the fake TAO
 command replaying ``tests/data/tao_output``, and writes:
 
-    docs/images/training-curve.svg   the baseline train step's web-app output (the curve)
-    docs/images/example-report.md    every step's UI outputs in the order of the Run output
-                                     tab: markdown as is, tables and the confusion matrix as
-                                     markdown tables, the curve as the picture above
+    docs/images/training-curve.svg   the baseline training curve (web-app output), which
+                                     evaluate-model publishes for train-model
+    docs/images/example-report.md    every publishing step's UI outputs, titled with its
+                                     step name: markdown as is, tables and the confusion
+                                     matrix as markdown tables, the curve as the picture
+                                     above (the Run output tab orders steps by node id)
 """
 
 import importlib.util
@@ -84,22 +86,26 @@ def main() -> None:
             f.truncate(89_710_000)  # only its size is reported
         (work / "retrained_evaluate.txt").write_text(retrained_evaluate_output())
         steps = [
-            ("train baseline", "train", ["--results-dir", work / "output", "--label", "baseline"],
+            # train publishes nothing itself: evaluate shows its report first (the card
+            # titles are evaluate-model's).
+            ("train baseline", "train", ["--results-dir", work / "output", "--label", "baseline",
+                                         "--hand-over", work / "output" / "report.json"],
              ["copy", SAMPLES / "train_baseline.training.csv", work / "output" / "training.csv",
               "print", SAMPLES / "train_baseline.log"]),
-            ("evaluate baseline", "evaluate", ["--label", "baseline", "--top-k", 3],
+            ("evaluate-model", "evaluate", ["--label", "baseline", "--top-k", 3,
+                                            "--training-report", work / "output" / "report.json"],
              ["print", SAMPLES / "evaluate_2class.txt"]),
-            ("prune", "prune", ["--input-model", models / "resnet_080.tlt",
+            ("prune-model", "prune", ["--input-model", models / "resnet_080.tlt",
                                 "--output-model", models / "resnet18_pruned.tlt"],
              ["print", SAMPLES / "prune.log", "bytes", 57_000_000,
               models / "resnet18_pruned.tlt"]),
-            ("evaluate retrained", "evaluate",
+            ("reevaluate-model", "evaluate",
              ["--label", "retrained", "--top-k", 3, "--min-accuracy", 0.9,
               "--gate-file", work / "gate"], ["print", work / "retrained_evaluate.txt"]),
-            ("inference", "inference", ["--image-dir", images, "--max-rows", 8],
+            ("test-infer", "inference", ["--image-dir", images, "--max-rows", 8],
              ["subst", "@IMAGE_DIR@", images, "copy", SAMPLES / "inference_result.csv",
               images / "result.csv", "print", SAMPLES / "inference.log"]),
-            ("convert", "convert", ["--engine", models / "final_model.int8.engine",
+            ("convert-trt", "convert", ["--engine", models / "final_model.int8.engine",
                                     "--precision", "int8"],
              ["print", SAMPLES / "convert.log", "bytes", 14_100_000,
               models / "final_model.int8.engine"]),
@@ -114,8 +120,10 @@ def main() -> None:
         sections = []
         for title, kind, options, ops in steps:
             ui = run_step(work, title, kind, options, ops)
+            if kind == "train":
+                continue
             for output in ui["outputs"]:
-                if output["type"] == "web-app" and title == "train baseline":
+                if output["type"] == "web-app" and title == "evaluate-model":
                     html = output["source"]
                     svg = html[html.index("<svg"):html.index("</svg>") + len("</svg>")]
                     (IMAGES / "training-curve.svg").write_text(svg + "\n", encoding="utf-8")

@@ -967,11 +967,37 @@ class Preflight:
             self.warnings.append(
                 f"{name}: {output + suffix} exists from an earlier run; {step} moves it to "
                 f"{output + suffix}.previous-<UTC time> first (delete old copies to save space)")
+        self._warn_if_accuracy_may_be_unreadable()
         spec = self.specs.get("train_classification_spec")
         if spec is not None and not spec.field("train_config.pretrained_model_path")[0]:
             self.warnings.append(f"{spec.file}: train_config.pretrained_model_path is not set: "
                                  "train-model starts from random weights and does not use the "
                                  "model download-model fetches")
+
+    def _warn_if_accuracy_may_be_unreadable(self):
+        """numpy abbreviates a matrix of more than 1000 cells (32+ classes). tao_step report
+        makes TAO print it whole; should that not work, the report's 2-decimal recalls give
+        the exact top-1 only for classes of at most 100 evaluation images (tao_step.parse
+        correct_counts_from_report), and a gate without a top-1 fails reevaluate-model."""
+        try:
+            minimum = float(self.ok.get("min_accuracy", "0"))
+        except ValueError:
+            return
+        spec = self.specs.get("retrain_classification_spec")
+        split = spec and self._spec_target(spec, "eval_config.eval_dataset_path")
+        if not minimum > 0 or not split or self._split(split).error:
+            return
+        classes = self._split(split).classes
+        large = [name for name in classes
+                 if len(_images(os.path.join(self._split(split).path, name),
+                                IMAGE_EXTENSIONS, 101)) > 100]
+        if len(classes) ** 2 > 1000 and large:
+            self.warnings.append(
+                f"{spec.file}: eval_config.eval_dataset_path has {len(classes)} classes, "
+                f"{len(large)} with more than 100 images ({_names(large)}): if TAO's confusion "
+                "matrix is still printed abbreviated, the top-1 accuracy cannot be read exactly "
+                f"and min_accuracy {self.ok['min_accuracy']} then fails reevaluate-model after "
+                "both trainings (at most 100 evaluation images per class avoid that)")
 
 
 # What each step writes, by parameter: kept aside, never overwritten, on a re-run.

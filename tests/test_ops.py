@@ -48,25 +48,30 @@ def test_train_requests_the_parameterised_gpu_count():
                         "-e", "/ws/s.cfg", "-r", "/ws/out"]
     assert gpu_limit(op) == str(gpus)
     assert wrapper(op) == ["report", "train", "--results-dir", "/ws/out", "--label", "baseline",
+                           "--hand-over", f"/ws/out/{ops.TRAINING_REPORT}",
                            "--out-dir", ops.OUTPUTS_DIR, "--keep-previous", "/ws/out"]
-    # kfp keeps the two names the UI reads apart from the other outputs.
-    assert op.output_artifact_paths == ops.UI_OUTPUTS and op.file_outputs == {}
+    # Its report goes to the evaluate step: no mlpipeline-* artifacts of its own.
+    assert not op.publishes and op.output_artifact_paths == {} and op.file_outputs == {}
 
 
 def test_evaluate_outputs_its_top1_accuracy():
     op = ops.EvaluateOp(**P3, name="e", label="baseline", spec="/ws/s.cfg", key="k1",
-                        results_dir="/ws/out/evaluate")
+                        results_dir="/ws/out/evaluate",
+                        training_results="/ws/out")
     assert argv(op) == ["classification", "evaluate", "-e", "/ws/s.cfg", "-k", "k1"]
     assert gpu_limit(op) == "1"
     assert wrapper(op) == ["report", "evaluate", "--label", "baseline", "--spec", "/ws/s.cfg",
+                           "--training-report", f"/ws/out/{ops.TRAINING_REPORT}",
                            "--out-dir", ops.OUTPUTS_DIR]
+    assert op.publishes and op.output_artifact_paths == ops.UI_OUTPUTS
     assert op.file_outputs["top1_accuracy"] == f"{ops.OUTPUTS_DIR}/top1_accuracy"
     assert "gate" not in op.file_outputs
 
 
 def test_evaluate_with_a_threshold_outputs_the_gate_verdict():
     op = ops.EvaluateOp(**P3, name="e", label="retrained", spec="/ws/s.cfg", key="k1",
-                        results_dir="/ws/out/evaluate", min_accuracy="0.9")
+                        results_dir="/ws/out/evaluate", training_results="/ws/out",
+                        min_accuracy="0.9")
     options = wrapper(op)
     assert options[options.index("--min-accuracy") + 1] == "0.9"
     assert options[options.index("--gate-file") + 1] == f"{ops.OUTPUTS_DIR}/gate"

@@ -460,3 +460,27 @@ def test_results_folders_never_hold_inputs(values, changes, expected):
     problems = [p for p in preflight.validate_values(dict(values, **changes)) if " holds " in p]
     assert [p.split(" (")[0] for p in problems] == expected
     assert all("give it a folder of its own" in p for p in problems)
+
+
+@pytest.mark.parametrize("classes, largest, minimum, warned", [
+    (32, 101, "0.5", True),  # a 1,024-cell matrix and a class of 101 images
+    (32, 100, "0.5", False),  # every class readable from the report
+    (31, 500, "0.5", False),  # numpy prints 961 cells whole
+    (32, 101, "0", False),  # no gate, nothing can fail
+])  # (largest: the images of the first class in all)
+def test_warns_when_the_gate_may_lack_a_top1(workspace, values, classes, largest, minimum,
+                                             warned):
+    split = workspace / DATA / "test"
+    existing = sorted(p.name for p in split.iterdir())
+    for n in range(classes - len(existing)):
+        (split / f"extra_{n:02d}").mkdir()
+        (split / f"extra_{n:02d}" / "a.jpg").write_bytes(b"")
+    for n in range(largest - len(list((split / existing[0]).iterdir()))):
+        (split / existing[0] / f"many_{n:03d}.jpg").write_bytes(b"")
+    warnings = preflight.Preflight(str(workspace), dict(values, min_accuracy=minimum),
+                                   MOUNT).run().warnings
+    found = [w for w in warnings if "cannot be read exactly" in w]
+    assert len(found) == warned
+    if warned:
+        assert found[0].startswith(f"{RETRAIN_SPEC}: eval_config.eval_dataset_path has "
+                                   f"{classes} classes, 1 with more than 100 images")
