@@ -26,23 +26,17 @@ from __future__ import annotations
 import copy
 import json
 import random
-import string
 
 import pytest
 from conftest import REPO
 
 from rehearsal import dry_run
+from rehearsal.dag_scheduler import fnv32a
+from rehearsal.run_page import NAME_ALPHABET
 
 RUNS = 2000
 PAGE = 10  # the run list's default page size
 TOP1 = {"accuracy-top1-baseline", "accuracy-top1-retrained"}
-
-
-def fnv32a(text: str) -> int:
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
 
 
 def node_id(workflow_name: str, node_name: str) -> str:
@@ -50,10 +44,9 @@ def node_id(workflow_name: str, node_name: str) -> str:
 
 
 def workflow_names(n: int, seed: int = 1) -> list[str]:
-    """Names as Argo's generateName makes them (5 random lowercase letters and digits)."""
+    """Names as Kubernetes' generateName makes them (5 characters, apimachinery rand.String)."""
     rng = random.Random(seed)
-    alphabet = string.ascii_lowercase + string.digits
-    return ["tao-iva-classification-" + "".join(rng.choice(alphabet) for _ in range(5))
+    return ["tao-iva-classification-" + "".join(rng.choice(NAME_ALPHABET) for _ in range(5))
             for _ in range(n)]
 
 
