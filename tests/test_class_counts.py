@@ -19,8 +19,9 @@ import pytest
 from report_helpers import PYTHON, ROOT, check_outputs, fake_tao, metric_values, run_report
 from sklearn.metrics import classification_report, confusion_matrix
 
-# The "TAO" side runs on this interpreter (it has numpy); tao_step runs on PYTHON.
-TAO_PYTHON = sys.executable
+# TAO's own process in the hook test: the TAO image's Python when given (TAO_STEP_PYTHON,
+# with numpy 1.19 from requirements-py36.txt), as the hook runs inside it.
+TAO_PYTHON = PYTHON
 
 
 def class_names(rng: random.Random, k: int) -> list[str]:
