@@ -40,6 +40,8 @@ def main() -> int:
             return 1
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                         "--hide-scrollbars", f"--window-size={WINDOW}",
+                        # let the sandboxed web-app frames (training curves) render first
+                        "--virtual-time-budget=5000",
                         f"--screenshot={IMAGE}", page.as_uri()],
                        check=True, capture_output=True)
     print(f"wrote {IMAGE.relative_to(REPO)}")

@@ -472,6 +472,7 @@ def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]]) 
                  + "".join(f"<th>{_e(h)}</th>" for h in head)
                  + "</tr></thead><tbody><tr>" + "".join(cells) + "</tr></tbody></table>")
     stable = len(simulated) == 1
+    same_metrics = len({frozenset(pair) for pair in simulated}) == 1
     summary = "; ".join(f"{' and '.join(pair) or 'none'} in {count}"
                         for pair, count in simulated.most_common(4))
     parts.append(
@@ -480,7 +481,9 @@ def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]]) 
         "the workflow name Kubernetes generates, then by name). Over "
         f"{SIMULATED_NAMES} simulated workflow names they were: {_e(summary)}"
         + (" &mdash; the same for every run." if stable else
-           " &mdash; <b>they change from run to run</b>.") + "</p>")
+           " &mdash; the same two metrics for every run; only their left-to-right order "
+           "changes with the run name." if same_metrics else
+           " &mdash; <b>which metrics they are changes from run to run</b>.") + "</p>")
     if reported > MAX_RUN_METRICS:
         parts.append(f'<div class="banner error">The steps report {reported} metrics; the '
                      f"persistence agent stores only {MAX_RUN_METRICS}, which ones depending "

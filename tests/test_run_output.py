@@ -344,3 +344,12 @@ def test_nodes_are_named_as_argo_names_them_inside_an_exit_handler():
         (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary')}", "summary"),
         (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary(0)')}", "summary(0)"),
         (f"wf-abcde-{run_page.fnv32a('wf-abcde.onExit')}", "wf-abcde.onExit")]
+
+
+def test_the_page_says_whether_the_run_list_metrics_or_only_their_order_vary():
+    run = {"workflow": {"name": "run-abcde", "phase": "Succeeded"}, "tasks": two_steps()}
+    one_each = {"evaluate": {run_page.METRICS_FILE: metrics_file("top1-baseline")},
+                "reevaluate": {run_page.METRICS_FILE: metrics_file("top1-retrained")}}
+    assert "only their left-to-right order changes" in run_page.render_page(run, one_each)
+    more = {**one_each, "evaluate": {run_page.METRICS_FILE: metrics_file("a", "b")}}
+    assert "which metrics they are changes from run to run" in run_page.render_page(run, more)
