@@ -10,6 +10,7 @@ timeout; output parameters and artifacts are read back from their mapped paths.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import select
@@ -18,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -266,9 +267,10 @@ class StepExecutor:
         assert record.log_path is not None
         with open(record.log_path, "w", encoding="utf-8") as log:
             try:
-                proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                with _ctrl_c_deferred() as interrupted:
+                    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            start_new_session=True)
             except OSError as e:
                 return None, False, [f"cannot start {argv[0]}: {e}"]
 
@@ -284,26 +286,32 @@ class StepExecutor:
 
             readers = [threading.Thread(target=pump, args=(proc.stdout, stdout_tail)),
                        threading.Thread(target=pump, args=(proc.stderr, stderr_tail))]
-            for reader in readers:
-                reader.start()
-            # Wait on a pidfd so the exited process stays unreaped: its process group id
-            # cannot be reused while its leftover processes are killed.
-            pidfd = os.pidfd_open(proc.pid)
+            pidfd = None
             try:
+                if interrupted:
+                    raise KeyboardInterrupt
+                for reader in readers:
+                    reader.start()
+                # Wait on a pidfd so the exited process stays unreaped: its process group id
+                # cannot be reused while its leftover processes are killed.
+                pidfd = os.pidfd_open(proc.pid)
                 timed_out = not select.select([pidfd], [], [], timeout)[0]
                 if timed_out:
                     self._kill(proc, signal.SIGTERM)
                     select.select([pidfd], [], [], KILL_GRACE_SECONDS)
             except BaseException:
-                # Ctrl-C reaches only this process (the step has its own session): stop
-                # the step's processes too before giving up, so nothing runs on.
+                # Ctrl-C reaches only this process (the step has its own session), at any
+                # point after the start: stop the step's processes too before giving up, so
+                # nothing runs on or writes into a folder being removed.
                 self._kill(proc, signal.SIGKILL)
                 proc.wait()
                 for reader in readers:
-                    reader.join()
+                    if reader.ident is not None:
+                        reader.join()
                 raise
             finally:
-                os.close(pidfd)
+                if pidfd is not None:
+                    os.close(pidfd)
             # A container's leftover processes die with it.
             self._kill(proc, signal.SIGKILL)
             proc.wait()
@@ -356,3 +364,20 @@ class StepExecutor:
                 return FAILED, (f"failed to save outputs: output artifact {art['name']}: "
                                 f"{art['path']} does not exist"), {}
         return SUCCEEDED, "", outputs
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[list[bool]]:
+    """Holds back Ctrl-C while a step's process starts: an interrupt inside Popen, after the
+    fork, would leave a child that nobody kills (it has its own session, so Ctrl-C does not
+    reach it) writing into folders being removed. The caller raises it once it can kill."""
+    interrupted: list[bool] = []
+    if (threading.current_thread() is not threading.main_thread()  # it gets no signals
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)

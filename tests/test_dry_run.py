@@ -478,9 +478,12 @@ def test_bad_rehearsal_options_are_one_line_and_leave_nothing(tmp_path, case):
 
 
 def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
+    # Ctrl-C in a terminal finds SIGINT at its default; a shell starting the test suite in
+    # the background ignores it, and the child would inherit that, so set it as a user has it.
     process = subprocess.Popen([sys.executable, str(ENTRY_POINT), "--dry-run"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TMPDIR": str(tmp_path)})
+                               env={**os.environ, "TMPDIR": str(tmp_path)},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stdout:
         if line.strip() == "train-model: started":
             break
