@@ -572,11 +572,9 @@ def classification_report(classes, matrix, digits=2):
 
 
 # -- command lines ----------------------------------------------------------------------------
-def _classification_parser():
-    parser = argparse.ArgumentParser(prog="classification",
-                                     description="Fake TAO classification (tests only).")
-    subtasks = parser.add_subparsers(dest="subtask", metavar="{" + ",".join(SUBTASKS) + "}")
-    subtasks.required = True
+def common_options() -> argparse.ArgumentParser:
+    """The options every TAO classification subtask takes (3.0 and the 5.0 wrapper alike),
+    as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--gpus", type=int, default=1)
     common.add_argument("--gpu_index", type=int, nargs="+")
@@ -584,6 +582,15 @@ def _classification_parser():
     common.add_argument("--log_file")
     common.add_argument("-np", "--num_processes", type=int, default=-1)
     common.add_argument("-v", "--verbose", action="store_true")
+    return common
+
+
+def _classification_parser():
+    parser = argparse.ArgumentParser(prog="classification",
+                                     description="Fake TAO classification (tests only).")
+    subtasks = parser.add_subparsers(dest="subtask", metavar="{" + ",".join(SUBTASKS) + "}")
+    subtasks.required = True
+    common = common_options()
 
     def subtask(name):
         return subtasks.add_parser(name, parents=[common])

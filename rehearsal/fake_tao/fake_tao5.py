@@ -179,13 +179,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="classification_tf1",
                                      description="Fake TAO 5 classification_tf1 (tests only).")
     subtasks = parser.add_subparsers(dest="subtask")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--gpus", type=int, default=1)
-    common.add_argument("--gpu_index", type=int, nargs="+")
-    common.add_argument("--use_amp", action="store_true")
-    common.add_argument("--log_file")
-    common.add_argument("-np", "--num_processes", type=int, default=-1)
-    common.add_argument("-v", "--verbose", action="store_true")
+    common = fake_tao.common_options()
 
     def subtask(name):
         return subtasks.add_parser(name, parents=[common])
