@@ -585,6 +585,17 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def add_pruning_options(command: argparse.ArgumentParser) -> None:
+    """How ``prune`` is tuned; the same options in 3.0 and the 5.0 wrapper."""
+    command.add_argument("-eq", "--equalization_criterion", default="union",
+                         choices=("union", "intersection", "arithmetic_mean", "geometric_mean"))
+    command.add_argument("-pth", "--pruning_threshold", type=float, default=0.1)
+    command.add_argument("-pg", "--pruning_granularity", type=int, default=8)
+    command.add_argument("-nf", "--min_num_filters", type=int, default=16)
+    command.add_argument("-n", "--normalizer", choices=("max", "L2"), default="max")
+    command.add_argument("-el", "--excluded_layers", nargs="*", default=[])
+
+
 def _classification_parser():
     parser = argparse.ArgumentParser(prog="classification",
                                      description="Fake TAO classification (tests only).")
@@ -611,13 +622,7 @@ def _classification_parser():
     command.add_argument("-m", "--model", required=True)
     command.add_argument("-o", "--output_file", required=True)
     command.add_argument("-k", "--key", required=True)
-    command.add_argument("-eq", "--equalization_criterion", default="union",
-                         choices=("union", "intersection", "arithmetic_mean", "geometric_mean"))
-    command.add_argument("-pth", "--pruning_threshold", type=float, default=0.1)
-    command.add_argument("-pg", "--pruning_granularity", type=int, default=8)
-    command.add_argument("-nf", "--min_num_filters", type=int, default=16)
-    command.add_argument("-n", "--normalizer", choices=("max", "L2"), default="max")
-    command.add_argument("-el", "--excluded_layers", nargs="*", default=[])
+    add_pruning_options(command)
 
     command = subtask("inference")
     command.add_argument("-m", "--model", required=True)

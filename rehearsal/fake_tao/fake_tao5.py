@@ -204,13 +204,7 @@ def _parser():
     command.add_argument("-o", "--output_file", required=True)
     command.add_argument("--results_dir")
     command.add_argument("-k", "--key", default="")
-    command.add_argument("-eq", "--equalization_criterion", default="union",
-                         choices=("union", "intersection", "arithmetic_mean", "geometric_mean"))
-    command.add_argument("-pth", "--pruning_threshold", type=float, default=0.1)
-    command.add_argument("-pg", "--pruning_granularity", type=int, default=8)
-    command.add_argument("-nf", "--min_num_filters", type=int, default=16)
-    command.add_argument("-n", "--normalizer", choices=("max", "L2"), default="max")
-    command.add_argument("-el", "--excluded_layers", nargs="*", default=[])
+    fake_tao.add_pruning_options(command)
 
     command = subtask("inference")
     command.add_argument("-m", "--model_path", dest="model", required=True)
