@@ -22,12 +22,14 @@ def test_every_step_is_a_valid_kubernetes_pod(default_workflow):
     assert len(pods) == len(default_workflow.container_templates)
     for name, pod in pods.items():
         assert kubernetes_problems(pod) == [], name
-    train = pods["train-model"]["spec"]["containers"][0]
-    assert train["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert pods["train-model"]["spec"]["volumes"][-1]["hostPath"]["path"] == "/mnt/workspace"
+    spec = pods["train-model"]["spec"]
+    # Argo's wait container runs beside the step's own, named main; podSpecPatch reached it.
+    assert [c["name"] for c in spec["containers"]] == ["wait", "main"]
+    assert spec["containers"][1]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert spec["volumes"][-1]["hostPath"]["path"] == "/mnt/workspace"
 
 
 def test_kubernetes_validator_rejects_an_unknown_field(default_workflow):
     pod = pods_with_defaults(default_workflow.doc)["train-model"]
-    pod["spec"]["containers"][0]["volumeMountz"] = []
+    pod["spec"]["containers"][1]["volumeMountz"] = []
     assert kubernetes_problems(pod)

@@ -49,9 +49,60 @@ def argo_problems(workflow: dict) -> str | None:
     return None
 
 
-def pods_with_defaults(workflow: dict) -> dict:
-    """The Pod each container template becomes when run with the form's defaults:
-    placeholders substituted as Argo does, then podSpecPatch merged into the container."""
+# What Argo's controller adds to every pod of a container template with the emissary
+# executor: workflow/controller/workflowpod.go (createWorkflowPod, createVolumes,
+# newExecContainer, addOutputArtifactsVolumes), alike in v3.5.14, v3.7.3 and v4.0.5;
+# workflow/common/common.go for the names and paths. Environment variables and the
+# executor's log options are left out.
+_ARGO_VOLUMES = [{"name": "var-run-argo", "emptyDir": {}}, {"name": "tmp-dir-argo", "emptyDir": {}}]
+_VAR_RUN_ARGO = {"name": "var-run-argo", "mountPath": "/var/run/argo"}
+_MAIN_FILESYSTEM = "/mainctrfs"  # where the wait container sees the main one's mounts
+EXECUTOR_IMAGE = "quay.io/argoproj/argoexec"  # a stand-in: installs name their own
+# Strategic-merge keys of the PodSpec lists a podSpecPatch may touch (k8s.io/api core/v1
+# patchMergeKey tags); any other list is replaced whole.
+_MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name",
+               "volumes": "name", "env": "name", "volumeMounts": "mountPath",
+               "ports": "containerPort"}
+
+
+def _strategic_merge(base, patch, key: str = ""):
+    """A podSpecPatch applied as Argo's util.ApplyPodSpecPatch does (strategic merge)."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for name, value in patch.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = _strategic_merge(base.get(name), value, name)
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and key in _MERGE_KEYS:
+        merge_key = _MERGE_KEYS[key]
+        merged = list(base)
+        for item in patch:
+            index = next((i for i, old in enumerate(merged)
+                          if old.get(merge_key) == item.get(merge_key)), None)
+            if index is None:
+                merged.append(item)
+            else:
+                merged[index] = _strategic_merge(merged[index], item)
+        return merged
+    return copy.deepcopy(patch)
+
+
+def _executor_container(name: str, security_context: dict | None, mounts: list) -> dict:
+    container = {"name": name, "image": EXECUTOR_IMAGE, "command": ["argoexec", name],
+                 "volumeMounts": mounts}
+    if security_context is not None:
+        container["securityContext"] = copy.deepcopy(security_context)
+    return container
+
+
+def pods_with_defaults(workflow: dict, executor_security_context: dict | None = None) -> dict:
+    """The Pod each container template becomes when run with the form's defaults, as Argo's
+    controller creates it: placeholders substituted; Argo's ``init`` and ``wait``
+    containers, whose securityContext is the controller configmap's ``executor`` one
+    (``executor_security_context``), and its two emptyDir volumes added; the template's
+    securityContext, else the workflow's, on the pod; podSpecPatch merged last."""
     defaults = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
 
     def substitute(value):
@@ -64,29 +115,46 @@ def pods_with_defaults(workflow: dict) -> dict:
             return {k: substitute(v) for k, v in value.items()}
         return value
 
+    workflow_spec = workflow["spec"]
     pods = {}
-    for template in workflow["spec"]["templates"]:
+    for template in workflow_spec["templates"]:
         if "container" not in template:
             continue
-        container = substitute(copy.deepcopy(template["container"]))
-        container["name"] = "main"
-        patch = json.loads(substitute(template.get("podSpecPatch", "{}")))
-        for patched in patch.get("containers", []):
-            limits = patched.get("resources", {}).get("limits", {})
-            container.setdefault("resources", {}).setdefault("limits", {}).update(limits)
-        spec = {"containers": [container], "restartPolicy": "Never"}
-        for key in ("volumes", "nodeSelector", "tolerations", "affinity"):
+        main = substitute(copy.deepcopy(template["container"]))
+        main["name"] = "main"
+        main["command"] = ["/var/run/argo/argoexec", "emissary", "--", *main.get("command", [])]
+        wait_mounts = [dict(m, mountPath=_MAIN_FILESYSTEM + m["mountPath"], readOnly=False)
+                       for m in main.get("volumeMounts", [])]
+        wait_mounts += [{"name": "tmp-dir-argo", "mountPath": "/tmp", "subPath": "0"},
+                        _VAR_RUN_ARGO]
+        main["volumeMounts"] = [*main.get("volumeMounts", []), _VAR_RUN_ARGO]
+        spec = {
+            "initContainers": [
+                _executor_container("init", executor_security_context, [_VAR_RUN_ARGO])],
+            "containers": [
+                _executor_container("wait", executor_security_context, wait_mounts), main],
+            "volumes": [*_ARGO_VOLUMES, *substitute(template.get("volumes", []))],
+            "restartPolicy": "Never",
+        }
+        for key in ("nodeSelector", "tolerations", "affinity"):
             if key in template:
                 spec[key] = substitute(template[key])
         if "activeDeadlineSeconds" in template:
             spec["activeDeadlineSeconds"] = int(substitute(str(template["activeDeadlineSeconds"])))
-        if workflow["spec"].get("imagePullSecrets"):
-            spec["imagePullSecrets"] = workflow["spec"]["imagePullSecrets"]
+        for key in ("imagePullSecrets", "hostNetwork"):
+            if key in workflow_spec:
+                spec[key] = workflow_spec[key]
+        context = template.get("securityContext", workflow_spec.get("securityContext"))
+        if context is not None:
+            spec["securityContext"] = context
+        patch = json.loads(substitute(template.get("podSpecPatch", "{}")))
+        metadata = template.get("metadata", {})
         pods[template["name"]] = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": template["name"],
-                         "annotations": template.get("metadata", {}).get("annotations", {})},
-            "spec": spec,
+                         "annotations": metadata.get("annotations", {}),
+                         "labels": metadata.get("labels", {})},
+            "spec": _strategic_merge(spec, patch),
         }
     return pods
 
