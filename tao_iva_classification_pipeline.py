@@ -13,7 +13,9 @@ What must exist on the cluster before a run:
 - on the node(s) that run the steps, the workspace directory ``tao_mount_dir`` holding
   ``specs/`` and the dataset under ``tao-experiments/data/split/`` (see README.md); the
   steps mount it as a hostPath of type ``Directory``, so a node without it fails the pod
-  at once instead of training on an empty directory;
+  at once instead of training on an empty directory; namespaces that enforce the Baseline
+  Pod Security Standard refuse hostPath volumes, so there it must be behind a
+  PersistentVolumeClaim (``--pvc``; docs/storage.md);
 - GPU nodes that advertise ``nvidia.com/gpu`` (NVIDIA device plugin or GPU operator).
 """
 
@@ -38,6 +40,12 @@ PIPELINE_NAME = "tao-iva-classification"
 
 # The volume every step mounts: the workspace holding models, specs, data and results.
 WORKSPACE_VOLUME = "nvidia-workspace"
+# Printed when compiling with the hostPath workspace: where such pods are refused at
+# creation (docs/storage.md gives the sources and how to keep the node directory).
+HOSTPATH_NOTE = (
+    "note: namespaces that enforce the Baseline Pod Security Standard (Kubeflow 1.10.2+ "
+    "profiles, KFP >= 2.16) refuse hostPath volumes; use --pvc CLAIM (docs/storage.md)"
+)
 
 COMPILED_SUFFIXES = (".tar.gz", ".zip", ".yaml")
 DEFAULT_OUTPUT = Path(__file__).resolve().with_name(Path(__file__).name + ".tar.gz")
@@ -839,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         parser.error(f"--output: cannot write {output} ({error.strerror or error}); "
                      "choose a folder you can write")
+    if options.pvc is None:
+        print(HOSTPATH_NOTE, file=sys.stderr)
     print(f"wrote {output}")
     return 0
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from conftest import ENTRY_POINT, REPO, read_package, run_compiler
 
+import tao_iva_classification_pipeline as pipeline
+
 
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     # A fresh copy, so the test neither depends on nor clobbers the user's own build.
@@ -24,9 +26,11 @@ def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     package = tmp_path / "tao_iva_classification_pipeline.py.tar.gz"
     assert result.stdout.strip() == f"wrote {package}"
     # kfp's ContainerOp FutureWarning is not shown to users; one line says the default image
-    # must be built and pushed first, and how to name the pushed one.
-    (note,) = result.stderr.splitlines()
-    assert "docker/build.sh" in note and "--push" in note and "--image" in note
+    # must be built and pushed first, and how to name the pushed one; one line says where
+    # the default hostPath workspace is refused.
+    image_note, hostpath_note = result.stderr.splitlines()
+    assert "docker/build.sh" in image_note and "--push" in image_note and "--image" in image_note
+    assert hostpath_note == pipeline.HOSTPATH_NOTE
     assert read_package(package)["kind"] == "Workflow"
 
 
@@ -134,6 +138,18 @@ def test_output_onto_an_existing_folder_is_one_line(tmp_path):
     assert list((tmp_path / "p.yaml").iterdir()) == []
 
 
-def test_with_image_given_nothing_is_said_about_building_it(tmp_path):
-    result = run_compiler("-o", str(tmp_path / "p.yaml"), "--image", "r.example.com/t:1")
-    assert result.returncode == 0 and result.stderr == ""
+def test_with_image_and_claim_given_nothing_is_said(tmp_path, capsys):
+    out = str(tmp_path / "p.yaml")
+    assert pipeline.main(["-o", out, "--image", "r.example.com/t:1", "--pvc", "ws"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_hostpath_workspace_gets_one_line_on_pod_security(tmp_path, capsys):
+    out = str(tmp_path / "p.yaml")
+    assert pipeline.main(["-o", out, "--image", "r.example.com/t:1"]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == pipeline.HOSTPATH_NOTE
+    for words in ("Baseline Pod Security Standard", "Kubeflow 1.10.2+ profiles", "KFP >= 2.16",
+                  "refuse hostPath", "--pvc", "docs/storage.md"):
+        assert words in line
+    assert (REPO / "docs" / "storage.md").is_file()
