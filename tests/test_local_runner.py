@@ -27,6 +27,7 @@ from kubernetes.client import (
 
 from rehearsal import local_runner
 from rehearsal.local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
+from rehearsal.workflow_identity import NAME_ALPHABET
 
 # python3 -c WRITE PATH TEXT: write TEXT to PATH, creating its directory.
 WRITE = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
@@ -179,7 +180,7 @@ def test_every_run_gets_a_fresh_name_and_uid_as_generate_name_gives(tmp_path):
                      for result in runs)
 
     for (name, uid, pod), result in zip((first, second), runs, strict=True):
-        assert re.fullmatch(r"names-[bcdfghjklmnpqrstvwxz2456789]{5}", name)
+        assert re.fullmatch(f"names-[{NAME_ALPHABET}]{{5}}", name)
         assert result.workflow_name == name
         assert uuid.UUID(uid).version == 4
         assert re.fullmatch(re.escape(name) + r"-\d+", pod)
