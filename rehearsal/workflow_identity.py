@@ -3,14 +3,14 @@
 A compiled KFP v1 pipeline has ``metadata.generateName`` (``tao-iva-classification-``), not
 a name. The Kubernetes API server completes it with five random characters
 (``SimpleNameGenerator.GenerateName`` in ``k8s.io/apiserver`` ``pkg/storage/names/
-generate.go``@v0.21.14: the base cut to 63 - 5 = 58 characters, then ``utilrand.String(5)``
-of the alphabet in ``k8s.io/apimachinery`` ``pkg/util/rand/rand.go``@v0.21.14). The KFP 1.8.5
-API server replaces every ``{{workflow.uid}}`` with the run's id, a random UUID, before it
-submits the workflow (``backend/src/apiserver/template/argo_template.go`` ``RunWorkflow`` ->
-``Workflow.ReplaceUID``, id from ``uuid.NewRandom`` in ``resource_manager.go``
-``CreateRun``@1.8.5). So no two runs share a name or a uid; the claims every run takes on
-its workspace (``tao_step/claims.py``) rely on that, and so must a rehearsal.
-"""
+generate.go``: the base cut to 63 - 5 = 58 characters, then ``utilrand.String(5)`` of the
+alphabet in ``k8s.io/apimachinery`` ``pkg/util/rand/rand.go``; both @v0.21.14 and unchanged
+@v0.36.3). The KFP 1.8.5 API server replaces every ``{{workflow.uid}}`` with the run's id, a
+random UUID, before it submits the workflow (``backend/src/apiserver/template/
+argo_template.go`` ``RunWorkflow`` -> ``Workflow.ReplaceUID``, id from ``uuid.NewRandom`` in
+``resource_manager.go`` ``CreateRun``@1.8.5). So no two runs share a name or a uid; the
+claims every run takes on its workspace (``tao_step/claims.py``) rely on that, and so must a
+rehearsal."""
 
 from __future__ import annotations
 
