@@ -145,7 +145,7 @@ def test_two_dry_runs_on_one_workspace_one_proceeds_the_other_is_refused(tmp_pat
         second, statuses = dry_run("--workspace", str(workspace))
     finally:
         first.send_signal(signal.SIGCONT)
-    rest = first.communicate(timeout=120)[0]
+        rest = first.communicate(timeout=120)[0]
 
     assert second.returncode == 1
     assert statuses["preflight"] == ["Failed"] and statuses["train-model"] == ["Omitted"]
