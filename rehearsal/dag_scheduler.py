@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from rehearsal.run_record import (
 from rehearsal.step_executor import PathLike, StepExecutor, WorkflowDeadlineExceeded
 from rehearsal.substitution import TASK_OUTPUT, Unresolved, substitute
 from rehearsal.workflow_check import output_parameters, topological_order, validate
+from rehearsal.workflow_identity import new_identity
 
 FAKE_NAMESPACE = "kubeflow"
 
@@ -67,8 +67,8 @@ class DagScheduler:
                  progress: Callable[[str], None] | None = None):
         self.templates = validate(workflow)
         self.spec = workflow["spec"]
-        meta = workflow.get("metadata") or {}
-        self.name = meta.get("name") or f"{meta.get('generateName', 'workflow-')}local"
+        # Fresh for every run, as on a cluster: two rehearsals are two runs to the claims.
+        self.name, uid = new_identity(workflow.get("metadata") or {})
         self.run_dir = run_dir
         self.executor = StepExecutor(
             self.spec, host_paths=host_paths, claims=claims, per_step_dirs=per_step_dirs,
@@ -79,7 +79,7 @@ class DagScheduler:
         self.steps: list[StepRecord] = []
         self.globals: dict[str, str] = {
             "workflow.name": self.name,
-            "workflow.uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"local-runner/{self.name}")),
+            "workflow.uid": uid,
             "workflow.namespace": FAKE_NAMESPACE,
             "workflow.serviceAccountName": self.spec.get("serviceAccountName", "default"),
             "workflow.status": "Running",

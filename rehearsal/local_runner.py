@@ -15,7 +15,8 @@ Argo 3.3 would:
 - Parameters are substituted as Argo does: ``{{inputs.parameters.x}}``,
   ``{{workflow.parameters.x}}``, ``{{tasks.T.outputs.parameters.P}}``, ``{{workflow.name}}``,
   ``{{workflow.uid}}``, ``{{workflow.namespace}}``, ``{{workflow.status}}`` and
-  ``{{pod.name}}`` (fake, deterministic values), in every string of a container template:
+  ``{{pod.name}}``, in every string of a container template (the name and uid are new for
+  every run, as a cluster makes them: :mod:`rehearsal.workflow_identity`):
   command, args, env, volumes, mount paths, podSpecPatch, outputs, activeDeadlineSeconds.
 - ``when`` is evaluated like Argo 3.3 (govaluate, with bare words turned into strings):
   quoted operands are strings, ``>``/``>=``/``<``/``<=`` compare two numbers or two strings
@@ -54,8 +55,9 @@ The pieces, one module each: :mod:`rehearsal.workflow_check` (static checks befo
 runs), :mod:`rehearsal.dag_scheduler` (DAG order, ``when``, Skipped/Omitted, onExit,
 deadline), :mod:`rehearsal.argo_when` (``when`` expressions), :mod:`rehearsal.substitution`
 (``{{tags}}`` and ``$(VAR)``), :mod:`rehearsal.step_executor` (one container step as a local
-process), :mod:`rehearsal.path_map` (container paths to host paths) and
-:mod:`rehearsal.run_record` (what a run records). This module is the entry point.
+process), :mod:`rehearsal.path_map` (container paths to host paths),
+:mod:`rehearsal.run_record` (what a run records) and :mod:`rehearsal.workflow_identity` (the
+run's name and uid). This module is the entry point.
 
 Not supported, rejected with :class:`UnsupportedWorkflowError` naming the template and
 field before anything runs: ``steps``/``script``/``resource`` (``dsl.VolumeOp``)/``suspend``

@@ -56,6 +56,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from rehearsal.dag_scheduler import fnv32a
+from rehearsal.workflow_identity import generate_name
 
 METRICS_FILE = "mlpipeline-metrics.json"
 UI_METADATA_FILE = "mlpipeline-ui-metadata.json"
@@ -71,8 +72,6 @@ MAX_MARKDOWN = 50 * 1000 * 8  # MarkdownViewer.tsx MAX_MARKDOWN_STR_LENGTH
 MAX_RUN_METRICS = 50  # metrics_reporter.go maxMetricsCountLimit
 METRIC_NAME = re.compile(r"^[a-zA-Z]([-_a-zA-Z0-9]{0,62}[a-zA-Z0-9])?$")  # run_metric_util.go
 RUN_LIST_METRICS = 2  # RunList.tsx: metrics.slice(0, 2)
-# Kubernetes' generateName suffix: 5 characters of this alphabet (apimachinery rand.String).
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 SIMULATED_NAMES = 1000
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
@@ -182,7 +181,7 @@ def simulate_columns(tasks: Sequence[Mapping[str, Any]],
     rng = random.Random(seed)
     seen: Counter[tuple[str, ...]] = Counter()
     for _ in range(count):
-        name = prefix + "".join(rng.choice(NAME_ALPHABET) for _ in range(5))
+        name = generate_name(prefix, rng)
         seen[tuple(run_list_columns(stored_metrics(name, tasks, metrics_by_task)[0]))] += 1
     return seen
 

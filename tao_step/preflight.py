@@ -30,6 +30,7 @@ import math
 import os
 import posixpath
 import re
+import shlex
 import sys
 import unicodedata
 
@@ -1063,24 +1064,30 @@ def key_problems(values, key):
 
 
 def _claim(arguments, values):
-    """Claim the run's outputs; problems naming the runs that hold any of them."""
-    paths = sorted(set(path for _, _, path in output_paths(values)))
+    """Claim the run's outputs: ``(problems, warnings)``, the problems naming the runs that
+    hold any of them, the warnings the damaged files among the claims."""
+    workspace = arguments.workspace
+    outputs = output_paths(values)
     try:
-        conflicts = claims.take(arguments.workspace, arguments.run, arguments.run_uid, paths)
+        conflicts, damaged = claims.take(workspace, arguments.run, arguments.run_uid,
+                                         [path for _, _, path in outputs])
     except claims.ClaimError as error:
-        return [f"--workspace {arguments.workspace}: {error}"]
+        return [f"--workspace {workspace}: {error}"], []
     problems = []
-    for name, _, path in output_paths(values):
+    for name, _, path in outputs:
         for mine, other, theirs in conflicts:
             if mine == path:
+                real = claims.resolve(workspace, path)
+                linked = f" ({real} once its symbolic links are followed)" if (
+                    real != path) else ""
                 problems.append(
-                    f"{name}: {path} is being written by {other.describe()}, whose output "
-                    f"{theirs} overlaps it; wait until that run ends, or give this run other "
-                    f"output paths. If that run no longer exists (terminated or deleted), "
-                    f"release its claim: python3 -m tao_step release --workspace "
-                    f"{arguments.workspace} --run {other.workflow}")
+                    f"{name}: {path}{linked} is being written by {other.describe()}, whose "
+                    f"output {theirs} overlaps it; wait until that run ends, or give this run "
+                    f"other output paths. If that run no longer exists (terminated or "
+                    f"deleted), release its claim: python3 -m tao_step release --workspace "
+                    f"{shlex.quote(workspace)} --run {other.workflow}")
                 break
-    return problems
+    return problems, [item.describe() for item in damaged]
 
 
 def main(argv):
@@ -1098,10 +1105,12 @@ def main(argv):
     problems = key_problems(values, key) + validate_values(values, profile)
     check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
     problems += check.problems
+    warnings = list(check.warnings)
     if not problems and arguments.run:
-        problems = _claim(arguments, values)
-    lines = problems + ["warning: " + line for line in check.warnings]
-    warned = f", {len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
+        problems, damaged = _claim(arguments, values)
+        warnings += damaged
+    lines = problems + ["warning: " + line for line in warnings]
+    warned = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
     if problems:
         lines.append(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
                      f"{warned}; fix them and start the run again")

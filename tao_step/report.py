@@ -801,9 +801,11 @@ def claim_outputs(paths: Sequence[str]) -> Optional[str]:
     if not relative:
         return None
     try:
-        conflicts = claims.take(workspace, run, uid, relative)
+        conflicts, damaged = claims.take(workspace, run, uid, relative)
     except claims.ClaimError as exc:
         return str(exc)
+    for item in damaged:
+        warn(item.describe())
     if not conflicts:
         return None
     mine, other, theirs = conflicts[0]

@@ -1,10 +1,13 @@
 """Runs sharing a workspace: preflight claims a run's outputs, refuses a run that would
 write where an active run writes, and ``python -m tao_step release`` drops a claim."""
 
+import errno
 import json
 import os
 import subprocess
+from contextlib import contextmanager
 
+import pytest
 from conftest import MOUNT, ROOT
 from in_container import PYTHON
 
@@ -130,7 +133,7 @@ def test_release_is_explicit_and_only_drops_the_named_run(workspace, values):
     # The exit handler of a refused run releases by its own uid: the holder keeps its claim.
     result = release(workspace, "--run", "run-b", "--run-uid", "uid-b")
     assert result.returncode == 0
-    assert result.stdout == f"release: run run-b holds no claim in {workspace}\n"
+    assert result.stdout == f"release: run run-b (uid uid-b) holds no claim in {workspace}\n"
     result = release(workspace, "--run", "run-a", "--run-uid", "uid-other")
     assert (workspace / claims.FOLDER / "uid-a.json").exists()
     assert preflight(workspace, values, "run-b", "uid-b").returncode == 1
@@ -141,20 +144,33 @@ def test_release_is_explicit_and_only_drops_the_named_run(workspace, values):
     assert preflight(workspace, values, "run-b", "uid-b").returncode == 0
 
 
+def test_release_by_hand_of_a_run_or_workspace_mistyped_fails_listing_the_claims(workspace,
+                                                                                 values):
+    result = release(workspace, "--run", "run-a")
+    assert result.returncode == 1
+    assert result.stdout == (f"release: {workspace} holds no claims (there is no "
+                             f"{claims.FOLDER} folder); is it the workspace the refusal "
+                             "names?\n")
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    claim = json.loads((workspace / claims.FOLDER / "uid-a.json").read_text())
+
+    result = release(workspace, "--run", "run-aa")
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"release: run run-aa holds no claim in {workspace}; the claims there: run run-a "
+        f"(started {claim['started']}, claim file {workspace / claims.FOLDER / 'uid-a.json'})\n")
+    result = release(workspace.with_name("wss"), "--run", "run-a")
+    assert result.returncode == 1
+    assert result.stdout == (f"release: --workspace {workspace.with_name('wss')}: no such "
+                             "folder; give the workspace folder the refusal names\n")
+    assert (workspace / claims.FOLDER / "uid-a.json").exists()
+
+
 def test_release_usage_errors_exit_2(workspace):
     result = release(workspace)
     assert result.returncode == 2
     assert "usage: python3 -m tao_step release" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_an_unreadable_claim_is_reported_not_ignored(workspace, values):
-    (workspace / claims.FOLDER).mkdir()
-    (workspace / claims.FOLDER / "broken.json").write_text("{")
-    result = preflight(workspace, values, "run-a", "uid-a")
-    assert result.returncode == 1
-    assert "broken.json cannot be read" in result.stdout
-    assert "delete it if no run is using this workspace" in result.stdout
 
 
 def test_a_form_value_holding_the_secret_key_is_refused_without_printing_it(workspace, values):
@@ -204,3 +220,220 @@ def test_a_writing_step_of_another_run_moves_nothing(workspace, values):
     assert "nothing was run or moved" in result.stdout and "ran" not in result.stdout
     assert (earlier / "training.csv").read_text() == "run a is writing"
     assert not list(earlier.parent.glob("output.previous-*"))
+
+
+# -- paths as the file system reaches them ------------------------------------------------
+
+def test_a_symlink_in_the_workspace_does_not_let_two_runs_claim_one_folder(workspace, values):
+    # tao-experiments/b -> . makes tao-experiments/b/output the folder tao-experiments/output.
+    (workspace / "tao-experiments" / "b").symlink_to(".")
+    linked = elsewhere(workspace, values, "b")
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    result = preflight(workspace, linked, "run-b", "uid-b")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith(
+        "train_classification_output: tao-experiments/b/output (tao-experiments/output once "
+        "its symbolic links are followed) is being written by run run-a (started ")
+
+    # The other way round: the claim holds the path followed, not as spelled.
+    assert release(workspace, "--run", "run-a").returncode == 0
+    assert preflight(workspace, linked, "run-b", "uid-b").returncode == 0
+    claim = json.loads((workspace / claims.FOLDER / "uid-b.json").read_text())
+    assert "tao-experiments/output" in claim["paths"]
+    result = preflight(workspace, values, "run-a", "uid-a")
+    assert result.returncode == 1
+    assert ("train_classification_output: tao-experiments/output is being written by run "
+            "run-b") in result.stdout
+
+
+def test_a_writing_step_refuses_an_output_a_link_made_after_preflight_leads_out(workspace,
+                                                                                 values):
+    # Preflight refuses such a link among the form's paths (test_preflight.py); a link made
+    # after it would send TAO's output into the container, lost with it.
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    outside = workspace.parent / "elsewhere"
+    outside.mkdir()
+    (workspace / "tao-experiments" / "export").symlink_to(outside)
+    result = report_step(workspace, "run-a", "uid-a", "tao-experiments/export/final_model.etlt")
+    assert result.returncode == 1
+    assert result.stdout == (
+        "tao_step report: ERROR: tao-experiments/export/final_model.etlt leads out of the "
+        f"workspace through a symbolic link (to {outside}/final_model.etlt): a step's "
+        "container sees only the workspace volume; replace the link by a folder\n")
+
+
+# -- housekeeping: a claims folder or claim file that is not what it should be -------------
+
+@contextmanager
+def immutable(path):
+    """``path`` made immutable (``chattr +i``): nobody, root included, may create, rename or
+    remove anything in it, as root may not in a folder on an NFS export with root_squash
+    (and the tests run as root, whom file modes do not stop)."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+UNWRITABLE = {
+    "no claims folder yet": ("workspace", "cannot create the claims folder"),
+    "no lock file yet": ("folder", "cannot open the lock file"),
+    "a lock file from earlier runs": ("lock", "cannot write the claim file"),
+}
+
+
+@pytest.mark.parametrize("case", UNWRITABLE)
+def test_an_unwritable_claims_folder_is_one_line_in_preflight(workspace, values, case):
+    which, expected = UNWRITABLE[case]
+    folder = workspace / claims.FOLDER
+    if which != "workspace":
+        folder.mkdir()
+    if which == "lock":
+        (folder / claims.LOCK).touch()
+    with immutable(workspace if which == "workspace" else folder):
+        result = preflight(workspace, values, "run-a", "uid-a")
+    assert result.returncode == 1 and result.stderr == ""
+    problems = result.stdout.splitlines()[:-1]
+    assert len(problems) == 1
+    assert problems[0].startswith(f"--workspace {workspace}: {expected} ")
+    assert problems[0].endswith(
+        f"(Operation not permitted): every run records its claim in {folder}, so the steps "
+        "(root in the TAO image, nobody on an NFS export with root_squash) must be able to "
+        f"write there: chmod a+rwx {folder}, or export the share with no_root_squash")
+
+
+def test_an_unwritable_claims_folder_is_one_line_in_writing_steps_and_exit_handler(workspace,
+                                                                                   values):
+    assert preflight(workspace, values, "run-a", "uid-a").returncode == 0
+    folder = workspace / claims.FOLDER
+    with immutable(folder):
+        step = report_step(workspace, "run-a", "uid-a", "tao-experiments/output")
+        handler = release(workspace, "--run", "run-a", "--run-uid", "uid-a")
+    assert step.returncode == 1 and step.stderr == ""
+    assert step.stdout == (
+        f"tao_step report: ERROR: cannot write the claim file {folder}/uid-a.json (Operation "
+        f"not permitted): every run records its claim in {folder}, so the steps (root in the "
+        "TAO image, nobody on an NFS export with root_squash) must be able to write there: "
+        f"chmod a+rwx {folder}, or export the share with no_root_squash\n")
+    assert handler.returncode == 1 and handler.stderr == ""
+    assert handler.stdout.startswith(f"release: cannot remove the claim file {folder}/uid-a.json "
+                                     "(Operation not permitted): ")
+    assert len(handler.stdout.splitlines()) == 1
+
+
+def damage(folder, kind):
+    """A file named like a claim that is not one; returns what preflight says about it."""
+    path = folder / "uid-x.json"
+    if kind == "cut short":
+        path.write_text('{"workflow": "run-x", "uid": "uid-x", "paths": ["tao-exp')
+        return "not complete JSON: Unterminated string starting at: line 1 column 49 (char 48)"
+    if kind == "a folder":
+        path.mkdir()
+        return "a folder, not a file"
+    if kind == "a FIFO":
+        os.mkfifo(path)  # opening it to read would wait for a writer, holding the lock
+        return "a FIFO, not a file"
+    if kind == "binary":
+        path.write_bytes(b"\xff\xfe{}")
+        return "not UTF-8 text"
+    path.write_text('["tao-experiments/output"]')
+    return "JSON, but not a claim: it needs workflow, uid and started texts and a list of paths"
+
+
+@pytest.mark.parametrize("kind", ["cut short", "a folder", "a FIFO", "binary", "not a claim"])
+def test_a_damaged_claim_file_blocks_no_run_and_no_exit_handler(workspace, values, kind):
+    folder = workspace / claims.FOLDER
+    folder.mkdir()
+    reason = damage(folder, kind)
+    removal = f"rm -r {folder}/uid-x.json" if kind == "a folder" else f"rm {folder}/uid-x.json"
+    warning = (f"warning: claim file {folder}/uid-x.json is damaged ({reason}), so it blocks "
+               "no run, and the run of uid uid-x that wrote it is not protected until its "
+               f"next step re-takes its claim; remove it: {removal}")
+    result = preflight(workspace, values, "run-a", "uid-a")
+    assert result.returncode == 0, result.stdout
+    assert warning in result.stdout.splitlines()
+    assert result.stdout.rstrip().endswith("1 warning; outputs claimed for run run-a")
+    # Another run is still refused by the readable claim, and the exit handler releases.
+    assert preflight(workspace, values, "run-b", "uid-b").returncode == 1
+    handler = release(workspace, "--run", "run-a", "--run-uid", "uid-a")
+    assert handler.returncode == 0
+    assert handler.stdout.splitlines()[0] == "release: " + warning
+    assert not (folder / "uid-a.json").exists()
+
+
+def test_a_runs_own_damaged_claim_file_is_replaced_by_its_next_step_and_removed_on_exit(
+        workspace, values):
+    folder = workspace / claims.FOLDER
+    folder.mkdir()
+    (folder / "uid-a.json").write_text("{")
+    step = report_step(workspace, "run-a", "uid-a", "tao-experiments/output")
+    assert step.returncode == 0 and "WARNING" not in step.stdout
+    assert json.loads((folder / "uid-a.json").read_text())["paths"] == ["tao-experiments/output"]
+
+    (folder / "uid-a.json").write_text("{")
+    handler = release(workspace, "--run", "run-a", "--run-uid", "uid-a")
+    assert handler.returncode == 0
+    assert handler.stdout == (f"release: removed this run's damaged claim file "
+                              f"{folder}/uid-a.json (not complete JSON: Expecting property "
+                              "name enclosed in double quotes: line 1 column 2 (char 1))\n")
+    assert not (folder / "uid-a.json").exists()
+
+
+def test_a_claim_file_root_cannot_read_blocks_no_run(tmp_path, monkeypatch):
+    # On an NFS export with root_squash, a claim file of another user's mode 0600 (tests
+    # run as root, whom modes do not stop: the refusal is simulated in-process).
+    folder = tmp_path / claims.FOLDER
+    folder.mkdir()
+    (folder / "uid-x.json").write_text("{}")
+    real_open = os.open
+
+    def refusing_open(path, flags, *mode):
+        if str(path).endswith("uid-x.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    conflicts, damaged = claims.take(str(tmp_path), "run-a", "uid-a", ["output"])
+    assert conflicts == []
+    assert [(d.file, d.reason) for d in damaged] == [
+        (str(folder / "uid-x.json"), "unreadable: Permission denied")]
+
+
+FOLDER_MISTAKES = {
+    "a file": (lambda folder: folder.write_text("x"),
+               "the claims folder {f} is a file, not a folder: runs record their claims in a "
+               "folder of that name, so move it away (mv {f} {f}.moved) and start the run "
+               "again"),
+    "a dangling link": (lambda folder: folder.symlink_to(folder.parent / "gone"),
+                        "the claims folder {f} is a symbolic link to {g}, which does not "
+                        "exist: create that folder, or remove the link (rm {f}) and start the "
+                        "run again"),
+}
+
+
+@pytest.mark.parametrize("case", FOLDER_MISTAKES)
+def test_a_claims_folder_that_is_not_one_is_named_with_the_fix(workspace, values, case):
+    make, expected = FOLDER_MISTAKES[case]
+    folder = workspace / claims.FOLDER
+    make(folder)
+    message = expected.format(f=folder, g=workspace / "gone")
+    result = preflight(workspace, values, "run-a", "uid-a")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:-1] == [f"--workspace {workspace}: {message}"]
+    # The exit handler of that refused run has nothing to release; by hand, it is a mistake.
+    assert release(workspace, "--run", "run-a", "--run-uid", "uid-a").returncode == 0
+    result = release(workspace, "--run", "run-a")
+    assert result.returncode == 1
+    assert result.stdout == (f"release: {workspace} holds no claims ({message}); is it the "
+                             "workspace the refusal names?\n")
+
+
+def test_a_folder_in_place_of_the_lock_file_is_named_with_the_fix(workspace, values):
+    lock = workspace / claims.FOLDER / claims.LOCK
+    lock.mkdir(parents=True)
+    result = preflight(workspace, values, "run-a", "uid-a")
+    assert result.returncode == 1 and result.stderr == ""
+    assert result.stdout.splitlines()[:-1] == [
+        f"--workspace {workspace}: {lock} is a folder, not the claims' lock file: remove it "
+        f"(rm -r {lock}) and start the run again"]

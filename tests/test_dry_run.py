@@ -6,6 +6,7 @@ the preflight step, never first by a GPU step.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -123,6 +124,43 @@ def test_running_twice_on_one_workspace_loses_nothing(tmp_path):
         (kept,) = export.glob(f"{name}.previous-*")
         assert kept.read_bytes() == content
         assert (export / name).exists()
+
+
+def test_two_dry_runs_on_one_workspace_one_proceeds_the_other_is_refused(tmp_path):
+    """Each dry run is a new workflow name and uid, as each run on a cluster is
+    (rehearsal/workflow_identity.py), so a rehearsal on a workspace another one is writing
+    is refused by its preflight, naming the other. The first is held still once its claim is
+    taken, as a killed rehearsal would leave it; then it carries on and succeeds."""
+    workspace = tmp_path / "ws"
+    first = subprocess.Popen([sys.executable, str(ENTRY_POINT), "--dry-run", "--workspace",
+                              str(workspace)], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in first.stdout:
+            if line.strip().startswith("preflight: Succeeded"):
+                break
+        first.send_signal(signal.SIGSTOP)
+        (claim,) = (workspace / ".tao-run-claims").glob("*.json")
+        holder = json.loads(claim.read_text())["workflow"]
+        second, statuses = dry_run("--workspace", str(workspace))
+    finally:
+        first.send_signal(signal.SIGCONT)
+        rest = first.communicate(timeout=120)[0]
+
+    assert second.returncode == 1
+    assert statuses["preflight"] == ["Failed"] and statuses["train-model"] == ["Omitted"]
+    (name,) = re.findall(r"^Workflow (tao-iva-classification-\w{5}): Failed", second.stdout,
+                         re.M)
+    assert name != holder
+    assert (f"train_classification_output: tao-experiments/output is being written by run "
+            f"{holder} (started ") in second.stdout
+    assert f"python3 -m tao_step release --workspace {workspace} --run {holder}\n" in (
+        second.stdout)
+    # The refused run's exit handler releases nothing and succeeds; the holder's releases.
+    assert re.search(r"Succeeded\s+onExit \(release-claim\)", second.stdout)
+    assert first.returncode == 0, rest
+    assert f"Workflow {holder}: Succeeded" in rest
+    assert list((workspace / ".tao-run-claims").glob("*.json")) == []
 
 
 def test_deployment_options_rehearse_too():

@@ -5,8 +5,10 @@ the compiled workflow with ``python3`` mapped to this interpreter.
 """
 
 import json
+import re
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from kubernetes.client import (
 
 from rehearsal import local_runner
 from rehearsal.local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
+from rehearsal.workflow_identity import NAME_ALPHABET
 
 # python3 -c WRITE PATH TEXT: write TEXT to PATH, creating its directory.
 WRITE = ("import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
@@ -161,20 +164,27 @@ def test_leftover_background_processes_die_with_the_step(tmp_path):
     assert time.monotonic() - started < 10
 
 
-def test_workflow_and_pod_names_are_fake_and_deterministic(tmp_path):
+def test_every_run_gets_a_fresh_name_and_uid_as_generate_name_gives(tmp_path):
+    # Two rehearsals are two runs to the workspace claims (tao_step/claims.py), as two runs
+    # on a cluster are: the API server completes generateName, KFP makes the uid a new UUID.
     @dsl.pipeline(name="names")
     def names():
         op("tell", WRITE_ARGV, f"{OUT}/names", "{{workflow.name}}", "{{workflow.uid}}",
            "{{pod.name}}", file_outputs={"names": f"{OUT}/names"})
 
     workflow = compile_pipeline(names, tmp_path)
-    first, second = (
-        run(workflow, tmp_path, workdir=tmp_path / run_dir).step("tell").artifacts["tell-names"]
-        .read_text().splitlines() for run_dir in ("run-a", "run-b"))
+    assert workflow["metadata"]["generateName"] == "names-"
+    runs = [run(workflow, tmp_path, workdir=tmp_path / run_dir)
+            for run_dir in ("run-a", "run-b")]
+    first, second = (result.step("tell").artifacts["tell-names"].read_text().splitlines()
+                     for result in runs)
 
-    assert first == second
-    assert first[0] == "names-local"
-    assert first[2].startswith("names-local-")
+    for (name, uid, pod), result in zip((first, second), runs, strict=True):
+        assert re.fullmatch(f"names-[{NAME_ALPHABET}]{{5}}", name)
+        assert result.workflow_name == name
+        assert uuid.UUID(uid).version == 4
+        assert re.fullmatch(re.escape(name) + r"-\d+", pod)
+    assert first[0] != second[0] and first[1] != second[1]
 
 
 def test_base_env_and_container_env_but_not_the_host_env(tmp_path, monkeypatch):
@@ -409,7 +419,7 @@ def test_report_shows_the_failed_command_and_its_last_error_lines(tmp_path):
     result = run(compile_pipeline(breaks_pipeline, tmp_path), tmp_path)
     report = result.format_report()
 
-    assert "Workflow breaks-local: Failed" in report
+    assert re.match(r"Workflow breaks-\w{5}: Failed ", report)
     assert "Step exit-handler-1.train (template train) failed: Error (exit code 3)" in report
     assert "command: python3 -c 'import sys;" in report
     assert "boom: bad spec" in report

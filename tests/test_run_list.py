@@ -31,7 +31,7 @@ import pytest
 
 from rehearsal import dry_run
 from rehearsal.dag_scheduler import fnv32a
-from rehearsal.run_page import NAME_ALPHABET
+from rehearsal.workflow_identity import generate_name
 
 RUNS = 2000
 PAGE = 10  # the run list's default page size
@@ -45,8 +45,7 @@ def node_id(workflow_name: str, node_name: str) -> str:
 def workflow_names(n: int, seed: int = 1) -> list[str]:
     """Names as Kubernetes' generateName makes them (5 characters, apimachinery rand.String)."""
     rng = random.Random(seed)
-    return ["tao-iva-classification-" + "".join(rng.choice(NAME_ALPHABET) for _ in range(5))
-            for _ in range(n)]
+    return [generate_name("tao-iva-classification-", rng) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
