@@ -466,6 +466,19 @@ def handed_over(path: str) -> Tuple[List[dict], Optional[str]]:
     return outputs, None
 
 
+def left_out_sentence(names: Sequence[str], quote: Callable[[str], str] = md_escape) -> str:
+    """Which classes had no images and no predictions, so TAO's matrix left them out."""
+    one = len(names) == 1
+    shown = ", ".join(quote(n) for n in names[:10]) + (
+        " and %d more" % (len(names) - 10) if len(names) > 10 else "")
+    return ("No images of %s in the evaluation set, and the model never predicted %s: TAO's "
+            "confusion matrix leaves %s out, so %s put back as %s of zeros (%s precision, "
+            "recall and F1 count as 0 in the macro averages)." % (
+                shown, "it" if one else "them", "it" if one else "them",
+                "it is" if one else "they are", "a row and column" if one else "rows and "
+                "columns", "its" if one else "their"))
+
+
 def report_evaluate(args, output: str, out: Outputs) -> int:
     if args.training_report:
         training, problem = handed_over(args.training_report)
@@ -479,6 +492,8 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
     k_title = "Top-%d" % args.top_k if args.top_k else "Top-k"
     for problem in ev.problems:
         warn(problem)
+    if ev.left_out:
+        warn(left_out_sentence(ev.left_out, quote=repr))
 
     out.metric(top1_metric(label), ev.top1, PERCENTAGE)
     out.text_file(TOP1_FILE, parse.plain_decimal(ev.top1) if ev.top1 is not None else UNKNOWN)
@@ -520,6 +535,8 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
     text = "### Evaluation: %s model\n\n" % label + md_table(("Measure", "Value"), rows)
     if args.gate_file:
         text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
+    if ev.left_out:
+        text += "\n" + left_out_sentence(ev.left_out) + "\n"
     text += problems_markdown(ev.problems)
     names = ev.class_names
     pairs = []  # type: list
