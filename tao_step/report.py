@@ -617,18 +617,32 @@ def shown_image_path(path: str, image_dir: str) -> str:
 
 
 def report_inference(args, output: str, out: Outputs) -> int:
+    """The predictions in ``<image dir>/result.csv``. The re-run policy moved an earlier
+    run's file aside, so a missing or empty one means this run classified nothing although
+    TAO exited 0: the step fails. TAO 5's inference does exactly that on a SystemExit,
+    which its main() catches, and, given -r, on a folder without images (it records
+    FAILURE in <r>/status.json and returns: tao_tensorflow1_backend@d73dcfc
+    makenet/scripts/inference.py lines 305-311 and 359-364); the pipeline gives it no -r,
+    so no status.json says so."""
     path = os.path.join(args.image_dir, "result.csv")
     title = "### Inference on %s\n\n" % md_code(args.image_dir)
     if not os.path.isfile(path):
-        warn("inference finished but wrote no %s" % path)
-        out.ui.append(kfp_ui.markdown(title + "Inference finished but wrote no `result.csv`, "
-                                      "so there are no predictions to show.\n"))
-        return 0
+        error("inference exited 0 but wrote no %s: it classified nothing, so this step fails"
+              % path)
+        out.ui.append(kfp_ui.markdown(title + "**Inference exited 0 but wrote no "
+                                      "`result.csv`**: it classified nothing.\n"))
+        return 1
     predictions, skipped = parse.parse_inference_csv(read_text(path))
     if skipped:
         warn("skipped %d malformed rows of %s" % (skipped, path))
+    if not predictions and not skipped:
+        error("inference exited 0 but %s holds no predictions: it classified nothing, so "
+              "this step fails" % path)
+        out.ui.append(kfp_ui.markdown(title + "**Inference exited 0 but `result.csv` holds "
+                                      "no predictions**: it classified nothing.\n"))
+        return 1
     if not predictions:
-        warn("%s has no predictions" % path)
+        warn("%s has no readable predictions" % path)
         out.ui.append(kfp_ui.markdown(title + "`result.csv` has no readable predictions.\n"))
         return 0
     total = len(predictions)

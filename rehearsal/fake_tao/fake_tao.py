@@ -423,7 +423,9 @@ def inference(arguments):
     images = image_files(arguments.image_dir, INFERENCE_EXTENSIONS)
     if not images:
         log(f"no .jpg, .jpeg or .png images in {arguments.image_dir}", "WARNING")
-    result = os.path.join(arguments.image_dir, "result.csv")
+    # TAO 5 writes it into its -r folder when given one (inference.py lines 293-295).
+    result = os.path.join(getattr(arguments, "results_dir", None) or arguments.image_dir,
+                          "result.csv")
     with open(result, "w", newline="") as handle:
         rows = csv.writer(handle)
         for start in range(0, len(images), arguments.batch_size):
