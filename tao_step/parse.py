@@ -440,6 +440,28 @@ def report_accuracy(report: ClassificationReport) -> Optional[float]:
     return micro.recall if micro is not None else None
 
 
+def _check_matrix(ev: Evaluation) -> List[int]:
+    """Put back the classes TAO's matrix left out, then drop the matrix (saying why) unless
+    it agrees with everything else TAO printed. Returns the report indices of classes whose
+    columns could not be told apart (``restore_left_out_classes``)."""
+    undecided = []  # type: List[int]
+    if ev.matrix is not None and ev.report is not None and len(ev.matrix) < len(ev.report.rows):
+        restored, problem = restore_left_out_classes(
+            ev.matrix, [row.support for row in ev.report.rows])
+        if restored is None:
+            ev.problems.append("%s; not using the confusion matrix" % problem)
+            ev.matrix = None
+        else:
+            ev.matrix, undecided = restored.matrix, restored.undecided
+            ev.left_out = [ev.report.rows[j].name for j in restored.left_out]
+    if ev.matrix is not None:
+        problem = _matrix_disagreement(ev, ev.class_names)
+        if problem:
+            ev.problems.append(problem + "; not using the confusion matrix")
+            ev.matrix, ev.left_out, undecided = None, [], []
+    return undecided
+
+
 def parse_evaluate(text: str) -> Evaluation:
     """Everything ``classification evaluate`` printed, with the top-1 accuracy derived."""
     ev = Evaluation()
@@ -479,21 +501,7 @@ def parse_evaluate(text: str) -> Evaluation:
         ev.problems.append("the class names are unknown (no classification report and no "
                            "'Class name = [...]' line)")
 
-    undecided = []  # type: List[int]
-    if ev.matrix is not None and ev.report is not None and len(ev.matrix) < len(ev.report.rows):
-        restored, problem = restore_left_out_classes(
-            ev.matrix, [row.support for row in ev.report.rows])
-        if restored is None:
-            ev.problems.append("%s; not using the confusion matrix" % problem)
-            ev.matrix = None
-        else:
-            ev.matrix, undecided = restored.matrix, restored.undecided
-            ev.left_out = [ev.report.rows[j].name for j in restored.left_out]
-    if ev.matrix is not None:
-        problem = _matrix_disagreement(ev, ev.class_names)
-        if problem:
-            ev.problems.append(problem + "; not using the confusion matrix")
-            ev.matrix, ev.left_out, undecided = None, [], []
+    undecided = _check_matrix(ev)
     if ev.matrix is not None:
         total = sum(map(sum, ev.matrix))
         if total:
