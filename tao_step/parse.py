@@ -122,6 +122,8 @@ class Evaluation(object):
         self.elided = False  # numpy printed the matrix with '...'
         self.visible_diagonal = {}  # type: dict  # class index -> count, of an elided matrix
         self.class_stats = None  # type: Optional[List[ClassStats]]
+        # Classes TAO's matrix left out (no images, never predicted), put back as zeros.
+        self.left_out = []  # type: List[str]
         self.macro = None  # type: Optional[Tuple[float, float, float]]
         self.macro_source = None  # type: Optional[str]
         self.problems = []  # type: List[str]
@@ -152,7 +154,8 @@ def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]],
 
     Rows may be wrapped over several lines and foreign lines may be interleaved; only
     lines made of brackets and integers count. The matrix is accepted only if its
-    brackets close and it is square.
+    brackets close and it is square. It may be 1x1 (``[[412]]``): TAO's matrix leaves out
+    classes without images (``restore_left_out_classes``).
     """
     tokens = []  # type: List[str]
     balance = 0  # open brackets so far (counted as we go: a matrix can be a million cells)
@@ -184,15 +187,73 @@ def parse_confusion_matrix(lines: List[str]) -> Tuple[Optional[List[List[int]]],
             return None, "the confusion matrix has a number outside its rows"
     if depth != 0:
         return None, "the confusion matrix is cut off (the output ends inside it)"
-    if len(rows) < 2 or any(len(r) != len(rows) for r in rows):
+    if not rows or any(len(r) != len(rows) for r in rows):
         return None, "the confusion matrix is not square"
     return rows, None
 
 
-def elided_diagonal(lines: List[str], k: int) -> dict:
-    """The diagonal cells an abbreviated matrix still shows: numpy keeps 3 rows and columns
-    at each edge (``edgeitems``), so classes 0-2 and k-3..k-1. Empty if the layout is not
-    exactly that (the cross-check is then skipped, never guessed)."""
+Restored = namedtuple("Restored", "matrix left_out undecided")
+
+
+def restore_left_out_classes(matrix: List[List[int]], supports: List[int]
+                             ) -> Tuple[Optional[Restored], Optional[str]]:
+    """The k x k confusion matrix, from TAO's matrix and the report's k class supports.
+
+    TAO's evaluate prints ``confusion_matrix(y_true, y_pred)`` without ``labels=`` but
+    ``classification_report(..., labels=<every class>)`` (tao_tensorflow1_backend@d73dcfc
+    ``nvidia_tao_tf1/cv/makenet/scripts/evaluate.py`` lines 321 and 326). scikit-learn's
+    matrix then holds only the classes that have images or predictions, in class order: a
+    class with neither (an empty class folder the model never predicts) has no row and no
+    column. Its true row and column are all zero, so putting it back is exact.
+
+    The report's supports place TAO's rows: the classes with images, one to one and in
+    order; a class without images but predicted (a zero row) among the report's classes
+    without images between the same two neighbours. Where such a gap has more candidates
+    than zero rows, which class was predicted is not determined: ``undecided`` names the
+    candidates and the matrix returned puts the predictions on the first of them. Its
+    top-1 and every class's precision, recall and F1 are exact either way (a class
+    without images scores 0 wherever it sits); only its columns' labels are not.
+    Returns the Restored matrix with the indices of the classes put back, or a reason.
+    """
+    n, k = len(matrix), len(supports)
+    totals = [sum(row) for row in matrix]
+    with_images = [i for i in range(n) if totals[i]]
+    report_with_images = [j for j in range(k) if supports[j]]
+    if [totals[i] for i in with_images] != [supports[j] for j in report_with_images]:
+        return None, ("the confusion matrix is %dx%d for %d classes and its row totals do not "
+                      "match the classification report's supports" % (n, n, k))
+    place = [None] * n  # type: List[Optional[int]]
+    undecided = []  # type: List[int]
+    # Gaps between consecutive classes with images (and before the first, after the last).
+    bounds = list(zip([-1] + with_images, with_images + [n]))
+    report_bounds = list(zip([-1] + report_with_images, report_with_images + [k]))
+    for (low, high), (report_low, report_high) in zip(bounds, report_bounds):
+        if high < n:
+            place[high] = report_high
+        rows = list(range(low + 1, high))
+        candidates = list(range(report_low + 1, report_high))
+        if len(rows) > len(candidates):
+            return None, ("the confusion matrix has more classes without images than the "
+                          "classification report")
+        if rows and len(rows) < len(candidates):
+            undecided.extend(candidates)
+        for row, column in zip(rows, candidates):
+            place[row] = column
+    restored = [[0] * k for _ in range(k)]
+    for i in range(n):
+        for j in range(n):
+            restored[place[i]][place[j]] = matrix[i][j]
+    left_out = sorted(set(range(k)) - set(place))
+    return Restored(restored, left_out, undecided), None
+
+
+def elided_diagonal(lines: List[str], supports: List[int]) -> dict:
+    """The diagonal cells an abbreviated matrix still shows, by the report's class index:
+    numpy keeps 3 rows and columns at each edge (``edgeitems``). TAO's matrix may leave out
+    classes without images (see ``restore_left_out_classes``), so a shown cell is placed
+    only where that cannot have shifted it: leading cell i when classes 0..i all have
+    images, trailing ones likewise from the end. Empty if the layout is not exactly that
+    (the cross-check is then skipped, never guessed)."""
     rows = []  # type: List[Tuple[List[int], List[int]]]
     for line in lines:
         if "..." not in line or not _MATRIX_LINE.match(line.replace("...", " 0 ")):
@@ -206,10 +267,16 @@ def elided_diagonal(lines: List[str], k: int) -> dict:
             rows.append((left_numbers, right_numbers))
         if line.rstrip().endswith("]]"):
             break
+    k = len(supports)
     if len(rows) != 6 or k < 7:
         return {}
-    diagonal = {i: rows[i][0][i] for i in range(3)}
-    diagonal.update({k - 3 + j: rows[3 + j][1][j] for j in range(3)})
+    diagonal = {}
+    for i in range(3):
+        if all(supports[:i + 1]):
+            diagonal[i] = rows[i][0][i]
+    for j in range(3):
+        if all(supports[k - 3 + j:]):
+            diagonal[k - 3 + j] = rows[3 + j][1][j]
     return diagonal
 
 
@@ -328,10 +395,15 @@ def _matrix_disagreement(ev: Evaluation, names: Optional[List[str]]) -> Optional
     matrix = ev.matrix
     assert matrix is not None
     k, total = len(matrix), sum(map(sum, matrix))
+    # Only the report's supports can put back classes TAO's matrix left out.
+    why = (" (TAO's matrix leaves out classes without images that are never predicted, and "
+           "without the classification report they cannot be put back)")
     if names is not None and len(names) != k:
-        return "the confusion matrix is %dx%d but there are %d class names" % (k, k, len(names))
+        return "the confusion matrix is %dx%d but there are %d class names%s" % (
+            k, k, len(names), why if len(names) > k and ev.report is None else "")
     if ev.classes_found is not None and ev.classes_found != k:
-        return "the confusion matrix is %dx%d but TAO found %d classes" % (k, k, ev.classes_found)
+        return "the confusion matrix is %dx%d but TAO found %d classes%s" % (
+            k, k, ev.classes_found, why if ev.classes_found > k and ev.report is None else "")
     if ev.images_found is not None and ev.images_found != total:
         return "the confusion matrix counts %d images but TAO found %d" % (total, ev.images_found)
     report = ev.report
@@ -347,7 +419,47 @@ def _matrix_disagreement(ev: Evaluation, names: Optional[List[str]]) -> Optional
                 abs(printed - exact) > _ROUNDING for printed, exact in
                 ((row.precision, stat.precision), (row.recall, stat.recall), (row.f1, stat.f1))):
             return "the confusion matrix and the classification report disagree on %r" % row.name
+    accuracy = report_accuracy(report)
+    trace = sum(matrix[i][i] for i in range(k))
+    if accuracy is not None and total and abs(accuracy - trace / total) > _ROUNDING:
+        return ("the confusion matrix gives a top-1 accuracy of %.4f but the classification "
+                "report %.2f" % (trace / total, accuracy))
     return None
+
+
+def report_accuracy(report: ClassificationReport) -> Optional[float]:
+    """The report's overall accuracy (2 decimals): its ``accuracy`` row, or the ``micro
+    avg`` row printed in its place. scikit-learn before 0.22 always printed micro avg;
+    from 0.22 to 1.2.x it does whenever ``labels=`` names a class found in neither y_true
+    nor y_pred (``micro_is_accuracy`` in ``classification_report``, scikit-learn 1.2.2
+    ``sklearn/metrics/_classification.py``), which is TAO 5's case for an empty class.
+    For single-label classes over every class, micro precision = recall = accuracy."""
+    if report.accuracy is not None:
+        return report.accuracy
+    micro = report.summary.get("micro avg")
+    return micro.recall if micro is not None else None
+
+
+def _check_matrix(ev: Evaluation) -> List[int]:
+    """Put back the classes TAO's matrix left out, then drop the matrix (saying why) unless
+    it agrees with everything else TAO printed. Returns the report indices of classes whose
+    columns could not be told apart (``restore_left_out_classes``)."""
+    undecided = []  # type: List[int]
+    if ev.matrix is not None and ev.report is not None and len(ev.matrix) < len(ev.report.rows):
+        restored, problem = restore_left_out_classes(
+            ev.matrix, [row.support for row in ev.report.rows])
+        if restored is None:
+            ev.problems.append("%s; not using the confusion matrix" % problem)
+            ev.matrix = None
+        else:
+            ev.matrix, undecided = restored.matrix, restored.undecided
+            ev.left_out = [ev.report.rows[j].name for j in restored.left_out]
+    if ev.matrix is not None:
+        problem = _matrix_disagreement(ev, ev.class_names)
+        if problem:
+            ev.problems.append(problem + "; not using the confusion matrix")
+            ev.matrix, ev.left_out, undecided = None, [], []
+    return undecided
 
 
 def parse_evaluate(text: str) -> Evaluation:
@@ -389,11 +501,7 @@ def parse_evaluate(text: str) -> Evaluation:
         ev.problems.append("the class names are unknown (no classification report and no "
                            "'Class name = [...]' line)")
 
-    if ev.matrix is not None:
-        problem = _matrix_disagreement(ev, ev.class_names)
-        if problem:
-            ev.problems.append(problem + "; not using the confusion matrix")
-            ev.matrix = None
+    undecided = _check_matrix(ev)
     if ev.matrix is not None:
         total = sum(map(sum, ev.matrix))
         if total:
@@ -405,13 +513,17 @@ def parse_evaluate(text: str) -> Evaluation:
         k = len(ev.class_stats)
         ev.macro = tuple(sum(s[j] for s in ev.class_stats) / k for j in (1, 2, 3))
         ev.macro_source = "confusion matrix"
+        if undecided:
+            ev.problems.append(_undecided_problem(ev, undecided))
+            ev.matrix, ev.left_out = None, []
     elif ev.report is not None and "macro avg" in ev.report.summary:
         row = ev.report.summary["macro avg"]
         ev.class_stats = [ClassStats(*r) for r in ev.report.rows]
         ev.macro = (row.precision, row.recall, row.f1)
         ev.macro_source = "classification report (2 decimals)"
     if ev.matrix is None and ev.elided and ev.report is not None and ev.report.rows:
-        ev.visible_diagonal = elided_diagonal(lines[start + 1:end], len(ev.report.rows))
+        ev.visible_diagonal = elided_diagonal(lines[start + 1:end],
+                                              [row.support for row in ev.report.rows])
         problem = _top1_from_report(ev)
         if problem:
             ev.problems.append(ELIDED)
@@ -422,6 +534,16 @@ def parse_evaluate(text: str) -> Evaluation:
         ev.problems.append("the top-1 accuracy cannot be computed without a complete, "
                            "consistent confusion matrix")
     return ev
+
+
+def _undecided_problem(ev: Evaluation, undecided: List[int]) -> str:
+    assert ev.report is not None
+    names = [ev.report.rows[j].name for j in undecided]
+    shown = ", ".join(repr(n) for n in names[:5]) + (
+        " and %d more" % (len(names) - 5) if len(names) > 5 else "")
+    return ("the confusion matrix leaves out classes without images, and which of %s the "
+            "model predicted cannot be told from it, so it is not shown (the top-1 accuracy "
+            "and the per-class figures are exact)" % shown)
 
 
 def _top1_from_report(ev: Evaluation) -> Optional[str]:
@@ -454,9 +576,7 @@ def _top1_from_report(ev: Evaluation) -> Optional[str]:
     correct = sum(c for c in counts if c is not None)
     if not total:
         return "the top-1 accuracy is not determined: the report counts no images"
-    accuracy = report.accuracy
-    if accuracy is None and "micro avg" in report.summary:  # scikit-learn before 0.22
-        accuracy = report.summary["micro avg"].recall
+    accuracy = report_accuracy(report)
     if accuracy is not None and _two_decimals(correct / total) != _two_decimals(accuracy):
         return ("the top-1 accuracy is not determined: the per-class recalls give %d of %d "
                 "correct but the report's accuracy is %.2f" % (correct, total, accuracy))

@@ -154,8 +154,24 @@ SECRET_PARAMETERS = ("api_key",)
 # one starting with "-" would be read as an option (api_key=--help, -o -v).
 OPTION_VALUES = {
     "api_key": "TAO (-k)",
-    "convert_trt_output_layer": "the converter (-o)",
 }
+# The one output node of every TAO classification model, which the TAO 3.0 converter's -o
+# must name: the head is a softmax Dense layer named "predictions" for every arch, and the
+# exporter registers "predictions/Softmax" (tao_tensorflow1_backend@d73dcfc
+# makenet/model/model_builder.py add_dense_head, core/templates/*.py,
+# makenet/export/classification_exporter.py set_input_output_node_names; TAO 5's
+# gen_trt_engine has no such option and uses the same name, tao_deploy@a285787
+# cv/classification_tf1/engine_builder.py).
+OUTPUT_NODE = "predictions/Softmax"
+# Linux refuses a path of PATH_MAX bytes or more (its terminating NUL counts), whatever the
+# file system: open, rename and mkdir fail with ENAMETOOLONG.
+PATH_MAX = 4096
+# What the steps may add under a path: a re-run renames an output to
+# <path>.previous-<UTC time> (KEPT_SUFFIX); TAO writes inside a folder (weights/<arch>_080.tlt,
+# events/<TensorBoard file>, status.json, result.csv), for which one more name of at most
+# NAME_MAX bytes is left.
+FILE_ROOM = KEPT_SUFFIX
+FOLDER_ROOM = 1 + NAME_MAX
 
 
 def ngc_download_dir(dest, model_name):
@@ -329,9 +345,10 @@ def value_error(name, text):
                     "key passed as -k; nvidia_tlt for NGC's public TAO models)")
         return None
     if name == "convert_trt_output_layer":
-        if not text or re.search(r"\s", text):
-            return (f'{name}: "{text}" is not a layer name (classification models output '
-                    "predictions/Softmax)")
+        if text != OUTPUT_NODE:
+            return (f'{name}: "{text}" is not the output node of a TAO classification model; '
+                    f"enter {OUTPUT_NODE} (the only output TAO's classification export has; the "
+                    "converter fails on any other name)")
         return None
     return None
 
@@ -449,6 +466,36 @@ def _colliding_outputs(values):
     return problems
 
 
+def _too_long_paths(values):
+    """Paths the system would refuse, with the room the steps need under them (PATH_MAX):
+    tao_mount_dir/<value> plus FILE_ROOM for a file, FOLDER_ROOM for a folder."""
+    mount = values.get("tao_mount_dir", "")
+    if value_error("tao_mount_dir", mount):
+        return []
+    most = PATH_MAX - 1  # bytes, without the NUL
+    size = len(mount.encode("utf-8"))
+    if size + 1 + FOLDER_ROOM > most:
+        return [f"tao_mount_dir: {mount[:40]}... is {size} bytes long; Linux takes paths of at "
+                f"most {most} bytes, and every path of the run is tao_mount_dir/<value> with up "
+                f"to {FOLDER_ROOM} bytes more that the steps add (shorten it)"]
+    problems = []
+    for name in PATH_PARAMETERS:
+        text = values.get(name)
+        if text is None or value_error(name, text):
+            continue
+        room = FILE_ROOM if name in FILE_PARAMETERS else FOLDER_ROOM
+        size = len(posixpath.join(mount, posixpath.normpath(text)).encode("utf-8"))
+        if size + room > most:
+            what = (f"a re-run's .previous-<UTC time> copy adds {room}" if room == FILE_ROOM
+                    else f"the files TAO writes in it, or a re-run's .previous-<UTC time> "
+                    f"copy, add up to {room}")
+            problems.append(
+                f"{name}: tao_mount_dir/{name} is {size} bytes long; Linux takes paths of at "
+                f"most {most} bytes and {what} (shorten {name} or tao_mount_dir by at least "
+                f"{size + room - most} bytes)")
+    return problems
+
+
 def parameters_of(profile):
     """The Create Run parameter names of a release's build (``PARAMETERS`` for 3.0)."""
     return profiles.form_names(profile, PARAMETERS)
@@ -481,6 +528,7 @@ def validate_values(values, profile=profiles.TAO_3_0):
                             f"{posixpath.splitext(value)[0]}{suffix}")
     problems += _moved_inputs(values)
     problems += _colliding_outputs(values)
+    problems += _too_long_paths(values)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
     if batch and largest and batch > largest:

@@ -466,6 +466,19 @@ def handed_over(path: str) -> Tuple[List[dict], Optional[str]]:
     return outputs, None
 
 
+def left_out_sentence(names: Sequence[str], quote: Callable[[str], str] = md_escape) -> str:
+    """Which classes had no images and no predictions, so TAO's matrix left them out."""
+    one = len(names) == 1
+    shown = ", ".join(quote(n) for n in names[:10]) + (
+        " and %d more" % (len(names) - 10) if len(names) > 10 else "")
+    return ("No images of %s in the evaluation set, and the model never predicted %s: TAO's "
+            "confusion matrix leaves %s out, so %s put back as %s of zeros (%s precision, "
+            "recall and F1 count as 0 in the macro averages)." % (
+                shown, "it" if one else "them", "it" if one else "them",
+                "it is" if one else "they are", "a row and column" if one else "rows and "
+                "columns", "its" if one else "their"))
+
+
 def report_evaluate(args, output: str, out: Outputs) -> int:
     if args.training_report:
         training, problem = handed_over(args.training_report)
@@ -479,6 +492,8 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
     k_title = "Top-%d" % args.top_k if args.top_k else "Top-k"
     for problem in ev.problems:
         warn(problem)
+    if ev.left_out:
+        warn(left_out_sentence(ev.left_out, quote=repr))
 
     out.metric(top1_metric(label), ev.top1, PERCENTAGE)
     out.text_file(TOP1_FILE, parse.plain_decimal(ev.top1) if ev.top1 is not None else UNKNOWN)
@@ -520,6 +535,8 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
     text = "### Evaluation: %s model\n\n" % label + md_table(("Measure", "Value"), rows)
     if args.gate_file:
         text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
+    if ev.left_out:
+        text += "\n" + left_out_sentence(ev.left_out) + "\n"
     text += problems_markdown(ev.problems)
     names = ev.class_names
     pairs = []  # type: list
@@ -600,18 +617,32 @@ def shown_image_path(path: str, image_dir: str) -> str:
 
 
 def report_inference(args, output: str, out: Outputs) -> int:
+    """The predictions in ``<image dir>/result.csv``. The re-run policy moved an earlier
+    run's file aside, so a missing or empty one means this run classified nothing although
+    TAO exited 0: the step fails. TAO 5's inference does exactly that on a SystemExit,
+    which its main() catches, and, given -r, on a folder without images (it records
+    FAILURE in <r>/status.json and returns: tao_tensorflow1_backend@d73dcfc
+    makenet/scripts/inference.py lines 305-311 and 359-364); the pipeline gives it no -r,
+    so no status.json says so."""
     path = os.path.join(args.image_dir, "result.csv")
     title = "### Inference on %s\n\n" % md_code(args.image_dir)
     if not os.path.isfile(path):
-        warn("inference finished but wrote no %s" % path)
-        out.ui.append(kfp_ui.markdown(title + "Inference finished but wrote no `result.csv`, "
-                                      "so there are no predictions to show.\n"))
-        return 0
+        error("inference exited 0 but wrote no %s: it classified nothing, so this step fails"
+              % path)
+        out.ui.append(kfp_ui.markdown(title + "**Inference exited 0 but wrote no "
+                                      "`result.csv`**: it classified nothing.\n"))
+        return 1
     predictions, skipped = parse.parse_inference_csv(read_text(path))
     if skipped:
         warn("skipped %d malformed rows of %s" % (skipped, path))
+    if not predictions and not skipped:
+        error("inference exited 0 but %s holds no predictions: it classified nothing, so "
+              "this step fails" % path)
+        out.ui.append(kfp_ui.markdown(title + "**Inference exited 0 but `result.csv` holds "
+                                      "no predictions**: it classified nothing.\n"))
+        return 1
     if not predictions:
-        warn("%s has no predictions" % path)
+        warn("%s has no readable predictions" % path)
         out.ui.append(kfp_ui.markdown(title + "`result.csv` has no readable predictions.\n"))
         return 0
     total = len(predictions)

@@ -201,6 +201,10 @@ COMPILE_TIME = [
     ("min_accuracy=nan", "min_accuracy"),
     ("api_key=--help", "api_key"),
     ("convert_trt_output_layer=-v", "convert_trt_output_layer"),
+    ("convert_trt_output_layer=predictions/softmax", "convert_trt_output_layer"),
+    # Longer than Linux takes (PATH_MAX) once a step adds its names: fails only after training.
+    ("train_classification_output=tao-experiments/" + "/".join(["d" * 200] * 19),
+     "train_classification_output"),
     ("pretrained_model_name=--help/tao/model:v1", "pretrained_model_name"),
     ("tao_mount_dir=//", "tao_mount_dir"),
     ("tao_mount_dir=/mnt/workspace/../../etc", "tao_mount_dir"),

@@ -348,6 +348,24 @@ def test_classification_report_format():
         "    weighted avg       0.95      0.95      0.95       318\n")
 
 
+def test_an_empty_class_never_predicted_is_left_out_of_the_printed_matrix():
+    """As TAO 5's evaluate prints it (evaluate.py lines 321 and 326 at
+    tao_tensorflow1_backend@d73dcfc; scikit-learn 1.2.2's micro avg row)."""
+    matrix = [[412, 0], [0, 0]]
+    assert fake_tao.numpy_str(fake_tao.shown_matrix(matrix)) == "[[412]]"
+    assert fake_tao.classification_report(["cat", "dog"], matrix) == (
+        "              precision    recall  f1-score   support\n"
+        "\n"
+        "         cat       1.00      1.00      1.00       412\n"
+        "         dog       0.00      0.00      0.00         0\n"
+        "\n"
+        "   micro avg       1.00      1.00      1.00       412\n"
+        "   macro avg       0.50      0.50      0.50       412\n"
+        "weighted avg       1.00      1.00      1.00       412\n")
+    # Predicted although it has no images: its zero row stays, as in scikit-learn.
+    assert fake_tao.shown_matrix([[400, 12], [0, 0]]) == [[400, 12], [0, 0]]
+
+
 def read_bytes(path):
     with open(path, "rb") as handle:
         return handle.read()

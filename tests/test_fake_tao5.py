@@ -114,3 +114,24 @@ def test_a_failure_recorded_only_in_status_json_exits_0_with_pass(trained):
                  "-r", trained / "ev", env={"FAKE_TAO_FAIL": "evaluate:status"})
     assert result.returncode == 0 and result.stdout.rstrip().endswith("Execution status: PASS")
     assert status_lines(trained / "ev") == ["FAILURE"]
+
+
+def test_inference_without_images_fails_or_records_failure_as_tao5_does(trained):
+    """tao_tensorflow1_backend@d73dcfc makenet/scripts/inference.py: without -r the empty
+    folder's FAILURE line meets an unbound status logger; with -r it is recorded and the
+    wrapper says PASS. result.csv exists, empty, either way."""
+    empty = trained / "no-images"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image\n")
+    output = trained / "tao-experiments/output"
+    command = ["inference", "-e", trained / "specs/classification_spec.cfg",
+               "-m", output / "weights/resnet_080.hdf5", "-d", empty,
+               "-cm", output / "classmap.json"]
+    crash = tf1(*command)
+    assert crash.returncode == 255 and "UnboundLocalError" in crash.stdout
+    assert (empty / "result.csv").read_text() == ""
+    recorded = tf1(*command, "-r", trained / "infer")
+    assert recorded.returncode == 0, recorded.stdout
+    assert recorded.stdout.rstrip().endswith("Execution status: PASS")
+    assert status_lines(trained / "infer") == ["STARTED", "FAILURE"]
+    assert (trained / "infer/result.csv").read_text() == ""

@@ -106,6 +106,63 @@ def test_matrix_that_disagrees_with_the_image_count_is_not_used():
     assert parse.parse_evaluate(text).top1 is None
 
 
+def test_matrix_that_disagrees_with_the_report_accuracy_is_not_used():
+    text = sample("evaluate_2class.txt").replace(
+        "accuracy                           0.95", "accuracy                           0.93")
+    ev = parse.parse_evaluate(text)
+    assert ev.top1 is None
+    assert any("top-1 accuracy of 0.9528 but the classification report 0.93" in p
+               for p in ev.problems)
+
+
+# TAO's matrix leaves out classes without images that are never predicted (evaluate.py
+# line 321 at tao_tensorflow1_backend@d73dcfc); tests/test_class_counts.py reads such logs
+# printed by numpy and scikit-learn. These are the cases where it cannot be put back.
+
+ONE_EMPTY = ("Found 412 images belonging to 2 classes.\nConfusion Matrix\n[[412]]\n"
+             "Classification Report\n              precision    recall  f1-score   support\n\n"
+             "         cat       1.00      1.00      1.00       412\n"
+             "         dog       0.00      0.00      0.00         0\n\n"
+             "   micro avg       1.00      1.00      1.00       412\n"
+             "   macro avg       0.50      0.50      0.50       412\n"
+             "weighted avg       1.00      1.00      1.00       412\n")
+
+
+def test_a_left_out_class_is_put_back_from_the_reports_supports():
+    ev = parse.parse_evaluate(ONE_EMPTY)
+    assert ev.problems == ["no 'Evaluation Loss:' line",
+                           "no valid 'Evaluation Top K accuracy:' line"]
+    assert ev.matrix == [[412, 0], [0, 0]] and ev.left_out == ["dog"]
+    assert ev.top1 == 1.0 and ev.report.total == 412
+
+
+def test_a_smaller_matrix_whose_rows_do_not_match_the_supports_is_not_used():
+    ev = parse.parse_evaluate(ONE_EMPTY.replace("[[412]]", "[[411]]"))
+    assert ev.top1 is None and ev.matrix is None
+    assert any("row totals do not match the classification report's supports" in p
+               for p in ev.problems)
+
+
+def test_a_smaller_matrix_without_the_report_cannot_be_placed():
+    ev = parse.parse_evaluate("Class name = ['cat', 'dog']\n" + ONE_EMPTY[
+        :ONE_EMPTY.index("Classification")])
+    assert ev.top1 is None
+    assert any("is 1x1 but there are 2 class names (TAO's matrix leaves out classes" in p
+               for p in ev.problems)
+
+
+def test_cells_of_an_abbreviated_matrix_are_placed_only_where_no_class_can_be_missing():
+    row = "[{0:3d} {0:3d} {0:3d} ... {1:3d} {1:3d} {1:3d}]"
+    lines = ["[" + row.format(i, 90 + i) for i in range(3)] + [" ..."] + [
+        " " + row.format(i, 90 + i) for i in range(3, 6)]
+    lines[-1] += "]"
+    k = 40
+    assert parse.elided_diagonal(lines, [5] * k) == {0: 0, 1: 1, 2: 2, 37: 93, 38: 94, 39: 95}
+    supports = [5] * k
+    supports[1] = supports[38] = 0  # either may be missing from the matrix
+    assert parse.elided_diagonal(lines, supports) == {0: 0, 39: 95}
+
+
 @pytest.mark.parametrize("names", [
     ["a", "b"],
     ["cat 1", "cat 10", "cat_2", "dog, large", "v 1.5"],

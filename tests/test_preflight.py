@@ -295,6 +295,21 @@ CATALOGUE = [
      ['tao_mount_dir: "/mnt/workspace/../../etc" cannot be the mount point'], 1),
     ("key as an option", {"api_key": "--help"}, None,
      ['api_key: the value starts with "-", so TAO (-k) would read it as an option'], 1),
+    ("output node in the wrong case", {"convert_trt_output_layer": "predictions/softmax"}, None,
+     ['convert_trt_output_layer: "predictions/softmax" is not the output node of a TAO '
+      "classification model; enter predictions/Softmax"], 1),
+    ("folder too deep for PATH_MAX",
+     {"train_classification_data": "data/" + "/".join(["d" * 201] * 19)}, None,
+     ["train_classification_data: tao_mount_dir/train_classification_data is 3857 bytes long; "
+      "Linux takes paths of at most 4095 bytes and the files TAO writes in it, or a re-run's "
+      ".previous-<UTC time> copy, add up to 256 (shorten train_classification_data or "
+      "tao_mount_dir by at least 18 bytes)"], 1),
+    ("file too long for PATH_MAX once a re-run keeps it",
+     {"export_model_output_file": "x/" + "/".join(["d" * 201] * 20) + "/final_model.etlt"},
+     None,
+     ["export_model_output_file: tao_mount_dir/export_model_output_file is 4073 bytes long; "
+      "Linux takes paths of at most 4095 bytes and a re-run's .previous-<UTC time> copy adds "
+      "29 (shorten export_model_output_file or tao_mount_dir by at least 7 bytes)"], 1),
     ("int8 export over the fp32 export",
      {"export_int8_model_output_file": "tao-experiments/export/final_model.etlt"}, None,
      ["export_int8_model_output_file: tao-experiments/export/final_model.etlt is also "
@@ -484,3 +499,12 @@ def test_warns_when_the_gate_may_lack_a_top1(workspace, values, classes, largest
     if warned:
         assert found[0].startswith(f"{RETRAIN_SPEC}: eval_config.eval_dataset_path has "
                                    f"{classes} classes, 1 with more than 100 images")
+
+
+def test_a_mount_dir_that_leaves_no_room_is_one_problem(values):
+    """Not one line per path parameter: none of them could be short enough."""
+    values["tao_mount_dir"] = "/mnt/" + "/".join(["m" * 201] * 19)
+    assert preflight.validate_values(values) == [
+        "tao_mount_dir: /mnt/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... is 3842 bytes long; Linux "
+        "takes paths of at most 4095 bytes, and every path of the run is "
+        "tao_mount_dir/<value> with up to 256 bytes more that the steps add (shorten it)"]

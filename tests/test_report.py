@@ -515,13 +515,29 @@ def test_inference_small_result_without_confidence(tmp_path):
     assert "truncated" not in markdown_of(ui)
 
 
-def test_inference_without_result_csv(tmp_path):
-    result = run_report("inference", "--out-dir", tmp_path / "out", "--image-dir", tmp_path,
-                        command=fake_tao())
-    assert result.returncode == 0
-    assert "WARNING: inference finished but wrote no" in result.stdout
+@pytest.mark.parametrize("written, said", [
+    (None, "but wrote no {}"),
+    ("", "but {} holds no predictions"),
+    ("\n\n", "but {} holds no predictions"),
+])
+def test_inference_that_classified_nothing_fails_the_step(tmp_path, written, said):
+    """TAO exited 0, but this run wrote no result.csv, or an empty one (an earlier run's
+    file was moved aside first): nothing was classified."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "result.csv").write_text("a.png,cat,0.9\n")  # an earlier run's
+    writes = []
+    if written is not None:
+        (tmp_path / "written.csv").write_text(written)
+        writes = ["copy", tmp_path / "written.csv", images / "result.csv"]
+    result = run_report("inference", "--out-dir", tmp_path / "out", "--image-dir", images,
+                        "--keep-previous", images / "result.csv", command=fake_tao(*writes))
+    assert result.returncode == 1
+    assert ("ERROR: inference exited 0 " + said.format(images / "result.csv")
+            + ": it classified nothing, so this step fails") in result.stdout
     _, ui = check_outputs(tmp_path / "out")
-    assert "wrote no `result.csv`" in markdown_of(ui)
+    assert "it classified nothing" in markdown_of(ui)
+    assert len(list(images.glob("result.csv.previous-*"))) == 1
 
 
 # --------------------------------------------------------------------------- convert

@@ -353,9 +353,18 @@ def evaluate(arguments):
     say(f"Evaluation Top K accuracy: {within_k / total!r}")
     read_split(eval_config.eval_dataset_path, "eval_dataset_path")
     say("Confusion Matrix")
-    say(numpy_str(matrix))
+    say(numpy_str(shown_matrix(matrix)))
     say("Classification Report")
     say(classification_report(classes, matrix))
+
+
+def shown_matrix(matrix):
+    """The matrix TAO prints: ``confusion_matrix(y_true, y_pred)`` without ``labels=``
+    (tao_tensorflow1_backend@d73dcfc ``makenet/scripts/evaluate.py`` line 321) keeps only
+    the classes that have images or predictions, so an empty class folder the model never
+    predicts has no row or column."""
+    kept = [i for i in range(len(matrix)) if sum(matrix[i]) or any(row[i] for row in matrix)]
+    return [[matrix[i][j] for j in kept] for i in kept]
 
 
 def _read_classmap(path):
@@ -414,7 +423,9 @@ def inference(arguments):
     images = image_files(arguments.image_dir, INFERENCE_EXTENSIONS)
     if not images:
         log(f"no .jpg, .jpeg or .png images in {arguments.image_dir}", "WARNING")
-    result = os.path.join(arguments.image_dir, "result.csv")
+    # TAO 5 writes it into its -r folder when given one (inference.py lines 293-295).
+    result = os.path.join(getattr(arguments, "results_dir", None) or arguments.image_dir,
+                          "result.csv")
     with open(result, "w", newline="") as handle:
         rows = csv.writer(handle)
         for start in range(0, len(images), arguments.batch_size):
@@ -542,7 +553,9 @@ def classification_report(classes, matrix, digits=2):
     """scikit-learn's ``classification_report`` text for a confusion matrix.
 
     F1 is 2PR/(P+R) as in the scikit-learn of TAO 3.0's era; scikit-learn 1.x computes
-    2TP/(2TP+FP+FN), which can round the last digit the other way.
+    2TP/(2TP+FP+FN), which can round the last digit the other way. When a class has no
+    images and no predictions, scikit-learn 0.22 to 1.2.x (1.2.2 in TAO 5's image) prints
+    the accuracy as a ``micro avg`` row (``micro_is_accuracy`` in ``classification_report``).
     """
     total = sum(sum(row) for row in matrix)
     rows = []
@@ -562,8 +575,12 @@ def classification_report(classes, matrix, digits=2):
         report += row_format.format(*row, width=width, digits=digits)
     report += "\n"
     accuracy = sum(matrix[i][i] for i in range(len(classes))) / total
-    report += ("{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f} {:>9}\n").format(
-        "accuracy", "", "", accuracy, total, width=width, digits=digits)
+    if len(shown_matrix(matrix)) < len(classes):
+        report += row_format.format("micro avg", accuracy, accuracy, accuracy, total,
+                                    width=width, digits=digits)
+    else:
+        report += ("{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f} {:>9}\n").format(
+            "accuracy", "", "", accuracy, total, width=width, digits=digits)
     averages = [sum(row[k] for row in rows) / len(rows) for k in (1, 2, 3)]
     report += row_format.format("macro avg", *averages, total, width=width, digits=digits)
     weighted = [sum(row[k] * row[4] for row in rows) / total for k in (1, 2, 3)]

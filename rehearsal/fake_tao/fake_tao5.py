@@ -103,8 +103,25 @@ def prune(arguments, status):
 
 
 def inference(arguments, status):
+    """inference.py has a status logger only with -r (lines 165-181). Then a folder without
+    .jpg/.jpeg/.png images records FAILURE and returns, so the wrapper says PASS (lines
+    305-311); without -r that line meets an unbound ``s_logger`` and the script fails.
+    Either way ``result.csv`` is already created, empty (line 296)."""
+    status.write("STARTED", "Starting inference.")
     read_model5(arguments.model, arguments.key)
+    folder = arguments.image_dir
+    if folder and os.path.isdir(folder) and not fake_tao.image_files(
+            folder, fake_tao.INFERENCE_EXTENSIONS):
+        open(os.path.join(arguments.results_dir or folder, "result.csv"), "w").close()
+        if not arguments.results_dir:
+            raise Failure("UnboundLocalError: local variable 's_logger' referenced before "
+                          "assignment")
+        status.write("FAILURE", "Image directory doesn't contain files with valid "
+                     "extensionsValid extensions are ['.jpg', '.jpeg', '.png']")
+        return
     fake_tao.inference(arguments)
+    if folder:
+        status.write("SUCCESS", "Inference finished successfully.")
 
 
 def export(arguments, status):
