@@ -689,7 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--outputs", type=Path, metavar="DIR",
         help="with --dry-run: keep each step's Kubeflow metrics and UI metadata in DIR (new "
         "or empty), with run.json (every step's status) and run-output.html, a preview of "
-        "the run list row and Run output tab",
+        "each step's Visualizations, the Run output tab, run list and Compare runs",
+    )
+    rehearsal.add_argument(
+        "--kfp-release", metavar="X.Y",
+        help="with --dry-run --outputs: the Kubeflow Pipelines release (e.g. 1.8, 2.17) "
+        "whose UI the preview shows (default: the KFP of the current Kubeflow release; "
+        "docs/kfp-releases.md says what differs)",
     )
     storage = parser.add_argument_group("storage")
     storage.add_argument(
@@ -779,6 +785,13 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     for flag in ("specs", "workspace", "outputs"):
         if getattr(args, flag) is not None and not args.dry_run:
             raise ValueError(f"--{flag} goes with --dry-run")
+    if args.kfp_release is not None:
+        from rehearsal import kfp_releases
+
+        if args.outputs is None:
+            raise ValueError("--kfp-release goes with --dry-run --outputs DIR (it picks the "
+                             "release the preview shows)")
+        kfp_releases.line_of(args.kfp_release)
     if args.dry_run and args.output is not None:
         raise ValueError("--output does not go with --dry-run: a rehearsal writes no package")
     if args.specs is not None and not args.specs.is_dir():
@@ -913,10 +926,12 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
         return 130
     print(result.format_report())
     if args.outputs is not None:
+        from rehearsal import kfp_releases
         from rehearsal.outputs import write_outputs
 
         try:
-            write_outputs(result, rehearsal.workflow, args.outputs)
+            write_outputs(result, rehearsal.workflow, args.outputs,
+                          args.kfp_release or kfp_releases.DEFAULT_MINOR)
         except (ValueError, OSError) as error:  # DIR taken or unwritable since the start
             print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2
