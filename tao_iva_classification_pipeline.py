@@ -473,11 +473,13 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
             # it would forbid retrying a download that failed after a long transfer.
             op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2)
         elif op.publishes:
-            # No retry strategy: with one, Argo v3.3.8 copies the attempt's outputs onto the
-            # Retry node (operator.go processNodeRetries) and KFP 1.8.5 reads mlpipeline-*
-            # artifacts from every node that has them, so metrics are stored twice and every
-            # card shown twice. These steps take minutes; the long ones (training) publish
-            # nothing themselves and keep their retry (docs/tao-step-report.md).
+            # No retry strategy: with one, Argo (v3.3.8 to v4.0.5) copies the attempt's
+            # outputs onto the Retry node (operator.go processNodeRetries) and KFP stores the
+            # mlpipeline-metrics of every node that has them, so the Metrics table lists the
+            # step twice. These steps take minutes; the long ones (training) publish nothing
+            # themselves and keep their retry (docs/tao-step-report.md). KFP 2.17's
+            # templateDefaults retry every template anyway, and no template field can opt out
+            # (rehearsal/kfp_releases.py, docs/kfp-releases.md).
             pass
         else:
             # OnError: only when Argo reports an error of the infrastructure (pod deleted,
@@ -491,9 +493,9 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
 
 
 # What a failed step stops: only the steps that depend on it (docs/pipeline.md argues why).
-# Argo 3.3 defaults a DAG's failFast to true, which in v3.3.8 never keeps a ready task from
-# starting (workflow/controller/dag.go: failFast is read only in assessDAGPhase, to fail the
-# DAG once nothing runs); false says what happens, and the rehearsal does the same.
+# Argo defaults a DAG's failFast to true, which from v3.3.8 to v4.0.5 never keeps a ready task
+# from starting (workflow/controller/dag.go: failFast is read only in assessDAGPhase, to fail
+# the DAG once nothing runs); false says what happens, and the rehearsal does the same.
 FAIL_FAST = False
 
 
