@@ -345,3 +345,19 @@ def test_the_page_says_whether_the_run_list_metrics_or_only_their_order_vary():
     assert "which metrics they are changes from run to run" in run_page.render_page(
         run, more, "1.8")
     assert "No metric columns on KFP 2.15–2.16" in run_page.render_page(run, more)
+
+
+def test_the_summary_panel_comes_first_also_as_the_exit_handler():
+    """Found by its template, whether a DAG task or the workflow's onExit node."""
+    def step(name, path, template):
+        return {"name": name, "path": path, "template": template, "kind": "container",
+                "status": "Succeeded", "retry": False, "display_name": template,
+                "outputs": {"mlpipeline-ui-metadata": f"{name}/x"}}
+
+    tasks = [step("evaluate-model", "exit-handler-1.evaluate-model", "evaluate-model"),
+             step("onExit", "onExit", "summary")]
+    ui = json.dumps({"outputs": [{"type": "markdown", "storage": "inline", "source": "# x"}]})
+    page = run_page.render_page({"workflow": {"name": "wf-abcde", "phase": "Failed"},
+                                 "tasks": tasks},
+                                {t["name"]: {run_page.UI_METADATA_FILE: ui} for t in tasks})
+    assert re.findall(r'data-template="([a-z-]+)"', page) == ["summary", "evaluate-model"]
