@@ -481,11 +481,13 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
             # it would forbid retrying a download that failed after a long transfer.
             op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2)
         elif op.publishes:
-            # No retry strategy: with one, Argo v3.3.8 copies the attempt's outputs onto the
-            # Retry node (operator.go processNodeRetries) and KFP 1.8.5 reads mlpipeline-*
-            # artifacts from every node that has them, so metrics are stored twice and every
-            # card shown twice. These steps take minutes; the long ones (training) publish
-            # nothing themselves and keep their retry (docs/tao-step-report.md).
+            # No retry strategy: with one, Argo (v3.3.8 to v4.0.5) copies the attempt's
+            # outputs onto the Retry node (operator.go processNodeRetries) and KFP stores the
+            # mlpipeline-metrics of every node that has them, so the Metrics table lists the
+            # step twice. These steps take minutes; the long ones (training) publish nothing
+            # themselves and keep their retry (docs/tao-step-report.md). KFP 2.17's
+            # templateDefaults retry every template anyway, and no template field can opt out
+            # (rehearsal/kfp_releases.py, docs/kfp-releases.md).
             pass
         else:
             # OnError: only when Argo reports an error of the infrastructure (pod deleted,
@@ -499,9 +501,9 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
 
 
 # What a failed step stops: only the steps that depend on it (docs/pipeline.md argues why).
-# Argo 3.3 defaults a DAG's failFast to true, which in v3.3.8 never keeps a ready task from
-# starting (workflow/controller/dag.go: failFast is read only in assessDAGPhase, to fail the
-# DAG once nothing runs); false says what happens, and the rehearsal does the same.
+# Argo defaults a DAG's failFast to true, which from v3.3.8 to v4.0.5 never keeps a ready task
+# from starting (workflow/controller/dag.go: failFast is read only in assessDAGPhase, to fail
+# the DAG once nothing runs); false says what happens, and the rehearsal does the same.
 FAIL_FAST = False
 
 
@@ -697,7 +699,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--outputs", type=Path, metavar="DIR",
         help="with --dry-run: keep each step's Kubeflow metrics and UI metadata in DIR (new "
         "or empty), with run.json (every step's status) and run-output.html, a preview of "
-        "the run list row and Run output tab",
+        "each step's Visualizations, the Run output tab, run list and Compare runs",
+    )
+    rehearsal.add_argument(
+        "--kfp-release", metavar="X.Y",
+        help="with --dry-run --outputs: the Kubeflow Pipelines release (e.g. 1.8, 2.17) "
+        "whose UI the preview shows (default: the KFP of the current Kubeflow release; "
+        "docs/kfp-releases.md says what differs)",
     )
     storage = parser.add_argument_group("storage")
     storage.add_argument(
@@ -787,6 +795,13 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
     for flag in ("specs", "workspace", "outputs"):
         if getattr(args, flag) is not None and not args.dry_run:
             raise ValueError(f"--{flag} goes with --dry-run")
+    if args.kfp_release is not None:
+        from rehearsal import kfp_releases
+
+        if args.outputs is None:
+            raise ValueError("--kfp-release goes with --dry-run --outputs DIR (it picks the "
+                             "release the preview shows)")
+        kfp_releases.line_of(args.kfp_release)
     if args.dry_run and args.output is not None:
         raise ValueError("--output does not go with --dry-run: a rehearsal writes no package")
     if args.specs is not None and not args.specs.is_dir():
@@ -923,10 +938,12 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
         return 130
     print(result.format_report())
     if args.outputs is not None:
+        from rehearsal import kfp_releases
         from rehearsal.outputs import write_outputs
 
         try:
-            write_outputs(result, rehearsal.workflow, args.outputs)
+            write_outputs(result, rehearsal.workflow, args.outputs,
+                          args.kfp_release or kfp_releases.DEFAULT_MINOR)
         except (ValueError, OSError) as error:  # DIR taken or unwritable since the start
             print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2

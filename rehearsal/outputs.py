@@ -8,8 +8,9 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
 - ``run.json``: the workflow's name and phase, and per DAG task its path, status
   (Succeeded, Failed, Skipped, Omitted), exit code, message, log and kept files (paths
   relative to DIR), and whether it has a retry strategy;
-- ``run-output.html``: ``rehearsal.run_page``'s preview of the run list row and the Run
-  output tab.
+- ``run-output.html``: ``rehearsal.run_page``'s preview of what a KFP release shows: each
+  step's Visualizations, the summary first, then the Run output tab, the run list row and
+  Compare runs as that release fills them (``--kfp-release``, default 2.15).
 
 DIR must be new or an empty directory, and its parent must exist: nothing is ever
 overwritten. Everything is written into a hidden sibling directory first and renamed to DIR
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal import run_page
+from rehearsal.kfp_releases import DEFAULT_MINOR
 from rehearsal.run_record import RunResult
 
 # Output artifact name -> the file name kept (the names Kubeflow's UI and agent read).
@@ -62,6 +64,7 @@ def run_record(result: RunResult, workflow: Mapping[str, Any],
         tasks.append({
             "name": step.name,
             "path": step.path,
+            "template": step.template,
             "display_name": step.display_name,
             "kind": step.kind,
             "status": step.status,
@@ -77,8 +80,10 @@ def run_record(result: RunResult, workflow: Mapping[str, Any],
             "tasks": tasks}
 
 
-def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path) -> None:
-    """Write DIR (see the module docstring); raises ``ValueError`` if ``dest`` is taken."""
+def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path,
+                  kfp_release: str = DEFAULT_MINOR) -> None:
+    """Write DIR (see the module docstring), the page as KFP ``kfp_release`` shows it;
+    raises ``ValueError`` if ``dest`` is taken."""
     problem = outputs_dir_problem(dest)
     if problem:
         raise ValueError(problem)
@@ -109,8 +114,8 @@ def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path) ->
         record = run_record(result, workflow, kept)
         (staging / run_page.RUN_JSON).write_text(json.dumps(record, indent=2) + "\n",
                                                  encoding="utf-8")
-        (staging / run_page.PAGE_FILE).write_text(run_page.render_folder(staging),
-                                                  encoding="utf-8")
+        (staging / run_page.PAGE_FILE).write_text(
+            run_page.render_folder(staging, kfp_release), encoding="utf-8")
         if dest.is_dir():
             dest.rmdir()  # empty, checked above; fails rather than lose anything new in it
         staging.rename(dest)

@@ -1,189 +1,77 @@
-"""A self-contained HTML preview of what Kubeflow Pipelines 1.8.5 shows for a rehearsed run.
+"""A self-contained HTML preview of what a Kubeflow Pipelines release shows for a rehearsed run.
 
 Input: a folder written by ``--dry-run --outputs DIR`` (``rehearsal.outputs``): ``run.json``
 and, per task, the ``mlpipeline-metrics.json`` and ``mlpipeline-ui-metadata.json`` the step
-wrote. Output: ``run-output.html``, with no network access needed (no script, no remote
-style sheet; web-app outputs run in sandboxed iframes, as in the UI).
+wrote; and the KFP release to show (``--kfp-release``, ``rehearsal.kfp_releases``; default
+2.15, the KFP of Kubeflow 1.11). Output: ``run-output.html``, with no network access needed
+(no script, no remote style sheet; web-app outputs run in sandboxed iframes, as in the UI).
 
-What is mirrored, from kubeflow/pipelines at tag 1.8.5 (frontend and backend) and Argo
-v3.3.8, the versions a Kubeflow 1.8 cluster runs:
+The page shows, in this order:
 
-- The workflow status Argo writes: each DAG task is a node whose id is
-  ``<workflow name>-<fnv32a(node name)>`` (``Workflow.NodeID``, workflow_types.go); a task
-  with a ``retryStrategy`` is a Retry node plus an attempt node ``<task>(0)``, and the
-  controller copies the finished attempt's outputs onto the Retry node (operator.go), so both
-  carry the step's metrics and UI metadata.
-- The metrics the API server stores (persistence agent ``metrics_reporter.go``: every
-  completed node with an ``mlpipeline-metrics`` artifact, at most 50 per run; names checked
-  against ``metricNamePattern`` in ``run_metric_util.go``) and the order it returns them in
-  (``run_metrics`` primary key RunUUID, NodeID, Name: ``model/run.go``).
-- The run list's two metric columns: the first two distinct names in that order
-  (``RunUtils.extractMetricMetadata``, ``RunList.tsx`` ``slice(0, 2)``), shown by
-  ``Metric.tsx`` with ``MetricUtils`` (three decimals, or a percentage with a bar).
-- The Run output tab (``RunDetails.tsx``): the Metrics table (``CompareUtils
-  .singleRunToMetricsCompareProps``), then one card per output of every node with UI
-  metadata, in the order of the status' node map (Go marshals it sorted by node id), each a
-  ``PlotCard`` with ``maxDimension`` 400 titled with the node's display name.
-- The viewers: ``MarkdownViewer`` (50 KB x 8 cut-off), ``PagedTable`` (sorted by the first
-  column ascending in string order, 10 rows a page), ``ConfusionMatrix`` (the CSV read as
-  ``OutputArtifactLoader.buildConfusionMatrixConfig`` does; below 600 px, as on a 400 px
-  card, no labels, axis names or legend; the Pop out dialog shows them), ``HTMLViewer``
-  (``iframe`` with ``srcdoc`` and ``sandbox="allow-scripts"``, 400 px high on a card).
-- A malformed output makes ``OutputArtifactLoader.load`` reject, and ``_loadAllOutputs``
-  awaits all steps with one ``Promise.all``: the tab then shows no card at all. The page
-  says so in a banner.
+- each step's side panel, Visualizations tab (``pages/RunDetails.tsx``
+  ``VisualizationsTabContent``: one ``PlotCard`` of ``maxDimension`` 500 per output, titled
+  with the viewer's name), the run summary first (the step whose template is ``summary``,
+  a DAG task or the exit handler): the place where every release shows every output;
+- the Run output tab, run list row and Compare runs as the release's code fills them
+  (``rehearsal.kfp_views``), saying plainly where it shows nothing;
+- what else differs on that release (retries, TTL, Terminate, Pod Security, v1 blocking),
+  in the words of ``rehearsal.kfp_releases``.
+
+The viewers, the same from KFP 1.8.5 to 2.17.0 but for markdown's raw HTML:
+``MarkdownViewer`` (50 KB x 8 cut-off), ``PagedTable`` (sorted by the first column ascending
+in string order, 10 rows a page), ``ConfusionMatrix`` (the CSV read as
+``OutputArtifactLoader.buildConfusionMatrixConfig`` does; below 600 px, as in a 500 px panel,
+no labels, axis names or legend; the Pop out dialog shows them), ``HTMLViewer`` (``iframe``
+with ``srcdoc`` and ``sandbox="allow-scripts"``, as high as the card). A malformed output
+makes ``OutputArtifactLoader.load`` reject the step's whole file: its panel then shows an
+error and no output. The page says so in a banner.
 
 Not mirrored: markdown is rendered with markdown-it-py (CommonMark plus GFM tables and
 strikethrough, raw HTML shown as text) where the UI uses markdown-to-jsx 6; fonts and
-Material-UI styling are approximated; the Graph and Config tabs, logs and the side panel
-are not drawn.
+Material-UI styling are approximated; the Graph and Config tabs and logs are not drawn.
 """
 
 from __future__ import annotations
 
 import csv
-import decimal
 import html
 import io
 import json
-import random
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-from rehearsal.dag_scheduler import fnv32a
-from rehearsal.workflow_identity import generate_name
+from rehearsal import kfp_releases, kfp_views
+from rehearsal.kfp_releases import Line
+from rehearsal.kfp_views import metric_display
 
 METRICS_FILE = "mlpipeline-metrics.json"
 UI_METADATA_FILE = "mlpipeline-ui-metadata.json"
 RUN_JSON = "run.json"
 PAGE_FILE = "run-output.html"
+SUMMARY_TEMPLATE = "summary"
 
-# The KFP 1.8.5 constants the page mirrors.
+# The KFP constants the page mirrors (frontend/src, 1.8.5 to 2.17.0).
+PANEL_DIMENSION = 500  # RunDetails.tsx: PlotCard maxDimension in a step's side panel
 CARD_DIMENSION = 400  # RunDetails.tsx: PlotCard maxDimension on the Run output tab
 SHRINK_THRESHOLD = 600  # ConfusionMatrix.tsx / PagedTable.tsx: smaller layout below this
 POPOUT_DIMENSION = 700  # ConfusionMatrix.tsx: default when the dialog passes no maximum
 ROWS_PER_PAGE = 10  # PagedTable.tsx initial state
 MAX_MARKDOWN = 50 * 1000 * 8  # MarkdownViewer.tsx MAX_MARKDOWN_STR_LENGTH
-MAX_RUN_METRICS = 50  # metrics_reporter.go maxMetricsCountLimit
-METRIC_NAME = re.compile(r"^[a-zA-Z]([-_a-zA-Z0-9]{0,62}[a-zA-Z0-9])?$")  # run_metric_util.go
-RUN_LIST_METRICS = 2  # RunList.tsx: metrics.slice(0, 2)
-SIMULATED_NAMES = 1000
+# The rows of kfp_releases' table the page's top repeats: where each result is.
+GLANCE = ("visualizations", "metrics_table", "run_output", "run_list", "compare")
+# Each viewer's getDisplayName(): the title of its card in a side panel.
+VIEWER_TITLES = {"markdown": "Markdown", "table": "Table",
+                 "confusion_matrix": "Confusion matrix", "web-app": "Static HTML"}
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
 class OutputError(Exception):
-    """An output OutputArtifactLoader would reject (and with it the whole Run output tab)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Argo's workflow status and the KFP backend's metrics
-
-
-def node_id(workflow_name: str, node_name: str) -> str:
-    """Argo v3.3.8 ``Workflow.NodeID``."""
-    if node_name == workflow_name:
-        return workflow_name
-    return f"{workflow_name}-{fnv32a(node_name)}"
-
-
-def output_nodes(workflow_name: str, tasks: Sequence[Mapping[str, Any]]
-                 ) -> list[tuple[str, str, Mapping[str, Any]]]:
-    """(node id, display name, task) of every node that carries a task's KFP outputs."""
-    nodes = []
-    for task in tasks:
-        if not task.get("outputs"):
-            continue
-        name = f"{workflow_name}.{task['path']}"
-        # A node's display name is its name less its DAG's (operator.go initializeNode); the
-        # onExit node has no enclosing DAG, so it shows its whole name.
-        display = name if task["path"] == "onExit" else task["name"]
-        nodes.append((node_id(workflow_name, name), display, task))
-        if task.get("retry"):
-            nodes.append((node_id(workflow_name, name + "(0)"), display + "(0)", task))
-    return nodes
-
-
-def js_to_fixed(value: float, digits: int = 3) -> str:
-    """JavaScript's ``Number.prototype.toFixed`` (ties away from zero on the exact binary
-    value, which Python's round-half-even formatting does not do)."""
-    if value != value:
-        return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "Infinity" if value > 0 else "-Infinity"
-    exact = decimal.Decimal(abs(value)).quantize(decimal.Decimal(1).scaleb(-digits),
-                                                 rounding=decimal.ROUND_HALF_UP)
-    text = f"{exact:.{digits}f}"
-    return "-" + text if value < 0 and exact != 0 else text
-
-
-def metric_display(metric: Mapping[str, Any]) -> str:
-    """``MetricUtils.getMetricDisplayString``."""
-    if metric.get("format") == "PERCENTAGE":
-        return js_to_fixed(metric["numberValue"] * 100) + "%"
-    return js_to_fixed(metric["numberValue"])
-
-
-def read_metrics(text: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The metrics the persistence agent reads from one node's file, or why it drops them
-    all (jsonpb refuses the whole file) or some (the API server refuses a name)."""
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        return [], f"not JSON ({e}): the node's metrics are all dropped"
-    if not isinstance(data, dict) or set(data) - {"metrics", "runId"}:
-        return [], "not a {\"metrics\": [...]} object: the node's metrics are all dropped"
-    metrics, problems = [], []
-    for metric in data.get("metrics") or []:
-        if not isinstance(metric, dict) or set(metric) - {"name", "nodeId", "numberValue",
-                                                          "format"}:
-            return [], f"unknown field in {metric!r}: the node's metrics are all dropped"
-        if metric.get("format", "UNSPECIFIED") not in ("UNSPECIFIED", "RAW", "PERCENTAGE"):
-            return [], f"format {metric['format']!r} is not RAW or PERCENTAGE: all dropped"
-        if not METRIC_NAME.match(str(metric.get("name", ""))):
-            problems.append(f"name {metric.get('name')!r} does not match {METRIC_NAME.pattern}")
-            continue
-        if not isinstance(metric.get("numberValue"), (int, float)):
-            continue  # the UI skips a metric without a number
-        metrics.append(metric)
-    return metrics, "; ".join(problems) or None
-
-
-def stored_metrics(workflow_name: str, tasks: Sequence[Mapping[str, Any]],
-                   metrics_by_task: Mapping[str, list[dict[str, Any]]]
-                   ) -> tuple[list[dict[str, Any]], int]:
-    """The run's metrics in the order the API server returns them, and how many the nodes
-    reported (above 50 the agent keeps 50, which ones depending on Go's map order)."""
-    rows = []
-    for nid, _display, task in output_nodes(workflow_name, tasks):
-        for metric in metrics_by_task.get(task["name"], []):
-            rows.append({**metric, "nodeId": nid, "task": task})
-    reported = len(rows)
-    rows.sort(key=lambda m: (m["nodeId"], m["name"].lower()))
-    return rows[:MAX_RUN_METRICS], reported
-
-
-def run_list_columns(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``RunUtils.extractMetricMetadata`` of one run, cut to the run list's two columns."""
-    return list(dict.fromkeys(m["name"] for m in metrics))[:RUN_LIST_METRICS]
-
-
-def simulate_columns(tasks: Sequence[Mapping[str, Any]],
-                     metrics_by_task: Mapping[str, list[dict[str, Any]]],
-                     prefix: str, count: int = SIMULATED_NAMES, seed: int = 8
-                     ) -> Counter[tuple[str, ...]]:
-    """The run list's columns over ``count`` workflow names Kubernetes could generate."""
-    rng = random.Random(seed)
-    seen: Counter[tuple[str, ...]] = Counter()
-    for _ in range(count):
-        name = generate_name(prefix, rng)
-        seen[tuple(run_list_columns(stored_metrics(name, tasks, metrics_by_task)[0]))] += 1
-    return seen
+    """An output OutputArtifactLoader would reject (and with it the step's whole file)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,14 +223,14 @@ def _matrix(config: Mapping[str, Any], max_dimension: int) -> str:
             "</table></div>")
 
 
-def render_confusion_matrix(config: Mapping[str, Any]) -> str:
-    return (_matrix(config, CARD_DIMENSION)
+def render_confusion_matrix(config: Mapping[str, Any], dimension: int) -> str:
+    return (_matrix(config, dimension)
             + '<details class="popout"><summary>Pop out (the card\'s icon): the same matrix '
             "with labels and axis names</summary>"
             + _matrix(config, POPOUT_DIMENSION) + "</details>")
 
 
-def render_output(config: Mapping[str, Any]) -> str:
+def render_output(config: Mapping[str, Any], dimension: int = PANEL_DIMENSION) -> str:
     kind = config["type"]
     if config.get("dropped"):
         return f'<p class="note">Unknown plot type {_e(kind)!s}: the UI skips it.</p>'
@@ -356,9 +244,9 @@ def render_output(config: Mapping[str, Any]) -> str:
     if kind == "table":
         return render_table(config)
     if kind == "confusion_matrix":
-        return render_confusion_matrix(config)
-    return (f'<iframe class="web-app" sandbox="allow-scripts" height="{CARD_DIMENSION}" '
-            f'srcdoc="{_e(config["html"])}"></iframe>')
+        return render_confusion_matrix(config, dimension)
+    return (f'<iframe class="web-app" sandbox="allow-scripts" height="{dimension}" '
+            f'srcdoc="{_e(config["html"])}" style="height:{dimension}px"></iframe>')
 
 
 STYLE = """
@@ -405,8 +293,12 @@ td.metric { min-width: 110px; }
           transform: rotate(60deg); transform-origin: left; margin-left: 15px;
           text-align: left; height: 90px; }
 .x-axis-label, .y-axis-label { font-size: 15px; font-weight: bold; }
-iframe.web-app { border: 1px solid #e0e0e0; box-sizing: border-box; width: 100%;
-                 height: 400px; }
+iframe.web-app { border: 1px solid #e0e0e0; box-sizing: border-box; width: 100%; }
+.step-panel { border-left: 3px solid #1a73e8; margin: 18px 0; padding-left: 12px;
+              max-width: 900px; }
+.step-panel h3 { font-size: 15px; margin: 6px 0; }
+.nothing { background: #f1f3f4; border-left: 3px solid #5f6368; padding: 8px 12px; }
+.release-note { color: #202124; }
 details { margin-top: 8px; } summary { cursor: pointer; color: #1a73e8; }
 .note { color: #5f6368; }
 ul.notes li { margin-bottom: 4px; }
@@ -428,122 +320,254 @@ def _metric_cell(metric: Mapping[str, Any] | None) -> str:
             f'style="width:{width}">{text}</div></div></td>')
 
 
-def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]]) -> str:
-    """The page for ``run`` (``run.json``) and ``files``: task name -> {file name: text}."""
+
+
+# ---------------------------------------------------------------------------------------
+# The page
+
+
+def _outputs(text: str) -> tuple[list[tuple[str, str, str]], str | None]:
+    """(viewer title, HTML, output type) per output of one ui-metadata file, and why the
+    loader rejects the whole file, if it does."""
+    try:
+        outputs = json.loads(text)["outputs"]
+        if not isinstance(outputs, list):
+            raise TypeError("outputs is not a list")
+    except (ValueError, KeyError, TypeError) as e:
+        return [], f"{UI_METADATA_FILE} cannot be parsed ({e})"
+    shown, rejected = [], []
+    for i, output in enumerate(outputs):
+        try:
+            config = load_output(output)
+            shown.append((VIEWER_TITLES.get(config["type"], str(config["type"])),
+                          render_output(config), str(output.get("type"))))
+        except OutputError as e:
+            rejected.append(f"output {i + 1} ({output.get('type')}): {e}")
+            shown.append(("Rejected", f'<p class="note">Rejected: {_e(e)}</p>',
+                          str(output.get("type"))))
+    return shown, "; ".join(rejected) or None
+
+
+def summary_first(tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The tasks in run order, the summary's (by template, DAG task or exit handler) first."""
+    return sorted(tasks, key=lambda t: t.get("template") != SUMMARY_TEMPLATE)
+
+
+def _panels_section(nodes: Sequence[kfp_views.Node], tasks: Sequence[Mapping[str, Any]],
+                    files: Mapping[str, Mapping[str, str]]) -> list[str]:
+    panel_of = {node.task["name"]: node for node in kfp_views.side_panels(nodes)}
+    parts = ['<h2 id="step-panels">Each step\'s results: its side panel, Visualizations tab'
+             "</h2>",
+             '<p>Click a step in the run\'s graph: its side panel\'s <b>Visualizations</b> tab '
+             f"shows everything the step published, each output in a {PANEL_DIMENSION} px "
+             "card titled with its viewer. This works the same on every release.</p>"]
+    quiet = []
+    for task in summary_first(tasks):
+        node = panel_of.get(task["name"])
+        if node is None:
+            if task.get("kind") == "container":
+                quiet.append(task.get("display_name") or task["name"])
+            continue
+        shown, rejected = _outputs(files[task["name"]][UI_METADATA_FILE])
+        label = task.get("display_name") or task["name"]
+        body = []
+        if rejected:
+            body.append(f'<div class="banner error"><b>In Kubeflow this panel shows an error '
+                        f"and no output at all</b>: the loader rejects {_e(rejected)}, and "
+                        "one rejected output fails the step's whole file. Shown below "
+                        "anyway, marked.</div>")
+        for title, html_text, kind in shown:
+            extra = " rejected" if title == "Rejected" else ""
+            body.append(f'<div class="plot-card{extra}" data-type="{_e(kind)}">'
+                        f'<div class="plot-header"><span class="plot-title">{_e(title)}</span>'
+                        f'<span class="popout" title="Pop out">&#x2197;</span></div>'
+                        f"{html_text}</div>")
+        parts.append(f'<section class="step-panel" data-step="{_e(label)}" '
+                     f'data-template="{_e(node.template)}"><h3>{_e(label)} '
+                     f'<span class="note">({_e(task["status"])})</span></h3>'
+                     f'{"".join(body)}</section>')
+    if quiet:
+        parts.append('<p class="note">The other steps\' panels say "There are no '
+                     f'visualizations in this step": {_e(", ".join(quiet))}.</p>')
+    return parts
+
+
+def _code(html_text: str) -> str:
+    """HTML with markdown's `code` spans (as kfp_releases writes citations) as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html_text)
+
+
+def _cell(text: str) -> str:
+    """A cell of kfp_releases' markdown table as HTML."""
+    return _code(_e(text))
+
+
+def _nothing(html_text: str) -> str:
+    return f'<p class="nothing">{_code(html_text)}</p>'
+
+
+def _run_output_section(line: Line, stored: kfp_views.StoredMetrics,
+                        nodes: Sequence[kfp_views.Node]) -> list[str]:
+    parts = ['<h2 id="run-output">Run output tab</h2>']
+    if stored.rows:
+        names, rows = kfp_views.metrics_table(stored.rows)
+        body = "".join(f"<tr><th>{_e(label)}</th>" + "".join(f"<td>{_e(v)}</td>" for v in values)
+                       + "</tr>" for label, values in rows)
+        parts.append('<div class="output-title">Metrics</div><table class="compare-table '
+                     'metrics"><thead><tr><th></th>' + "".join(f"<th>{_e(n)}</th>" for n in names)
+                     + f"</tr></thead><tbody>{body}</tbody></table>")
+        if len(rows) > len({label for label, _ in rows}):
+            parts.append(_code(
+                '<p class="release-note">Each step\'s row appears twice: the controller\'s '
+                "templateDefaults give every template a retry strategy, so each step is a "
+                "Retry node plus its attempt, and Argo copies the attempt's outputs onto the "
+                f"Retry node ({line.cite('retry_node', short=True)}); the agent stores the "
+                "metrics of both.</p>"))
+    elif stored.unread:
+        parts.append("<p>No metrics found for this run.</p>" + _nothing(
+            f"KFP {_e(line.label)} stores no metrics: the persistence agent asks the API "
+            "server for each node's metrics artifact by pod name "
+            f"({line.cite('pod_name', short=True)}), the server looks it up by node id "
+            f"({line.cite('metrics_server', short=True)}) and finds nothing "
+            "(kubeflow/pipelines#10988). Both top-1 accuracies are in the evaluate steps' "
+            "panels above."))
+    else:
+        parts.append("<p>No metrics found for this run.</p>")
+    cards = kfp_views.run_output_cards(nodes)
+    if cards:  # only with a bucket in the artifacts' location, which Argo does not record
+        parts.append("<p>Cards of: " + _e(", ".join(n.display_name for n in cards)) + "</p>")
+        return parts
+    parts.append("<p>No output artifacts found for this run.</p>" + _nothing(
+        "Nothing here when the tab opens, on every release: the tab keeps only artifacts "
+        "whose location names a bucket, and Argo records them by key alone "
+        f"({line.cite('run_output', short=True)} loadNodeOutputPaths). After a step's side "
+        "panel has been opened, Refresh shows that step's outputs here, at "
+        f"{CARD_DIMENSION} px."))
+    return parts
+
+
+def _run_list_section(line: Line, run: Mapping[str, Any], stored: kfp_views.StoredMetrics,
+                      metrics_by_task: Mapping[str, list[dict[str, Any]]]) -> list[str]:
     workflow = run["workflow"]
-    name, tasks = workflow["name"], run["tasks"]
-    prefix = workflow.get("generate_name") or name.rsplit("-", 1)[0] + "-"
-
-    metrics_by_task, metric_notes = {}, []
-    for task in tasks:
-        text = files.get(task["name"], {}).get(METRICS_FILE)
-        if text is not None:
-            metrics_by_task[task["name"]], problem = read_metrics(text)
-            if problem:
-                metric_notes.append(f"{task['name']}: {problem}")
-    metrics, reported = stored_metrics(name, tasks, metrics_by_task)
-    columns = run_list_columns(metrics)
-    simulated = simulate_columns(tasks, metrics_by_task, prefix)
-
-    parts = ['<div class="preview-banner"><b>Preview, not Kubeflow.</b> This page was made '
-             "by the pipeline's rehearsal (<code>--dry-run --outputs</code>) from the files its "
-             "steps wrote against the fake TAO, to show what the Kubeflow Pipelines 1.8.5 UI "
-             "would show for such a run. The numbers are the fake TAO's stand-ins, not a "
-             "model's; layout and fonts are approximated.</div>",
-             f"<h1>Run {_e(name)}: {_e(workflow['phase'])}</h1>"]
-    if workflow.get("message"):
-        parts.append(f'<p class="note">{_e(workflow["message"])}</p>')
-
-    # -- run list
-    parts.append('<h2 id="run-list">Run list (Experiments &gt; Runs): this run\'s row</h2>')
+    name = workflow["name"]
+    columns = kfp_views.run_list_columns(stored.rows, line)
+    parts = ['<h2 id="run-list">Run list (Experiments &gt; Runs): this run\'s row</h2>']
     head = ["Run name", "Status", "Duration", "Experiment", "Pipeline Version",
             "Recurring Run", "Start time"]
     cells = [f"<td>{_e(name)}</td>", f"<td>{_e(workflow['phase'])}</td>"] + [
         '<td class="placeholder">set on the cluster</td>'] * 5
     if columns:
         head += [""] + columns
-        by_name = {}
-        for metric in metrics:
-            by_name.setdefault(metric["name"], metric)
-        cells += ['<td class="metric-buffer"></td>'] + [_metric_cell(by_name.get(c))
+        first = dict(kfp_views.compare_metrics(stored.rows))
+        cells += ['<td class="metric-buffer"></td>'] + [_metric_cell(first.get(c))
                                                         for c in columns]
     parts.append('<table class="run-list"><thead><tr>'
                  + "".join(f"<th>{_e(h)}</th>" for h in head)
                  + "</tr></thead><tbody><tr>" + "".join(cells) + "</tr></tbody></table>")
+    if not line.run_list_metrics:
+        parts.append(_nothing(f"No metric columns on KFP {_e(line.label)}: its run list "
+                              "reads runs through the v2beta1 API, which has no metrics, and "
+                              "the line that filled the columns is commented out "
+                              f"({line.cite('run_list', short=True)}). Only KFP 1.8 shows "
+                              "them."))
+        return parts
+    prefix = workflow.get("generate_name") or name.rsplit("-", 1)[0] + "-"
+    simulated = kfp_views.simulate_columns(run["tasks"], metrics_by_task, prefix, line)
     stable = len(simulated) == 1
     same_metrics = len({frozenset(pair) for pair in simulated}) == 1
     summary = "; ".join(f"{' and '.join(pair) or 'none'} in {count}"
                         for pair, count in simulated.most_common(4))
     parts.append(
-        f'<p class="run-list-columns">Metric columns: the first {RUN_LIST_METRICS} metric '
-        "names in the order the API server returns the run's metrics (by node id, a hash of "
-        "the workflow name Kubernetes generates, then by name). Over "
-        f"{SIMULATED_NAMES} simulated workflow names they were: {_e(summary)}"
+        f'<p class="run-list-columns">Metric columns: the first {kfp_views.RUN_LIST_METRICS} '
+        "metric names in the order the API server returns the run's metrics (by node id, a "
+        "hash of the workflow name Kubernetes generates, then by name). Over "
+        f"{kfp_views.SIMULATED_NAMES} simulated workflow names they were: {_e(summary)}"
         + (" &mdash; the same for every run." if stable else
            " &mdash; the same two metrics for every run; only their left-to-right order "
            "changes with the run name." if same_metrics else
            " &mdash; <b>which metrics they are changes from run to run</b>.") + "</p>")
-    if reported > MAX_RUN_METRICS:
-        parts.append(f'<div class="banner error">The steps report {reported} metrics; the '
-                     f"persistence agent stores only {MAX_RUN_METRICS}, which ones depending "
-                     "on Go's map order.</div>")
+    return parts
+
+
+def _compare_section(line: Line, run: Mapping[str, Any], stored: kfp_views.StoredMetrics
+                     ) -> list[str]:
+    parts = ['<h2 id="compare">Compare runs (this run alone)</h2>']
+    metrics = kfp_views.compare_metrics(stored.rows)
+    if metrics:
+        rows = "".join(f"<tr><th>{_e(n)}</th><td>{_e(metric_display(m))}</td></tr>"
+                       for n, m in metrics)
+        parts.append('<div class="output-title">Metrics</div><table class="compare-table '
+                     f'compare"><thead><tr><th></th><th>{_e(run["workflow"]["name"])}</th>'
+                     f"</tr></thead><tbody>{rows}</tbody></table>")
+    else:
+        parts.append(_nothing(f"The Metrics section is empty on KFP {_e(line.label)}: no "
+                              "metric of this run is stored."))
+    parts.append(_nothing("No output cards below it, on every release: Compare runs loads "
+                          "outputs the same way as the Run output tab "
+                          f"({line.cite('run_output', short=True)} loadAllOutputPaths)."))
+    return parts
+
+
+def _release_section(line: Line, minor: str) -> list[str]:
+    cells = kfp_releases.cells(line, short=True)
+    titles = dict(kfp_releases.ROWS)
+    build = line.build(minor)
+    items = [f"<li><b>{_e(titles[key])}</b>: {_cell(cells[key])}</li>"
+             for key in ("retries", "ttl", "terminate", "pod_security", "v1_blocking")]
+    terminate = ("the claim is released by the exit handler" if
+                 kfp_releases.exit_handler_keeps_running(build.argo) else
+                 "the claim may stay after Terminate: release it with "
+                 "<code>python3 -m tao_step release --workspace ... --run ...</code> "
+                 "(README)")
+    return [f'<h2 id="release">What else differs on KFP {_e(line.label)}</h2>',
+            f'<p>KFP {_e(build.kfp)} runs Argo {_e(build.argo)}: {terminate}.</p>',
+            '<ul class="notes">' + "".join(items) + "</ul>"]
+
+
+def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]],
+                minor: str = kfp_releases.DEFAULT_MINOR) -> str:
+    """The page for ``run`` (``run.json``) and ``files`` (task name -> {file name: text}),
+    as KFP ``minor`` (a ``--kfp-release`` value) shows it."""
+    line = kfp_releases.line_of(minor)
+    workflow = run["workflow"]
+    name, tasks = workflow["name"], run["tasks"]
+    metrics_by_task, metric_notes = {}, []
+    for task in tasks:
+        text = files.get(task["name"], {}).get(METRICS_FILE)
+        if text is not None:
+            metrics_by_task[task["name"]], problem = kfp_views.read_metrics(text)
+            if problem:
+                metric_notes.append(f"{task['name']}: {problem}")
+    nodes = kfp_views.status_nodes(name, tasks, line)
+    stored = kfp_views.stored_metrics(name, tasks, metrics_by_task, line)
+
+    parts = [f'<div class="preview-banner"><b>Preview, not Kubeflow.</b> This page was made '
+             "by the pipeline's rehearsal (<code>--dry-run --outputs</code>) from the files "
+             "its steps wrote against the fake TAO, to show what the Kubeflow Pipelines "
+             f"{_e(line.label)} UI (read at KFP {_e(line.kfp_tag)}, Argo "
+             f"{_e(line.argo_tag)}) would show for such a run; <code>--kfp-release</code> "
+             "picks another release. The numbers are the fake TAO's stand-ins, not a "
+             "model's; layout and fonts are approximated.</div>",
+             f"<h1>Run {_e(name)}: {_e(workflow['phase'])}</h1>"]
+    if workflow.get("message"):
+        parts.append(f'<p class="note">{_e(workflow["message"])}</p>')
+    cells, titles = kfp_releases.cells(line, short=True), dict(kfp_releases.ROWS)
+    parts.append(f'<h2 id="where">Where to look on KFP {_e(line.label)}</h2>'
+                 '<table class="compare-table where"><tbody>'
+                 + "".join(f"<tr><th>{_e(titles[key])}</th><td>{_cell(cells[key])}</td></tr>"
+                           for key in GLANCE) + "</tbody></table>")
+    parts += _panels_section(nodes, tasks, files)
+    parts += _run_output_section(line, stored, nodes)
+    if stored.reported > kfp_views.MAX_RUN_METRICS:
+        parts.append(f'<div class="banner error">The steps report {stored.reported} metrics; '
+                     f"the persistence agent stores only {kfp_views.MAX_RUN_METRICS}, which "
+                     "ones depending on Go's map order.</div>")
     for note in metric_notes:
         parts.append(f'<p class="note">Metrics not stored: {_e(note)}</p>')
+    parts += _run_list_section(line, run, stored, metrics_by_task)
+    parts += _compare_section(line, run, stored)
+    parts += _release_section(line, minor)
 
-    # -- run output tab
-    parts.append('<h2 id="run-output">Run output tab</h2>')
-    if metrics:
-        names = list(dict.fromkeys(m["name"] for m in metrics))
-        by_node: dict[str, dict[str, str]] = {}
-        labels: dict[str, str] = {}
-        for metric in metrics:
-            by_node.setdefault(metric["nodeId"], {})[metric["name"]] = metric_display(metric)
-            labels[metric["nodeId"]] = metric["task"].get("display_name") or metric["task"][
-                "name"]
-        rows = "".join(
-            f"<tr><th>{_e(labels[nid])}</th>"
-            + "".join(f"<td>{_e(values.get(n, ''))}</td>" for n in names) + "</tr>"
-            for nid, values in by_node.items())
-        parts.append('<div class="output-title">Metrics</div><table class="compare-table metrics">'
-                     "<thead><tr><th></th>" + "".join(f"<th>{_e(n)}</th>" for n in names)
-                     + f"</tr></thead><tbody>{rows}</tbody></table>")
-    else:
-        parts.append("<p>No metrics found for this run.</p>")
-
-    cards, rejected = [], []
-    for _nid, display, task in sorted(output_nodes(name, tasks)):
-        text = files.get(task["name"], {}).get(UI_METADATA_FILE)
-        if text is None:
-            continue
-        try:
-            outputs = json.loads(text)["outputs"]
-            if not isinstance(outputs, list):
-                raise TypeError("outputs is not a list")
-        except (ValueError, KeyError, TypeError) as e:
-            # load() catches a metadata file it cannot parse: that node shows nothing
-            cards.append(f'<p class="note">{_e(display)}: {UI_METADATA_FILE} cannot be '
-                         f"parsed ({_e(e)}): the UI shows no output of this step.</p>")
-            continue
-        for i, output in enumerate(outputs):
-            try:
-                body, extra = render_output(load_output(output)), ""
-            except OutputError as e:
-                rejected.append(f"{display}, output {i + 1} ({output.get('type')}): {e}")
-                body, extra = f'<p class="note">Rejected: {_e(e)}</p>', " rejected"
-            cards.append(f'<div class="plot-card{extra}" data-step="{_e(display)}" '
-                         f'data-type="{_e(output.get("type"))}"><div class="plot-header">'
-                         f'<span class="plot-title">{_e(display)}</span>'
-                         f'<span class="popout" title="Pop out">&#x2197;</span></div>'
-                         f"{body}</div>")
-    if rejected:
-        parts.append('<div class="banner error"><b>In Kubeflow 1.8.5 this Run output tab '
-                     "would show no output at all</b>: the loader rejects "
-                     + "; ".join(_e(r) for r in rejected)
-                     + ", and one rejected output fails the whole tab. Shown below anyway, "
-                     "marked.</div>")
-    parts += cards or ["<p>No output artifacts found for this run.</p>"]
-
-    # -- tasks
     rows = "".join(
         f"<tr><td>{_e(t['path'])}</td><td>{_e(t['status'])}</td>"
         f"<td>{_e('' if t.get('exit_code') is None else t['exit_code'])}</td>"
@@ -551,40 +575,31 @@ def render_page(run: Mapping[str, Any], files: Mapping[str, Mapping[str, str]]) 
     parts.append('<h2 id="tasks">Steps (run.json)</h2><table class="compare-table">'
                  "<thead><tr><th>task</th><th>status</th><th>exit code</th><th>message</th>"
                  f"</tr></thead><tbody>{rows}</tbody></table>")
-
-    retried = any(t.get("retry") and t.get("outputs") for t in tasks)
     notes = [
-        "Cards appear in node-id order, which follows the random workflow name: the order "
-        "differs from run to run. Each card is titled with the Argo node's name.",
-        "A step with a retry strategy is two nodes in Argo 3.3 (the task and its attempt "
-        "<code>(0)</code>), and the controller copies the attempt's outputs onto the task: "
-        "the UI reads both, so such a step's cards and metrics appear twice, as above."
-        if retried else "",
-        f"Cards are {CARD_DIMENSION} px: a confusion matrix there has no class names, axis "
-        "names or legend (below 600 px); the card's Pop out icon shows them. Matrices are "
-        "drawn with the predicted class as rows (last label on top) and the true class as "
-        "columns.",
+        f"Cards are {PANEL_DIMENSION} px in a side panel: a confusion matrix there has no "
+        "class names, axis names or legend (below 600 px); the card's Pop out icon shows "
+        "them. Matrices are drawn with the predicted class as rows (last label on top) and "
+        "the true class as columns.",
         f"Tables start sorted by their first column in string order, {ROWS_PER_PAGE} rows a "
         "page; a click on a header re-sorts.",
         f"Markdown longer than {MAX_MARKDOWN:,} characters is cut off. The UI renders "
         "markdown with markdown-to-jsx; this page with markdown-it-py, which may differ on "
-        "rare constructs, and shows raw HTML as text.",
-        "Web-app outputs run in a sandboxed iframe (scripts allowed, no same-origin), "
-        f"{CARD_DIMENSION} px high.",
-        "Not shown here: the Graph tab, the side panel (a step's own outputs, at 500 px), "
-        "logs, the Config tab, and Compare runs. Duration, experiment and start time exist "
-        "only on the cluster.",
+        "rare constructs. Raw HTML in markdown is "
+        + ("rendered" if line.markdown_raw_html else "shown as text")
+        + f" on KFP {_e(line.label)}; the pipeline writes none.",
+        "Web-app outputs run in a sandboxed iframe (scripts allowed, no same-origin), as "
+        "high as the card.",
+        "Not shown here: the Graph tab, logs and the Config tab. Duration, experiment and "
+        "start time exist only on the cluster.",
     ]
-    parts.append('<h2 id="notes">What the 1.8.5 UI would and would not show</h2>'
-                 '<ul class="notes">' + "".join(f"<li>{n}</li>" for n in notes if n)
-                 + "</ul>")
-
+    parts.append('<h2 id="notes">How the viewers draw</h2><ul class="notes">'
+                 + "".join(f"<li>{n}</li>" for n in notes) + "</ul>")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Preview of the Kubeflow run output: {_e(name)}</title>"
+            f"<title>Preview of the Kubeflow run: {_e(name)} (KFP {_e(line.label)})</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
-def render_folder(folder: Path) -> str:
+def render_folder(folder: Path, minor: str = kfp_releases.DEFAULT_MINOR) -> str:
     """The page for a folder written by ``rehearsal.outputs.write_outputs``."""
     run = json.loads((folder / RUN_JSON).read_text(encoding="utf-8"))
     files: dict[str, dict[str, str]] = {}
@@ -592,4 +607,4 @@ def render_folder(folder: Path) -> str:
         for file_name in (task.get("outputs") or {}).values():
             path = folder / file_name
             files.setdefault(task["name"], {})[path.name] = path.read_text(encoding="utf-8")
-    return render_page(run, files)
+    return render_page(run, files, minor)

@@ -1,207 +1,165 @@
-"""What KFP 1.8.5 shows for a run of this pipeline: its run-list columns and Run output tab.
+"""What each KFP release line shows of a rehearsed run: run list, Metrics table, Compare runs,
+the Run output tab and the steps' panels.
 
-The compiled pipeline is rehearsed (every step's real ``tao_step report`` against the fake
-TAO), and the metrics and UI metadata files the steps wrote are put into a workflow status
-shaped as Argo v3.3.8 writes it. That status is then read with the logic of
-kubeflow/pipelines 1.8.5, simulated here:
+The compiled pipeline is rehearsed once (every step's real ``tao_step report`` against the
+fake TAO), and the files the steps wrote are read with each line's rules
+(``rehearsal.kfp_views``, whose docstring cites the source of each: kubeflow/pipelines 1.8.5,
+2.0.5, 2.2.0, 2.15.0, 2.17.0; argo-workflows v3.3.8 to v4.0.5). In short:
 
-* node ids: ``<workflow name>-<fnv32a(node name)>`` (argo ``Workflow.NodeID``); node names
-  ``<workflow name>.<task>[.<task>]``, a retried pod ``<name>(<attempt>)`` under a Retry node
-  that, once an attempt succeeded, carries a copy of its outputs (``workflow/controller/
-  operator.go`` ``processNodeRetries``: ``node.Outputs = lastChildNode.Outputs.DeepCopy()``);
-* the persistence agent reports the ``mlpipeline-metrics`` of every completed node that has
-  the artifact, at most 50 (``backend/src/agent/persistence/worker/metrics_reporter.go``);
-  the store keeps one row per (run, node id, name) and lists a run's rows with no ORDER
-  BY, i.e. in primary-key order: node id, then name (``backend/src/apiserver/storage/
-  run_store.go``, ``model/run.go``);
-* the run list keeps metric names in the order first met over the page's runs and shows the
-  first two (``frontend/src/lib/RunUtils.ts`` ``runsToMetricMetadataMap``,
-  ``pages/RunList.tsx`` ``slice(0, 2)``); a cell shows the run's first metric of that name;
-* the Run output tab and Compare runs load ``mlpipeline-ui-metadata`` from every node that
-  has it (``frontend/src/lib/WorkflowParser.ts`` ``loadAllOutputPathsWithStepNames``).
+* node ids are ``<workflow name>-<fnv32a(node name)>``; a retried template is a Retry node
+  that carries a copy of its attempt's outputs (``processNodeRetries``), and on 2.17 every
+  template is retried (the controller's ``templateDefaults``);
+* the persistence agent asks for each node's metrics by node id (1.8, 2.0, 2.15+) or by pod
+  name (2.2 to 2.14, which the API server never finds); at most 50, one row per (node id,
+  name), listed in primary-key order;
+* the run list shows the first two metric names over the page's runs, on 1.8 only;
+* the Run output tab and Compare runs load UI metadata only from artifacts with a bucket,
+  which Argo's key-only records never have; a step's side panel shows its outputs.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import random
+import re
 
 import pytest
 
-from rehearsal import dry_run
-from rehearsal.dag_scheduler import fnv32a
+from rehearsal import dry_run, kfp_views
+from rehearsal.kfp_releases import BY_KEY, LINES
 from rehearsal.workflow_identity import generate_name
 
 RUNS = 2000
 PAGE = 10  # the run list's default page size
 TOP1 = {"accuracy-top1-baseline", "accuracy-top1-retrained"}
-
-
-def node_id(workflow_name: str, node_name: str) -> str:
-    return f"{workflow_name}-{fnv32a(node_name)}"
+KFP_FILES = ("mlpipeline-metrics", "mlpipeline-ui-metadata")
 
 
 def workflow_names(n: int, seed: int = 1) -> list[str]:
     """Names as Kubernetes' generateName makes them (5 characters, apimachinery rand.String)."""
     rng = random.Random(seed)
-    return [generate_name("tao-iva-classification-", rng) for _ in range(n)]
+    return [generate_name("tao-iva-classification-", rng)
+            for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
 def rehearsal(default_workflow, tmp_path_factory):
-    """Each succeeded container step: (task path, template, its metrics, its UI outputs)."""
+    """run.json's tasks of a successful rehearsal, each step's metrics and UI outputs."""
     tmp = tmp_path_factory.mktemp("run-list")
     rehearsal = dry_run.Rehearsal(default_workflow.doc, overrides={}, specs_dir=None,
                                   workspace=tmp / "workspace", fresh=True)
     rehearsal.seed()
     result = rehearsal.run(logs=tmp / "logs")
     assert result.succeeded, result.format_report()
-    steps = []
+    tasks, metrics, ui = [], {}, {}
     for step in result.steps:
-        if step.kind != "container":
-            continue
-        assert step.status == "Succeeded", step.name
-
-        def read(name, step=step):
-            path = step.artifacts.get(name)
-            return json.loads(path.read_text()) if path else None
-
-        steps.append((step.path, step.template, read("mlpipeline-metrics"),
-                      read("mlpipeline-ui-metadata")))
-    return default_workflow.doc, steps
-
-
-def argo_status(doc: dict, steps: list, name: str, retried: set[str] | None = None) -> dict:
-    """``status.nodes`` as Argo v3.3.8 leaves it after a successful run (first attempts)."""
-    templates = {t["name"]: t for t in doc["spec"]["templates"]}
-    nodes = {}
-    for path, template, metrics, ui in steps:
-        node_name = f"{name}.{path}"
-        artifacts = [{"name": art, "s3": {"key": f"artifacts/{name}/{node_name}/{art}.tgz",
-                                          "s3Bucket": {"bucket": "mlpipeline"}},
-                      "_content": content}
-                     for art, content in (("mlpipeline-metrics", metrics),
-                                          ("mlpipeline-ui-metadata", ui)) if content]
-        task = path.rsplit(".", 1)[-1]
-        retry = "retryStrategy" in templates[template] if retried is None else task in retried
-        pod_name = node_name + "(0)" if retry else node_name
-        pod = {"id": node_id(name, pod_name), "name": pod_name, "type": "Pod",
-               "displayName": task + ("(0)" if retry else ""), "phase": "Succeeded",
-               "outputs": {"artifacts": artifacts}}
-        nodes[pod["id"]] = pod
-        if retry:
-            parent = {"id": node_id(name, node_name), "name": node_name, "type": "Retry",
-                      "displayName": task, "phase": "Succeeded", "children": [pod["id"]],
-                      "outputs": copy.deepcopy(pod["outputs"])}  # processNodeRetries
-            nodes[parent["id"]] = parent
-    return nodes
+        assert step.status == "Succeeded" or step.kind == "dag", step.name
+        kept = {a: a for a in KFP_FILES if step.artifacts.get(a)}
+        tasks.append({"name": step.name, "path": step.path, "template": step.template,
+                      "kind": step.kind, "status": step.status,
+                      "retry": step.retry_strategy is not None,
+                      "display_name": step.display_name, "outputs": kept})
+        if "mlpipeline-metrics" in kept:
+            metrics[step.name] = kfp_views.read_metrics(
+                step.artifacts["mlpipeline-metrics"].read_text())[0]
+        if "mlpipeline-ui-metadata" in kept:
+            ui[step.name] = json.loads(step.artifacts["mlpipeline-ui-metadata"].read_text())
+    return tasks, metrics, ui
 
 
-def stored_metrics(nodes: dict) -> list[dict]:
-    """The run's metrics as the API server returns them."""
-    reported = []
-    for node in nodes.values():  # ReportMetrics; a Go map: any order
-        for art in node.get("outputs", {}).get("artifacts", []):
-            if art["name"] == "mlpipeline-metrics":
-                reported.append([dict(m, node=node["id"]) for m in art["_content"]["metrics"]])
-    rows, count = {}, 0
-    for node_metrics in reported:
-        if count + len(node_metrics) >= 50:  # maxMetricsCountLimit
-            node_metrics = node_metrics[:50 - count]
-        for m in node_metrics:
-            rows.setdefault((m["node"], m["name"]), m)  # the same (node, name) is refused
-        count += len(node_metrics)
-        if count >= 50:
-            break
-    return [rows[key] for key in sorted(rows)]
-
-
-def run_list_columns(runs: list[list[dict]]) -> list[str]:
-    names: list[str] = []
-    for metrics in runs:
-        for m in metrics:
-            if m["name"] not in names:
-                names.append(m["name"])
-    return names[:2]
-
-
-def ui_outputs(nodes: dict) -> list[tuple[str, str]]:
-    """(card title, artifact key) for each ui-metadata file the Run output tab loads; Go
-    marshals ``status.nodes`` with sorted keys, which is the order the tab keeps."""
-    return [(nodes[n]["displayName"], art["s3"]["key"]) for n in sorted(nodes)
-            for art in nodes[n].get("outputs", {}).get("artifacts", [])
-            if art["name"] == "mlpipeline-ui-metadata" and art["s3"].get("s3Bucket")]
+def stored(tasks, metrics, name, key):
+    return kfp_views.stored_metrics(name, tasks, metrics, BY_KEY[key]).rows
 
 
 def test_the_run_list_columns_are_the_two_top1_accuracies_for_any_workflow_name(rehearsal):
-    doc, steps = rehearsal
-    expected = {}
-    for path, _, metrics, _ in steps:
-        for m in (metrics or {"metrics": []})["metrics"]:
-            expected[m["name"]] = (path, m["numberValue"])
+    tasks, metrics, _ = rehearsal
+    expected = {m["name"]: (task, m["numberValue"]) for task, ms in metrics.items() for m in ms}
     assert set(expected) == TOP1  # the run publishes exactly these two metrics
-    assert [expected[n][0].rsplit(".", 1)[-1] for n in sorted(TOP1)] == [
-        "evaluate-model", "reevaluate-model"]
+    assert [expected[n][0] for n in sorted(TOP1)] == ["evaluate-model", "reevaluate-model"]
 
-    runs = [stored_metrics(argo_status(doc, steps, name)) for name in workflow_names(RUNS)]
+    line = BY_KEY["1.8"]
+    runs = [stored(tasks, metrics, name, "1.8") for name in workflow_names(RUNS)]
     for start in range(0, RUNS, PAGE):
         page = runs[start:start + PAGE]
-        columns = run_list_columns(page)
+        columns = kfp_views.run_list_columns([m for run in page for m in run], line)
         assert set(columns) == TOP1, (start, columns)
-        for metrics in page:  # each cell: that run's own value
+        for run in page:  # each cell: that run's own value
             for column in columns:
-                shown = next(m for m in metrics if m["name"] == column)
+                shown = next(m for m in run if m["name"] == column)
                 assert shown["numberValue"] == expected[column][1]
     # A page of runs that ended before reevaluate-model shows the baseline column only.
-    early = [[m for m in run if m["name"] == "accuracy-top1-baseline"] for run in runs[:PAGE]]
-    assert run_list_columns(early) == ["accuracy-top1-baseline"]
+    early = [m for run in runs[:PAGE] for m in run if m["name"] == "accuracy-top1-baseline"]
+    assert kfp_views.run_list_columns(early, line) == ["accuracy-top1-baseline"]
 
 
 def test_the_simulation_sees_node_order_when_more_metrics_are_published(rehearsal):
     """The same simulation with one more metric on another step (as before issue 8): the
     columns then depend on the workflow name, so the test above can fail."""
-    doc, steps = rehearsal
-    widened = [(path, template, {"metrics": [{"name": "pruning-ratio", "numberValue": 0.6,
-                                              "format": "RAW"}]}
-                if path.endswith("prune-model") else metrics, ui)
-               for path, template, metrics, ui in steps]
-    pages = [run_list_columns([stored_metrics(argo_status(doc, widened, name))])
+    tasks, metrics, _ = rehearsal
+    widened = [dict(t, outputs={**t["outputs"], "mlpipeline-metrics": "x"})
+               if t["name"] == "prune-model" else t for t in tasks]
+    more = {**metrics, "prune-model": [{"name": "pruning-ratio", "numberValue": 0.6,
+                                        "format": "RAW"}]}
+    pages = [kfp_views.run_list_columns(stored(widened, more, name, "1.8"), BY_KEY["1.8"])
              for name in workflow_names(200, seed=2)]
     assert any(set(columns) != TOP1 for columns in pages)
 
 
-def test_each_result_appears_once_although_steps_are_retried(rehearsal):
-    """Argo 3.3 keeps a Retry node with a copy of the outputs for every retried step; none
-    of the steps that publish is retried, so every metric and card appears once, while the
-    long steps (train, retrain) keep their retry."""
-    doc, steps = rehearsal
-    templates = {t["name"]: t for t in doc["spec"]["templates"]}
-    retried = {path.rsplit(".", 1)[-1] for path, template, _, _ in steps
-               if "retryStrategy" in templates[template]}
-    assert {"train-model", "retrain-model", "download-model"} <= retried
-    publishing = sorted(path.rsplit(".", 1)[-1] for path, _, _, ui in steps if ui)
-    assert {"evaluate-model", "reevaluate-model", "summary"} <= set(publishing)
-    for name in workflow_names(50, seed=3):
-        nodes = argo_status(doc, steps, name)
-        assert any(n["type"] == "Retry" for n in nodes.values())
-        metrics = stored_metrics(nodes)
-        assert sorted(m["name"] for m in metrics) == sorted(TOP1)
-        cards = ui_outputs(nodes)
-        assert sorted(title for title, _ in cards) == publishing
+@pytest.mark.parametrize("key, times", [("1.8", 1), ("2.0", 1), ("2.2", 0), ("2.15", 1),
+                                        ("2.17", 2)])
+def test_what_each_release_stores_and_lists(rehearsal, key, times):
+    tasks, metrics, _ = rehearsal
+    line = BY_KEY[key]
+    for name in workflow_names(20, seed=4):
+        rows = stored(tasks, metrics, name, key)
+        assert sorted(m["name"] for m in rows) == sorted(sorted(TOP1) * times)
+        # the Metrics table: a row per node (2.17: each step's Retry node and attempt)
+        _, table = kfp_views.metrics_table(rows)
+        assert sorted(label for label, _ in table) == sorted(
+            ["evaluate-model", "reevaluate-model"] * times)
+        # Compare runs: one value per metric wherever any is stored
+        assert {n for n, _ in kfp_views.compare_metrics(rows)} == (TOP1 if times else set())
+        assert set(kfp_views.run_list_columns(rows, line)) == (TOP1 if key == "1.8" else set())
 
-    # The same status with the publishing steps retried, as before: everything twice.
-    nodes = argo_status(doc, steps, "tao-iva-classification-x1y2z",
-                        retried=retried | set(publishing))
-    assert len(stored_metrics(nodes)) == 4 and len(ui_outputs(nodes)) == 2 * len(publishing)
+
+@pytest.mark.parametrize("line", LINES, ids=lambda line: line.key)
+def test_results_are_in_the_steps_panels_and_not_in_the_run_output_tab(rehearsal, line):
+    tasks, _, ui = rehearsal
+    nodes = kfp_views.status_nodes("tao-iva-classification-x1y2z", tasks, line)
+    assert kfp_views.run_output_cards(nodes) == []
+    panels = [node.task["name"] for node in kfp_views.side_panels(nodes)]
+    assert sorted(panels) == sorted(ui)  # one panel per publishing step, even on 2.17
+    assert {"evaluate-model", "reevaluate-model", "summary"} <= set(panels)
+
+
+def test_retried_publishing_steps_would_be_stored_twice(rehearsal):
+    """Why the publishing steps have no retry strategy (the long ones keep theirs): a Retry
+    node carries a copy of its attempt's outputs, on every Argo release, and the agent
+    reports both. On 2.17 the controller's templateDefaults give it anyway."""
+    tasks, metrics, _ = rehearsal
+    retried = {t["name"] for t in tasks if t["retry"]}
+    assert {"train-model", "retrain-model", "download-model"} <= retried
+    assert not retried & set(metrics)
+    as_before = [dict(t, retry=t["retry"] or t["name"] in metrics) for t in tasks]
+    assert len(stored(as_before, metrics, "tao-iva-classification-x1y2z", "1.8")) == 4
+
+
+def test_the_markdown_holds_no_raw_html(rehearsal):
+    """From KFP 2.2.0 MarkdownViewer.tsx shows raw HTML as text (disableParsingRawHTML);
+    the pipeline writes none, so every release shows its markdown alike."""
+    _, _, ui = rehearsal
+    sources = [o["source"] for outputs in ui.values() for o in outputs["outputs"]
+               if o["type"] == "markdown"]
+    assert sources
+    for source in sources:
+        assert not re.search(r"(?<!\\)<[a-zA-Z/!]", source), source[:200]
 
 
 def test_the_training_report_is_shown_once_with_its_evaluation(rehearsal):
-    _, steps = rehearsal
-    by_task = {path.rsplit(".", 1)[-1]: ui for path, _, _, ui in steps}
-    assert by_task["train-model"] is None and by_task["retrain-model"] is None
+    _, _, ui = rehearsal
+    assert "train-model" not in ui and "retrain-model" not in ui
     for task, label in (("evaluate-model", "baseline"), ("reevaluate-model", "retrained")):
-        outputs = by_task[task]["outputs"]
+        outputs = ui[task]["outputs"]
         assert outputs[0]["type"] == "markdown"
         assert outputs[0]["source"].startswith(f"### Training: {label} model")
         assert outputs[1]["type"] == "web-app"  # the curve

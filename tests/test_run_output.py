@@ -1,8 +1,10 @@
-"""``--dry-run --outputs DIR``: what Kubeflow 1.8.5 would show, kept and previewed.
+"""``--dry-run --outputs DIR``: what a Kubeflow Pipelines release would show, kept and
+previewed.
 
 The page is checked in a real browser (Debian's ``chromium``, headless; ``.ci/run`` installs
 it): a checker page loads ``run-output.html`` in a frame and reports what was rendered.
-The rules the page mirrors are checked in-process on small hand-made inputs.
+What each release shows is checked on the same kept files, rendered in-process for each
+``--kfp-release``; the rules behind it are tested in test_kfp_views.py and test_run_list.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import pytest
 from conftest import run_compiler
 from in_container import PYTHON
 
-from rehearsal import run_page
+from rehearsal import kfp_releases, run_page
+from rehearsal.kfp_releases import LINES
 from rehearsal.workflow_view import CompiledWorkflow
 
 CHROMIUM = shutil.which("chromium")
@@ -29,8 +32,9 @@ RUN_LIST_HEAD = ["Run name", "Status", "Duration", "Experiment", "Pipeline Versi
 
 @pytest.fixture(scope="module")
 def gate_failure(tmp_path_factory):
-    """A dry run whose quality gate fails, into an existing empty DIR, its ``python3``
-    steps run through a wrapper that records them (on the TAO image's Python in CI)."""
+    """A dry run whose quality gate fails, into an existing empty DIR, previewed as KFP
+    1.8 shows it, its ``python3`` steps run through a wrapper that records them (on the TAO
+    image's Python in CI)."""
     root = tmp_path_factory.mktemp("outputs")
     wrapper = root / "python3"
     calls = root / "python3-calls.txt"
@@ -39,6 +43,7 @@ def gate_failure(tmp_path_factory):
     out = root / "kfp"
     out.mkdir()
     result = run_compiler("--dry-run", "--param", "min_accuracy=0.99", "--outputs", str(out),
+                          "--kfp-release", "1.8",
                           env={"TMPDIR": str(root), "TAO_STEP_PYTHON": str(wrapper)})
     return result, out, calls
 
@@ -91,7 +96,8 @@ def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
     assert tasks["retrain-model"]["status"] == "Omitted"
     assert tasks["retrain-model"]["message"] == "upstream prune-model failed"
     assert tasks["retrain-model"]["log"] is None
-    assert (out / "run-output.html").is_file()
+    # without --kfp-release, the page shows the KFP of the current Kubeflow release
+    assert "Kubeflow Pipelines 2.15–2.16 UI" in (out / "run-output.html").read_text()
 
 
 @pytest.mark.parametrize("case", ["not empty", "a file", "no parent", "without --dry-run"])
@@ -131,13 +137,18 @@ document.getElementById('page').addEventListener('load', () => {
   const texts = (sel, root) => all(sel, root).map(e => e.textContent.trim());
   const facts = {
     preview: texts('.preview-banner'),
+    where: texts('table.where th'),
+    panels: all('.step-panel').map(p => [p.dataset.step, p.dataset.template,
+                                         all('.plot-card', p).map(c => c.dataset.type)]),
+    nothing: texts('.nothing'),
     runListHead: texts('table.run-list th'),
     runListMetrics: texts('table.run-list td.metric'),
     metricsTable: texts('table.compare-table.metrics thead th'),
+    metricsRows: texts('table.compare-table.metrics tbody th'),
+    compare: texts('table.compare-table.compare tbody th'),
     markdownViewers: all('.markdown-viewer').length,
     markdownTables: all('.markdown-viewer table').length,
     rawPipes: all('.markdown-viewer').filter(e => /\\|\\s*---/.test(e.textContent)).length,
-    cards: all('.plot-card').map(c => [c.dataset.step, c.dataset.type]),
     small: all('.confusion-matrix.small').map(m => ({
       cells: all('td.cm-cell', m).length, labels: all('.ylabel, .xlabel', m).length,
       width: m.getBoundingClientRect().width, text: m.textContent})),
@@ -170,48 +181,51 @@ def browser_facts(page: Path, tmp_path: Path) -> dict:
     return json.loads(html.unescape(found.group(1)))
 
 
-def test_the_page_shows_what_the_run_list_and_run_output_tab_would(gate_failure, tmp_path):
+def test_the_page_shows_each_steps_panel_then_what_kfp_1_8_lists(gate_failure, tmp_path):
     _, out, _ = gate_failure
     facts = browser_facts(out / "run-output.html", tmp_path)
     run = json.loads((out / "run.json").read_text())
     uis = {t["name"]: json.loads((out / t["outputs"]["mlpipeline-ui-metadata"]).read_text())
            for t in run["tasks"] if "mlpipeline-ui-metadata" in t["outputs"]}
-    # Argo nodes per task: a retried task is the Retry node and its attempt "(0)"
-    nodes = {t["name"]: [t["name"]] + ([f"{t['name']}(0)"] if t["retry"] else [])
-             for t in run["tasks"]}
     metric_names = {m["name"] for t in run["tasks"] if "mlpipeline-metrics" in t["outputs"]
                     for m in json.loads((out / t["outputs"]["mlpipeline-metrics"]).read_text())
                     ["metrics"]}
 
     assert "Preview, not Kubeflow" in facts["preview"][0]
-    # run list: the fixed columns, the buffer, then two of the run's metrics, formatted
+    assert "Kubeflow Pipelines 1.8.x UI" in facts["preview"][0]
+    assert facts["where"] == [dict(kfp_releases.ROWS)[key] for key in run_page.GLANCE]
+    # a panel per publishing step, the summary first, each with every output of its file
+    assert facts["panels"][0][1] == run_page.SUMMARY_TEMPLATE
+    by_name = {t["display_name"]: t["name"] for t in run["tasks"]}
+    assert sorted(by_name[step] for step, _, _ in facts["panels"]) == sorted(uis)
+    for step, _, types in facts["panels"]:
+        assert types == [o["type"] for o in uis[by_name[step]]["outputs"]], step
+    assert facts["rejected"] == []
+    # run list on 1.8: the fixed columns, the buffer, then two of the run's metrics
     assert facts["runListHead"][:8] == RUN_LIST_HEAD
     assert len(facts["runListHead"]) == 10 and set(facts["runListHead"][8:]) <= metric_names
     assert metric_names == {"accuracy-top1-baseline", "accuracy-top1-retrained"}
     assert all(re.fullmatch(r"-?\d+\.\d{3}%?", m) for m in facts["runListMetrics"])
+    # the Run output tab: the Metrics table, a row per evaluate step, and no card
     assert set(facts["metricsTable"]) - {""} == metric_names
-    # every output of every node that carries a step's outputs: one node per step, as no
-    # step that publishes is retried (a Retry node would carry a copy: test_run_list.py)
-    assert all(len(nodes[name]) == 1 for name in uis), nodes
-    expected = sorted([step, o["type"]] for name, ui in uis.items()
-                      for step in nodes[name] for o in ui["outputs"])
-    assert sorted(facts["cards"]) == expected
-    assert facts["rejected"] == []
+    assert sorted(facts["metricsRows"]) == ["evaluate-model", "reevaluate-model"]
+    assert set(facts["compare"]) == metric_names
+    assert any("Nothing here when the tab opens" in n for n in facts["nothing"])
     # markdown's pipe tables became HTML tables
-    markdown = [o["source"] for name, ui in uis.items() for o in ui["outputs"]
-                for _ in nodes[name] if o["type"] == "markdown"]
+    markdown = [o["source"] for ui in uis.values() for o in ui["outputs"]
+                if o["type"] == "markdown"]
     assert facts["markdownViewers"] == len(markdown)
     assert facts["markdownTables"] >= sum("| --- |" in m for m in markdown) > 0
     assert facts["rawPipes"] == 0
-    # matrices at card size: no class names; the pop-out has them, last label on top
-    matrices = [o for name, ui in uis.items() for o in ui["outputs"] for _ in nodes[name]
+    # matrices in a 500 px panel: no class names; the pop-out has them, last label on top
+    matrices = [o for ui in uis.values() for o in ui["outputs"]
                 if o["type"] == "confusion_matrix"]
     assert len(facts["small"]) == len(facts["full"]) == len(matrices) > 0
     labels = {label for matrix in matrices for label in matrix["labels"]}
     for small in facts["small"]:
         assert small["labels"] == 0 and small["cells"] in {len(m["labels"]) ** 2
                                                            for m in matrices}
-        assert small["width"] <= run_page.CARD_DIMENSION
+        assert small["width"] <= run_page.PANEL_DIMENSION
         assert not any(label in small["text"] for label in labels)
     assert all(full in [m["labels"][::-1] for m in matrices] for full in facts["full"])
     # tables: first page only, sorted by the first column in string order
@@ -219,68 +233,41 @@ def test_the_page_shows_what_the_run_list_and_run_output_tab_would(gate_failure,
         assert len(table["first"]) <= run_page.ROWS_PER_PAGE
         assert table["first"] == sorted(table["first"], key=run_page.js_sort_key)
         assert re.search(rf"1-{len(table['first'])} of \d+", table["pagination"])
-    # web apps in a sandbox, card high; nothing loaded from the network
-    assert facts["frames"] and all(f["sandbox"] == "allow-scripts" and f["height"] == 400
+    # web apps in a sandbox, panel-card high; nothing loaded from the network
+    assert facts["frames"] and all(f["sandbox"] == "allow-scripts"
+                                   and f["height"] == run_page.PANEL_DIMENSION
                                    and f["srcdoc"] > 0 for f in facts["frames"])
     assert not [link for link in facts["links"] if re.match(r"(https?:)?//", link)]
 
 
+@pytest.mark.parametrize("line", LINES, ids=lambda line: line.key)
+def test_each_release_fills_the_run_output_tab_run_list_and_compare_runs(gate_failure, line):
+    """The same kept files, as each line shows them (rendered in-process)."""
+    _, out, _ = gate_failure
+    page = run_page.render_folder(out, line.minors[0])
+    sections = dict(re.findall(r'<h2 id="([a-z-]+)">(.*?)(?=<h2 id=|$)', page, re.S))
+    assert f"Where to look on KFP {line.label}" in page
+    assert sections["step-panels"].index('data-template="summary"') < \
+        sections["step-panels"].index('data-step="evaluate-model"')
+    metrics_rows = re.findall(r"<tbody><tr><th>([a-z-]+)</th>",
+                              sections["run-output"].replace("</tr><tr>", "</tr><tbody><tr>"))
+    if line.metrics_stored:
+        assert sorted(metrics_rows) == sorted(["evaluate-model", "reevaluate-model"] * (
+            2 if line.template_retry else 1))
+        assert ("appears twice" in sections["run-output"]) == bool(line.template_retry)
+        assert "accuracy-top1-baseline" in sections["compare"]
+    else:
+        assert metrics_rows == [] and "stores no metrics" in sections["run-output"]
+        assert "The Metrics section is empty" in sections["compare"]
+    assert "No output artifacts found for this run." in sections["run-output"]
+    assert ("accuracy-top1-baseline</th>" in sections["run-list"]) == line.run_list_metrics
+    assert ("No metric columns" in sections["run-list"]) != line.run_list_metrics
+    released = "the claim is released by the exit handler" in sections["release"]
+    assert released == (line.key in ("2.15", "2.17"))
+
+
 # ---------------------------------------------------------------------------------------
-# The rules, on small inputs
-
-
-def metrics_file(*names: str) -> str:
-    return json.dumps({"metrics": [{"name": n, "numberValue": 0.5, "format": "RAW"}
-                                   for n in names]})
-
-
-def two_steps(retry: bool = False) -> list[dict]:
-    return [{"name": step, "path": step, "status": "Succeeded", "retry": retry,
-             "outputs": {"mlpipeline-metrics": f"{step}/mlpipeline-metrics.json"}}
-            for step in ("evaluate", "reevaluate")]
-
-
-def test_run_list_columns_follow_node_ids_of_the_workflow_name():
-    tasks = two_steps()
-    by_task = {"evaluate": run_page.read_metrics(metrics_file("b-first", "z-last"))[0],
-               "reevaluate": run_page.read_metrics(metrics_file("a-retrained"))[0]}
-    # node ids by hand: <workflow name>-<FNV-1a 32 of "<workflow name>.<task>">
-    orders = {}
-    for workflow in ("run-abcde", "run-fghij", "run-klmno", "run-pqrst"):
-        ids = {t: f"{workflow}-{run_page.fnv32a(f'{workflow}.{t}')}"
-               for t in ("evaluate", "reevaluate")}
-        first = min(ids, key=ids.get)
-        expected = (["b-first", "z-last"] if first == "evaluate" else ["a-retrained", "b-first"])
-        metrics, reported = run_page.stored_metrics(workflow, tasks, by_task)
-        assert reported == 3 and run_page.run_list_columns(metrics) == expected
-        orders[workflow] = first
-    assert len(set(orders.values())) == 2, orders  # both orders occur among these names
-    assert len(run_page.simulate_columns(tasks, by_task, "run-")) == 2
-
-
-def test_a_retried_step_is_two_nodes_and_fifty_metrics_is_the_cap():
-    tasks = two_steps(retry=True)
-    names = [f"m{i:02d}" for i in range(13)]
-    by_task = {"evaluate": run_page.read_metrics(metrics_file(*names))[0],
-               "reevaluate": run_page.read_metrics(metrics_file(*names))[0]}
-    metrics, reported = run_page.stored_metrics("wf", tasks, by_task)
-    assert reported == 52 and len(metrics) == run_page.MAX_RUN_METRICS
-    assert len({m["nodeId"] for m in metrics}) == 4
-
-
-def test_metric_files_are_read_as_the_agent_and_api_server_do():
-    metrics, problem = run_page.read_metrics(metrics_file("ok", "Bad name", "x" * 65))
-    assert [m["name"] for m in metrics] == ["ok"] and "Bad name" in problem
-    assert run_page.read_metrics('{"metrics": [{"name": "a", "value": 1}]}')[0] == []
-    assert run_page.read_metrics("not json")[0] == []
-
-
-def test_numbers_are_formatted_like_javascript_to_fixed():
-    assert run_page.js_to_fixed(0.0625) == "0.063"  # Python's '%.3f' gives 0.062
-    assert run_page.js_to_fixed(-0.0625) == "-0.063"
-    assert run_page.metric_display({"numberValue": 0.8333333333333334,
-                                    "format": "PERCENTAGE"}) == "83.333%"
-    assert run_page.metric_display({"numberValue": 2, "format": "RAW"}) == "2.000"
+# The viewers, on small inputs
 
 
 def test_tables_start_sorted_by_the_first_column_in_string_order_ten_a_page():
@@ -307,6 +294,8 @@ def test_a_matrix_is_transposed_and_unlabelled_on_a_card():
     assert 'class="ylabel">dog' in run_page._matrix(config, run_page.POPOUT_DIMENSION)
 
 
+
+
 @pytest.mark.parametrize("output, error", [
     ({"type": "table", "storage": "inline", "format": "csv", "header": ["a"], "source": ""},
      'property "source" is required'),
@@ -316,40 +305,59 @@ def test_a_matrix_is_transposed_and_unlabelled_on_a_card():
       "schema": [{"name": "t"}, {"name": "p"}, {"name": "c"}], "source": "a,a,1\n"},
      "Data dimensions 1 do not match the number of labels passed 2"),
 ])
-def test_an_output_the_loader_rejects_empties_the_whole_tab(output, error):
+def test_an_output_the_loader_rejects_empties_the_steps_panel(output, error):
     run = {"workflow": {"name": "wf-abcde", "phase": "Succeeded"},
-           "tasks": [{"name": "s", "path": "s", "status": "Succeeded", "retry": False,
+           "tasks": [{"name": "s", "path": "s", "template": "s", "kind": "container",
+                      "status": "Succeeded", "retry": False,
                       "outputs": {"mlpipeline-ui-metadata": "s/x"}}]}
     page = run_page.render_page(run, {"s": {run_page.UI_METADATA_FILE: json.dumps(
         {"outputs": [{"type": "markdown", "storage": "inline", "source": "# fine"}, output]})}})
-    assert "would show no output at all" in page and html.escape(error) in page
+    assert "this panel shows an error and no output at all" in page
+    assert html.escape(error) in page
 
 
-
-def test_the_docs_show_the_page_and_say_how_to_regenerate_it():
+def test_the_docs_show_the_page_for_1_8_and_2_15_and_say_how_to_regenerate_it():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    picture = Path(__file__).resolve().parents[1] / "docs" / "images" / "run-output-preview.png"
-    assert "](docs/images/run-output-preview.png)" in readme
+    for release in ("1.8", "2.15"):
+        picture = f"docs/images/run-output-kfp-{release}.png"
+        assert f"]({picture})" in readme
+        assert (Path(__file__).resolve().parents[1] / picture).read_bytes()[:8] == \
+            b"\x89PNG\r\n\x1a\n"
     assert "`.venv/bin/python docs/render_run_output.py`" in readme
-    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_nodes_are_named_as_argo_names_them_inside_an_exit_handler():
-    tasks = [{"name": "summary", "path": "exit-handler-1.summary", "retry": True,
-              "outputs": {"mlpipeline-ui-metadata": "summary/x"}},
-             {"name": "onExit", "path": "onExit", "retry": False,
-              "outputs": {"mlpipeline-ui-metadata": "onExit/x"}}]
-    nodes = run_page.output_nodes("wf-abcde", tasks)
-    assert [(nid, display) for nid, display, _ in nodes] == [
-        (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary')}", "summary"),
-        (f"wf-abcde-{run_page.fnv32a('wf-abcde.exit-handler-1.summary(0)')}", "summary(0)"),
-        (f"wf-abcde-{run_page.fnv32a('wf-abcde.onExit')}", "wf-abcde.onExit")]
 
 
 def test_the_page_says_whether_the_run_list_metrics_or_only_their_order_vary():
-    run = {"workflow": {"name": "run-abcde", "phase": "Succeeded"}, "tasks": two_steps()}
+    tasks = [{"name": step, "path": step, "template": step, "kind": "container",
+              "status": "Succeeded", "retry": False,
+              "outputs": {"mlpipeline-metrics": f"{step}/mlpipeline-metrics.json"}}
+             for step in ("evaluate", "reevaluate")]
+    run = {"workflow": {"name": "run-abcde", "phase": "Succeeded"}, "tasks": tasks}
+
+    def metrics_file(*names: str) -> str:
+        return json.dumps({"metrics": [{"name": n, "numberValue": 0.5, "format": "RAW"}
+                                       for n in names]})
+
     one_each = {"evaluate": {run_page.METRICS_FILE: metrics_file("top1-baseline")},
                 "reevaluate": {run_page.METRICS_FILE: metrics_file("top1-retrained")}}
-    assert "only their left-to-right order changes" in run_page.render_page(run, one_each)
+    assert "only their left-to-right order changes" in run_page.render_page(run, one_each,
+                                                                             "1.8")
     more = {**one_each, "evaluate": {run_page.METRICS_FILE: metrics_file("a", "b")}}
-    assert "which metrics they are changes from run to run" in run_page.render_page(run, more)
+    assert "which metrics they are changes from run to run" in run_page.render_page(
+        run, more, "1.8")
+    assert "No metric columns on KFP 2.15–2.16" in run_page.render_page(run, more)
+
+
+def test_the_summary_panel_comes_first_also_as_the_exit_handler():
+    """Found by its template, whether a DAG task or the workflow's onExit node."""
+    def step(name, path, template):
+        return {"name": name, "path": path, "template": template, "kind": "container",
+                "status": "Succeeded", "retry": False, "display_name": template,
+                "outputs": {"mlpipeline-ui-metadata": f"{name}/x"}}
+
+    tasks = [step("evaluate-model", "exit-handler-1.evaluate-model", "evaluate-model"),
+             step("onExit", "onExit", "summary")]
+    ui = json.dumps({"outputs": [{"type": "markdown", "storage": "inline", "source": "# x"}]})
+    page = run_page.render_page({"workflow": {"name": "wf-abcde", "phase": "Failed"},
+                                 "tasks": tasks},
+                                {t["name"]: {run_page.UI_METADATA_FILE: ui} for t in tasks})
+    assert re.findall(r'data-template="([a-z-]+)"', page) == ["summary", "evaluate-model"]
