@@ -439,6 +439,8 @@ class GenTrtEngineOp(TaoOp):
     which it needs (without either it crashes); and the step refuses to start without the
     tensorfile, because gen_trt_engine would otherwise calibrate on random data and only
     log it. The cache is moved aside first: an existing one is reused without calibrating.
+    So is an earlier ``results_dir``, where gen_trt_engine would append to the old
+    status.json.
     """
 
     image_role = "deploy"
@@ -470,7 +472,7 @@ class GenTrtEngineOp(TaoOp):
                      "--opt_batch_size", max_batch_size],
             gpus=1,
             report=("convert", "--engine", engine_file, "--precision", precision),
-            writes=[engine_file, *([calibration[1]] if calibration else [])],
+            writes=[engine_file, results_dir, *([calibration[1]] if calibration else [])],
             requires=[calibration[0]] if calibration else [],
             status_file=_status_file(profile, results_dir),
         )

@@ -33,7 +33,7 @@ import re
 import sys
 import unicodedata
 
-from tao_step import claims, profiles, specs
+from tao_step import claims, outputs, profiles, specs
 
 # The Create Run form, in its order (original-interface.md), plus the accuracy gate.
 PARAMETERS = (
@@ -73,28 +73,20 @@ PARAMETERS = (
     "min_accuracy",
 )
 
+# What the steps read, which no output may replace: files, then folders. What they write is
+# tao_step.outputs.OUTPUTS.
+INPUT_FILES = ("train_classification_spec", "retrain_classification_spec",
+               "calibrate_classification_spec", "prune_model_input_file",
+               "test_infer_model_input_file", "test_infer_class_map", "export_model_input_file")
+INPUT_FOLDERS = ("pretrained_model_dir", "train_classification_data", "test_infer_image_path")
+# Every release's parameters, in form order.
+ALL_PARAMETERS = PARAMETERS + tuple(
+    name for profile in profiles.PROFILES.values() for name, _, _ in profile.added_parameters)
 # Paths relative to tao_mount_dir; every step mounts only the workspace, so they must stay
 # inside it.
-PATH_PARAMETERS = (
-    "pretrained_model_dir",
-    "train_classification_data",
-    "train_classification_spec",
-    "train_classification_output",
-    "prune_model_input_file",
-    "prune_model_output_file",
-    "retrain_classification_spec",
-    "retrain_classification_output",
-    "test_infer_model_input_file",
-    "test_infer_image_path",
-    "test_infer_class_map",
-    "export_model_input_file",
-    "export_model_output_file",
-    "calibrate_classification_spec",
-    "calibrate_output_file",
-    "export_int8_cache_file",
-    "export_int8_model_output_file",
-    "convert_trt_output_file",
-)
+PATH_PARAMETERS = tuple(
+    name for name in ALL_PARAMETERS if name in INPUT_FILES + INPUT_FOLDERS
+    or name in (output.parameter for output in outputs.OUTPUTS))
 # Whole numbers, with what they count and the largest value accepted: 1 to that many. The
 # bounds are far above any sensible setting (a DGX node has 8 or 16 GPUs; TensorRT 7 and
 # TAO's data loaders are used with batches of tens to hundreds) and far below what
@@ -134,13 +126,9 @@ KEPT_SUFFIX = len(".previous-20240101T000000Z-99")
 # Where a --key-secret build puts the TAO key in the steps that use it (preflight included).
 KEY_ENV = "TAO_API_KEY"
 # Path parameters that name files, not folders.
-FILE_PARAMETERS = (
-    "train_classification_spec", "retrain_classification_spec", "calibrate_classification_spec",
-    "prune_model_input_file", "prune_model_output_file", "test_infer_model_input_file",
-    "test_infer_class_map", "export_model_input_file", "export_model_output_file",
-    "calibrate_output_file", "export_int8_cache_file", "export_int8_model_output_file",
-    "convert_trt_output_file",
-)
+FILE_PARAMETERS = INPUT_FILES + tuple(
+    output.parameter for output in outputs.OUTPUTS
+    if output.kind == outputs.FILE and not output.suffix)
 # Top-level folders of the container that tao_mount_dir may not be (the workspace mounted
 # there would hide the image's own files: Python, TAO, /opt/tao-kfp, /tmp/kfp-outputs), and
 # those it may not lie in at all.
@@ -253,6 +241,9 @@ def _path_error(name, text):
 def _example(name):
     examples = {
         "pretrained_model_dir": "models",
+        "train_classification_output": "tao-experiments/output",
+        "retrain_classification_output": "tao-experiments/output-retrain",
+        "convert_trt_results_dir": "tao-experiments/export/gen_trt_engine",
         "train_classification_spec": "specs/classification_spec.cfg",
         "retrain_classification_spec": "specs/classification_retrain_spec.cfg",
         "calibrate_classification_spec": "specs/classification_retrain_spec.cfg",
@@ -336,15 +327,9 @@ def value_error(name, text):
 
 
 # A step moves an earlier run's results folder aside before it runs (the re-run policy):
-# no input may live inside one, or the step would move away what it, or a step running
-# beside it, reads.
-RESULTS_FOLDERS = {
-    "train_classification_output": (),
-    # retrain-model reads the pruned model: it must not sit in retrain's own results
-    "retrain_classification_output": ("prune_model_output_file",),
-}
-RESULTS_EXAMPLES = {"train_classification_output": "tao-experiments/output",
-                    "retrain_classification_output": "tao-experiments/output-retrain"}
+# none may hold what the user gives the run, or another results folder.
+RESULTS_FOLDERS = tuple(output.parameter for output in outputs.OUTPUTS
+                        if output.kind == outputs.FOLDER)
 INPUTS = ("pretrained_model_dir", "train_classification_data", "train_classification_spec",
           "retrain_classification_spec", "calibrate_classification_spec",
           "test_infer_image_path")
@@ -354,18 +339,17 @@ def _moved_input(name, folder_name):
     """Whether ``_moved_inputs`` checks that ``name`` lies outside results folder
     ``folder_name``."""
     return folder_name in RESULTS_FOLDERS and name in (
-        INPUTS + RESULTS_FOLDERS[folder_name]
-        + tuple(n for n in RESULTS_FOLDERS if n != folder_name))
+        INPUTS + tuple(n for n in RESULTS_FOLDERS if n != folder_name))
 
 
 def _moved_inputs(values):
     problems = []
-    for folder_name, extra in RESULTS_FOLDERS.items():
+    for folder_name in RESULTS_FOLDERS:
         folder = values.get(folder_name, "")
         if value_error(folder_name, folder):
             continue
         folder = posixpath.normpath(folder)
-        for name in INPUTS + extra + tuple(n for n in RESULTS_FOLDERS if n != folder_name):
+        for name in INPUTS + tuple(n for n in RESULTS_FOLDERS if n != folder_name):
             path = values.get(name, "")
             if value_error(name, path):
                 continue
@@ -374,23 +358,21 @@ def _moved_inputs(values):
                 problems.append(
                     f"{folder_name}: {folder} holds {name} ({path}); the step moves an earlier "
                     f"run's {folder} aside before it runs, so give it a folder of its own "
-                    f"(e.g. {RESULTS_EXAMPLES[folder_name]})")
+                    f"(e.g. {_example(folder_name)})")
     return problems
 
 
-# What the steps read, which no output may replace: files, then folders.
-INPUT_FILES = ("train_classification_spec", "retrain_classification_spec",
-               "calibrate_classification_spec", "prune_model_input_file",
-               "test_infer_model_input_file", "test_infer_class_map", "export_model_input_file")
-INPUT_FOLDERS = ("pretrained_model_dir", "train_classification_data", "test_infer_image_path")
+def outputs_of(profile):
+    """The outputs of ``profile``'s build (tao_step.outputs), with the step writing each."""
+    return outputs.of_release(profile, parameters_of(profile))
 
 
-def output_paths(values):
-    """``(parameter, step, workspace-relative path)`` of everything a run writes, for the
-    values that are valid: each step's outputs (``OUTPUTS_KEPT``) and the folder
-    download-model unpacks the model into."""
+def output_paths(values, profile):
+    """``(parameter, step, workspace-relative path)`` of everything a run of ``profile``'s
+    build writes, for the values that are valid: each step's outputs (``outputs_of``) and
+    the folder download-model unpacks the model into."""
     found = []
-    for name, step, suffix in OUTPUTS_KEPT:
+    for name, _, step, suffix in outputs_of(profile):
         text = values.get(name)
         if text is not None and value_error(name, text) is None:
             found.append((name, step, posixpath.normpath(text) + suffix))
@@ -406,9 +388,9 @@ def _inside_path(path, folder):
     return path.startswith(folder + "/")
 
 
-def _collision(name, step, path, outputs, values):
+def _collision(name, step, path, written, values):
     """Why output ``path`` of ``name`` collides with an input or another output (an equal
-    one earlier in ``outputs``, or a folder holding it), or None."""
+    one earlier in ``written``, or a folder holding it), or None."""
     for other in INPUT_FILES + INPUT_FOLDERS:
         text = values.get(other)
         if text is None or value_error(other, text):
@@ -421,7 +403,7 @@ def _collision(name, step, path, outputs, values):
             return (f"{name}: {path} lies inside {other} ({other_path}), which is a file "
                     f"(give {name} a path of its own)")
     earlier = True
-    for other, other_step, other_path in outputs:
+    for other, other_step, other_path in written:
         if other == name and other_path == path:
             earlier = False
             continue
@@ -438,11 +420,11 @@ def _collision(name, step, path, outputs, values):
     return None
 
 
-def _colliding_outputs(values):
-    outputs = output_paths(values)
+def _colliding_outputs(values, profile):
+    written = output_paths(values, profile)
     problems = []
-    for name, step, path in outputs:
-        problem = _collision(name, step, path, outputs, values)
+    for name, step, path in written:
+        problem = _collision(name, step, path, written, values)
         if problem:
             problems.append(problem)
     return problems
@@ -479,7 +461,7 @@ def validate_values(values, profile=profiles.TAO_3_0):
             problems.append(f"{name}: {value} must end in {suffix} ({why}); name it "
                             f"{posixpath.splitext(value)[0]}{suffix}")
     problems += _moved_inputs(values)
-    problems += _colliding_outputs(values)
+    problems += _colliding_outputs(values, profile)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
     if batch and largest and batch > largest:
@@ -664,7 +646,7 @@ class Preflight:
 
     def _check_outputs(self):
         """Each output's parent must be a folder, or be creatable as one."""
-        for name, step, path in output_paths(self.ok):
+        for name, step, path in output_paths(self.ok, self.profile):
             parts = path.split("/")
             for count in range(1, len(parts)):
                 parent = "/".join(parts[:count])
@@ -960,7 +942,7 @@ class Preflight:
     def _find_warnings(self):
         # The re-run policy (tao_step report --keep-previous): an earlier run's output is
         # renamed to <path>.previous-<UTC time> before the step that writes it runs.
-        for name, step, suffix in OUTPUTS_KEPT:
+        for name, _, step, suffix in outputs_of(self.profile):
             output = self.ok.get(name)
             if output is None or not os.path.exists(self._on_disk(output + suffix)):
                 continue
@@ -998,20 +980,6 @@ class Preflight:
                 "matrix is still printed abbreviated, the top-1 accuracy cannot be read exactly "
                 f"and min_accuracy {self.ok['min_accuracy']} then fails reevaluate-model after "
                 "both trainings (at most 100 evaluation images per class avoid that)")
-
-
-# What each step writes, by parameter: kept aside, never overwritten, on a re-run.
-OUTPUTS_KEPT = (
-    ("train_classification_output", "train-model", ""),
-    ("prune_model_output_file", "prune-model", ""),
-    ("retrain_classification_output", "retrain-model", ""),
-    ("test_infer_image_path", "test-infer", "/result.csv"),
-    ("export_model_output_file", "export-model", ""),
-    ("calibrate_output_file", "calibrate-model", ""),
-    ("export_int8_model_output_file", "export-int8-model", ""),
-    ("export_int8_cache_file", "export-int8-model", ""),
-    ("convert_trt_output_file", "convert-trt", ""),
-)
 
 
 class _UsageError(Exception):
@@ -1062,15 +1030,15 @@ def key_problems(values, key):
             for name in sorted(values) if name != "api_key" and key in values[name]]
 
 
-def _claim(arguments, values):
+def _claim(arguments, values, profile):
     """Claim the run's outputs; problems naming the runs that hold any of them."""
-    paths = sorted(set(path for _, _, path in output_paths(values)))
+    paths = sorted(set(path for _, _, path in output_paths(values, profile)))
     try:
         conflicts = claims.take(arguments.workspace, arguments.run, arguments.run_uid, paths)
     except claims.ClaimError as error:
         return [f"--workspace {arguments.workspace}: {error}"]
     problems = []
-    for name, _, path in output_paths(values):
+    for name, _, path in output_paths(values, profile):
         for mine, other, theirs in conflicts:
             if mine == path:
                 problems.append(
@@ -1099,7 +1067,7 @@ def main(argv):
     check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
     problems += check.problems
     if not problems and arguments.run:
-        problems = _claim(arguments, values)
+        problems = _claim(arguments, values, profile)
     lines = problems + ["warning: " + line for line in check.warnings]
     warned = f", {len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
     if problems:

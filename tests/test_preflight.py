@@ -443,9 +443,6 @@ def test_cli_missing_workspace(tmp_path, values):
      ["train_classification_output: tao-experiments holds train_classification_data",
       "train_classification_output: tao-experiments holds test_infer_image_path",
       "train_classification_output: tao-experiments holds retrain_classification_output"]),
-    ({"retrain_classification_output": "tao-experiments/output-pruned"},
-     ["retrain_classification_output: tao-experiments/output-pruned holds "
-      "prune_model_output_file"]),
     ({"retrain_classification_output": "tao-experiments/output"},
      ["train_classification_output: tao-experiments/output holds retrain_classification_output",
       "retrain_classification_output: tao-experiments/output holds train_classification_output"]),
