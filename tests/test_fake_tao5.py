@@ -22,10 +22,10 @@ BIN = REPO / "rehearsal" / "fake_tao" / "bin"
 MOUNTED = {}
 
 
-def tf1(*arguments, env=None) -> subprocess.CompletedProcess:
+def tf1(*arguments, env=None, cwd=None) -> subprocess.CompletedProcess:
     path = os.pathsep.join([str(BIN), os.path.dirname(sys.executable), os.environ["PATH"]])
     return subprocess.run([str(BIN / "classification_tf1"), *map(str, arguments)],
-                          capture_output=True, text=True, timeout=120,
+                          capture_output=True, text=True, timeout=120, cwd=cwd,
                           env={**os.environ, "PATH": path, PATH_MAP_ENV: json.dumps(MOUNTED),
                                **(env or {})})
 
@@ -114,3 +114,18 @@ def test_a_failure_recorded_only_in_status_json_exits_0_with_pass(trained):
                  "-r", trained / "ev", env={"FAKE_TAO_FAIL": "evaluate:status"})
     assert result.returncode == 0 and result.stdout.rstrip().endswith("Execution status: PASS")
     assert status_lines(trained / "ev") == ["FAILURE"]
+
+
+def test_the_wrapper_reads_values_with_bash_as_tao_does(trained, tmp_path):
+    """Issue 15's example, which preflight now refuses: TAO's wrapper (entrypoint.py
+    launch_job at d73dcfc) runs `touch pwned` and exports to m.onnx; a ' crashes it."""
+    model = trained / "tao-experiments/output/weights/resnet_080.hdf5"
+    spec = trained / "specs/classification_spec.cfg"
+    result = tf1("export", "-m", model, "-o", f"{trained}/q/m`touch${{IFS}}pwned`.onnx",
+                 "-e", spec, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert (tmp_path / "pwned").is_file()
+    assert [p.name for p in (trained / "q").iterdir()] == ["m.onnx"]
+    crash = tf1("export", "-m", model, "-o", f"{trained}/q/it's.onnx", "-e", spec)
+    assert crash.returncode == 1 and "ValueError: No closing quotation" in crash.stderr
+    assert "Execution status" not in crash.stdout
