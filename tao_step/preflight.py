@@ -1,13 +1,16 @@
 """Preflight: check a run's Create Run values and its workspace before any TAO step runs.
 
 ``python3 -m tao_step preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
---param NAME=VALUE ...``
+[--bash-read NAME,...] [--key-from-env] --param NAME=VALUE ...``
 
 ``--param`` is given once per Create Run parameter (every one the pipeline has, values as
-typed in the form). ``--mount-dir`` is the path the spec files' absolute paths were written
-against; it defaults to the ``tao_mount_dir`` value (in the pipeline, WS itself), and
-differs from it only in tests. A dry run mounts a local folder at ``tao_mount_dir`` and maps
-WS onto it, so the specs are read as they are.
+typed in the form). ``--bash-read`` names those whose values reach a TAO command wrapper,
+which re-reads them with bash (``tao_step.shell``); they may hold only characters bash
+passes unchanged. The pipeline derives the list from its steps' command lines; without it,
+every value is held to that rule. ``--mount-dir`` is the path the spec files' absolute
+paths were written against; it defaults to the ``tao_mount_dir`` value (in the pipeline,
+WS itself), and differs from it only in tests. A dry run mounts a local folder at
+``tao_mount_dir`` and maps WS onto it, so the specs are read as they are.
 
 Every problem is printed as one line naming the parameter or the spec file and line, with
 what to change; warnings (outputs a step would replace or refuse to overwrite) follow,
@@ -16,9 +19,10 @@ usage error. It only reads the workspace (listings and spec files), so it takes 
 
 With ``--run``/``--run-uid`` (the pipeline passes its workflow name and uid) and no problem,
 it finally claims every path the run writes (``tao_step.claims``): a run whose outputs
-overlap those of a run still holding its claim is refused, naming that run. With
-``--key-secret`` builds the key is in ``$TAO_API_KEY``: a value holding it is refused, and
-the key is masked in everything printed.
+overlap those of a run still holding its claim is refused, naming that run. In
+``--key-secret`` builds the key is in ``$TAO_API_KEY`` and ``--key-from-env`` makes it the
+api_key value (never an argument): it is checked like one, a value holding it is refused,
+and the key is masked in everything printed.
 
 ``validate_values`` (the form values alone) is pure so the host can run it at compile time
 on the defaults; ``Preflight(...).run()`` looks at the workspace.
@@ -33,7 +37,7 @@ import re
 import sys
 import unicodedata
 
-from tao_step import claims, outputs, profiles, specs
+from tao_step import claims, outputs, profiles, shell, specs
 
 # The Create Run form, in its order (original-interface.md), plus the accuracy gate.
 PARAMETERS = (
@@ -201,6 +205,10 @@ def _text_error(name, text):
         return (f"{name}: {shown} contains $(; Kubernetes replaces $(NAME) in step arguments "
                 "with the container's variables, the TAO key's $(TAO_API_KEY) among them "
                 "(remove it)")
+    if "$$" in text:
+        # third_party/forked/golang/expansion/expand.go: "$$" is the escaped "$".
+        return (f"{name}: {shown} contains $$; Kubernetes turns $$ into $ in step arguments, "
+                "so the step would see another value (remove it)")
     hidden = _hidden_character(text)
     if hidden:
         return (f"{name}: the value contains the invisible character {hidden} (a newline, tab "
@@ -435,14 +443,25 @@ def parameters_of(profile):
     return profiles.form_names(profile, PARAMETERS)
 
 
-def validate_values(values, profile=profiles.TAO_3_0):
+def _bash_problem(name, text, bash_read):
+    """Why TAO's wrapper would change ``text`` (tao_step.shell), for the parameters in
+    ``bash_read``, or None."""
+    if name not in bash_read:
+        return None
+    return shell.bash_problem(name, text, secret=name in SECRET_PARAMETERS)
+
+
+def validate_values(values, profile=profiles.TAO_3_0, bash_read=None):
     """Problems with the Create Run values alone, one message per problem: pure, no files.
 
     ``values`` maps parameter names to their text. Every name of ``profile``'s form must be
-    present; names outside it are reported too.
+    present; names outside it are reported too. ``bash_read`` names the parameters whose
+    values reach a TAO command wrapper, which re-reads them with bash (the pipeline derives
+    them from its steps); None: all of them.
     """
     problems = []
     names = parameters_of(profile)
+    bash_read = names if bash_read is None else bash_read
     for name in sorted(set(values) - set(names)):
         problems.append(f"{name}: not a parameter of this pipeline (check the spelling; "
                         f"known: {', '.join(names)})")
@@ -452,9 +471,12 @@ def validate_values(values, profile=profiles.TAO_3_0):
             continue
         if values[name] == "" and name in profile.optional_parameters:
             continue
-        error = value_error(name, values[name])
+        error = value_error(name, values[name]) or _bash_problem(name, values[name], bash_read)
         if error:
             problems.append(error)
+    # The checks between values use only those TAO would receive as they are.
+    values = {name: text for name, text in values.items()
+              if _bash_problem(name, text, bash_read) is None}
     for name, suffix, why in profile.required_suffixes:
         value = values.get(name, "")
         if value and not value.endswith(suffix) and value_error(name, value) is None:
@@ -550,13 +572,17 @@ class Preflight:
     """One preflight of a workspace; after ``run()``: ``problems``, ``warnings``, the parsed
     ``specs`` and the training ``classes`` (for the summary)."""
 
-    def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0):
+    def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0,
+                 bash_read=None):
         self.workspace = os.path.abspath(workspace)
         self.real_workspace = os.path.realpath(self.workspace)
         self.profile = profile
+        names = parameters_of(profile)
+        bash_read = names if bash_read is None else bash_read
         # Only values that pass validate_values are used to look at the workspace.
-        self.ok = {name: values[name] for name in parameters_of(profile)
-                   if name in values and value_error(name, values[name]) is None}
+        self.ok = {name: values[name] for name in names
+                   if name in values and value_error(name, values[name]) is None
+                   and _bash_problem(name, values[name], bash_read) is None}
         # The specs name paths under tao_mount_dir; in the pipeline that is the workspace.
         self.mount = posixpath.normpath(
             mount_dir or self.ok.get("tao_mount_dir") or self.workspace)
@@ -1006,6 +1032,12 @@ def _parse_arguments(argv):
                         help="with --run-uid: claim the run's output paths in the workspace "
                              "when every check passes (see tao_step.claims)")
     parser.add_argument("--run-uid", metavar="UID", help="the run's workflow uid")
+    parser.add_argument("--bash-read", metavar="NAME[,NAME...]",
+                        help="the parameters whose values reach a TAO command wrapper, which "
+                             "re-reads them with bash (default: all)")
+    parser.add_argument("--key-from-env", action="store_true",
+                        help=f"api_key is the key in ${KEY_ENV} (a --key-secret build), not "
+                             "a --param")
     arguments = parser.parse_args(argv)
     if bool(arguments.run) != bool(arguments.run_uid):
         raise _UsageError("--run and --run-uid go together")
@@ -1017,6 +1049,14 @@ def _parse_arguments(argv):
         if name in values:
             raise _UsageError(f"--param {name} given twice")
         values[name] = value
+    if arguments.key_from_env and "api_key" in values:
+        raise _UsageError("--param api_key does not go with --key-from-env")
+    if arguments.bash_read is not None:
+        arguments.bash_read = [name for name in arguments.bash_read.split(",") if name]
+        known = parameters_of(profiles.get(arguments.tao_version))
+        for name in arguments.bash_read:
+            if name not in known:
+                raise _UsageError(f"--bash-read {name}: not a parameter of this pipeline")
     return arguments, values
 
 
@@ -1053,7 +1093,7 @@ def _claim(arguments, values, profile):
 
 def main(argv):
     """``preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
-    --param NAME=VALUE...``."""
+    [--bash-read NAMES] [--key-from-env] --param NAME=VALUE...``."""
     try:
         arguments, values = _parse_arguments(argv)
     except _UsageError as error:
@@ -1063,8 +1103,17 @@ def main(argv):
         return 2
     profile = profiles.get(arguments.tao_version)
     key = os.environ.get(KEY_ENV, "")
-    problems = key_problems(values, key) + validate_values(values, profile)
-    check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
+    if arguments.key_from_env:
+        # The key Secret's value, from the environment: never an argument, which any
+        # process on the node could read.
+        values["api_key"] = key
+    problems = key_problems(values, key) + validate_values(values, profile, arguments.bash_read)
+    if arguments.key_from_env and not key and "api_key" not in profile.optional_parameters:
+        problems = [problem for problem in problems if not problem.startswith("api_key: ")]
+        problems.append(f"api_key: the key Secret is empty (${KEY_ENV} has no value); put "
+                        "the TAO model key into the Secret named when compiling (--key-secret)")
+    check = Preflight(arguments.workspace, values, arguments.mount_dir, profile,
+                      arguments.bash_read).run()
     problems += check.problems
     if not problems and arguments.run:
         problems = _claim(arguments, values, profile)
