@@ -22,7 +22,8 @@ class Profile(NamedTuple):
     version: str
     # The compiled pipeline's description, as the Kubeflow UI shows it.
     description: str
-    # The classification CLI in the training image; its first argument is the subtask.
+    # The classification CLI in the training image; its first argument is the subtask. It is
+    # a wrapper that re-reads its arguments with bash (tao_step/shell.py).
     cli: str
     # Image folders under docker/: "train" runs every TAO step, "deploy" (if any) builds
     # the TensorRT engine. Each holds a Dockerfile and IMAGE (docker/image_tag.py).
