@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kfp import dsl
+from kfp.dsl._pipeline_param import extract_pipelineparams_from_any
 from kubernetes import client as k8s
 
 from tao_step import RUNTIME_VERSION
-from tao_step.profiles import DEFAULT_VERSION, TAO_3_0, Profile
+from tao_step.profiles import DEFAULT_VERSION, PROFILES, TAO_3_0, Profile
 
 
 def _image_tag_module():
@@ -81,6 +82,11 @@ def runtime_command(*args: Value) -> list:
             *args]
 
 
+# Every release's classification CLI is a wrapper that re-reads its arguments with bash
+# (tao_step/shell.py cites the source); tao-converter and ngc take their argv as given.
+BASH_WRAPPERS = frozenset(profile.cli for profile in PROFILES.values())
+
+
 def _name_value_flags(flag: str, values: dict) -> list:
     """``--flag NAME=VALUE`` for each item; a value may be a pipeline parameter."""
     return [arg for name, value in values.items() for arg in (flag, f"{name}={value}")]
@@ -101,6 +107,7 @@ class TaoOp(dsl.ContainerOp):
 
     runs_tao = True  # TAO steps get shared memory and CPU/memory requests
     image_role = "train"  # which of the release's images runs it (Profile.image_dirs)
+    reads_key_env = False  # whether the key Secret must be in its environment
 
     def __init__(
         self,
@@ -160,6 +167,18 @@ class TaoOp(dsl.ContainerOp):
             )
             self.container.add_volume_mount(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
 
+    def bash_read_values(self) -> list:
+        """The literals and pipeline parameters in the TAO command's arguments when the
+        command is a wrapper that re-reads them with bash (``BASH_WRAPPERS``), else none."""
+        if not self.tao_command or self.tao_command[0] not in BASH_WRAPPERS:
+            return []
+        return self.tao_command[1:]
+
+
+def parameters_in(values: Sequence[Value]) -> set:
+    """The names of the pipeline parameters in ``values`` (alone or inside a string)."""
+    return {param.name for value in values for param in extract_pipelineparams_from_any(value)}
+
 
 # Argo's names for the run, substituted when the step starts: the claim on the workspace
 # is taken and released under them.
@@ -170,16 +189,28 @@ RUN_UID = dsl.RUN_ID_PLACEHOLDER  # {{workflow.uid}}
 class PreflightOp(TaoOp):
     """Checks the submitted form, the workspace's specs and dataset, and their agreement,
     before any GPU time is spent; fails naming each parameter or file and its fix. Then
-    claims the run's output paths, refusing a run whose outputs another run holds."""
+    claims the run's output paths, refusing a run whose outputs another run holds.
+
+    With ``key_from_env`` the key is not among ``values``: the step reads it from the key
+    Secret, in its environment, so it never appears in an argument (which Kubernetes would
+    expand into the process's command line, readable on the node)."""
 
     runs_tao = False
 
-    def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str) -> None:
+    def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str,
+                 key_from_env: bool = False) -> None:
         # The runtime's default release needs no flag, so its build reads as it always did.
         release = [] if tao_version == DEFAULT_VERSION else ["--tao-version", tao_version]
         super().__init__(name=name, gpus=0, runtime_args=[
             "preflight", "--workspace", workspace, *release, "--run", RUN_NAME,
-            "--run-uid", RUN_UID, *_name_value_flags("--param", values)])
+            "--run-uid", RUN_UID, *(["--key-from-env"] if key_from_env else []),
+            *_name_value_flags("--param", values)])
+        self.reads_key_env = key_from_env
+
+    def check_bash_read(self, names: Sequence[str]) -> None:
+        """Hold the values of ``names`` to what TAO's wrappers pass through bash unchanged.
+        Called once every step exists, since they tell which values reach a wrapper."""
+        self.container.args.extend(["--bash-read", ",".join(sorted(names))])
 
 
 class ReleaseClaimOp(TaoOp):
@@ -439,6 +470,8 @@ class GenTrtEngineOp(TaoOp):
     which it needs (without either it crashes); and the step refuses to start without the
     tensorfile, because gen_trt_engine would otherwise calibrate on random data and only
     log it. The cache is moved aside first: an existing one is reused without calibrating.
+    So is an earlier ``results_dir``, where gen_trt_engine would append to the old
+    status.json.
     """
 
     image_role = "deploy"
@@ -470,7 +503,7 @@ class GenTrtEngineOp(TaoOp):
                      "--opt_batch_size", max_batch_size],
             gpus=1,
             report=("convert", "--engine", engine_file, "--precision", precision),
-            writes=[engine_file, *([calibration[1]] if calibration else [])],
+            writes=[engine_file, results_dir, *([calibration[1]] if calibration else [])],
             requires=[calibration[0]] if calibration else [],
             status_file=_status_file(profile, results_dir),
         )

@@ -22,6 +22,7 @@ What must exist on the cluster before a run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import re
 import sys
@@ -134,6 +135,7 @@ DEFAULT_TIMEOUT = 6 * 3600
 
 # Where a --key-secret value reaches TAO: Kubernetes expands $(TAO_API_KEY) in the args.
 KEY_ENV = "TAO_API_KEY"
+KEY_REFERENCE = f"$({KEY_ENV})"
 # What the NGC CLI reads for authenticated downloads.
 NGC_KEY_ENV = "NGC_CLI_API_KEY"
 
@@ -213,7 +215,25 @@ class CompileOptions:
         values = {p.name: p.default for p in self.form()}
         if self.key_secret:
             values["api_key"] = "from-the-secret"  # checked at run time, in the pod
-        return validate_values(values, self.profile)
+        return validate_values(values, self.profile, self.bash_read())
+
+    def bash_read(self) -> tuple:
+        """The parameters whose values reach a TAO command wrapper, which re-reads them
+        with bash: read from this build's steps, as the compiler creates them."""
+        with _kfp_quiet(), dsl.Pipeline(PIPELINE_NAME) as scratch:
+            make_pipeline(self)(*(dsl.PipelineParam(p.name) for p in self.form()))
+        return bash_read_parameters(scratch.ops.values())
+
+
+def bash_read_parameters(steps) -> tuple:
+    """The parameters in the TAO commands of ``steps`` that a wrapper re-reads with bash
+    (``TaoOp.bash_read_values``): those given as pipeline parameters, and api_key where
+    the key Secret stands in for it."""
+    values = [value for step in steps for value in step.bash_read_values()]
+    names = ops.parameters_in(values)
+    if any(KEY_REFERENCE in str(value) for value in values):
+        names.add("api_key")
+    return tuple(sorted(names))
 
 
 def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
@@ -245,13 +265,16 @@ def _wire(p: dict, options: CompileOptions) -> None:
     stop at the quality gate."""
     dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
     with dsl.ExitHandler(ops.ReleaseClaimOp(name="release-claim", workspace=p["tao_mount_dir"])):
-        _steps(p, options)
+        preflight = _steps(p, options)
+    preflight.check_bash_read(
+        bash_read_parameters(dsl.Pipeline.get_default_pipeline().ops.values()))
 
 
-def _steps(p: dict, options: CompileOptions) -> None:
+def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
     """The DAG. Steps exchange files on the workspace, so each edge is an ``after``: it
     exists exactly where a step reads what another writes (docs/pipeline.md explains each).
-    What differs between TAO releases comes from ``options.profile``.
+    What differs between TAO releases comes from ``options.profile``. Returns the first
+    step, preflight.
     """
     profile = options.profile
 
@@ -259,15 +282,15 @@ def _steps(p: dict, options: CompileOptions) -> None:
         return f"{p['tao_mount_dir']}/{p[name]}"
 
     # With a key secret the key never becomes a parameter: Kubernetes substitutes it.
-    key = f"$({KEY_ENV})" if options.key_secret else p["api_key"]
+    key = KEY_REFERENCE if options.key_secret else p["api_key"]
     tao = {"profile": profile}
 
     # Checks the submitted form, the specs and the dataset in seconds, before any GPU step;
-    # every value, the key too (from the Secret, if one is configured).
+    # every value, the key too (from the Secret's environment variable, if one is set).
     preflight = ops.PreflightOp(
         name="preflight", workspace=p["tao_mount_dir"], tao_version=profile.version,
-        values={q.name: key if q.name == "api_key" else p[q.name]
-                for q in options.parameters()},
+        values={q.name: p[q.name] for q in options.form()},
+        key_from_env=options.key_secret is not None,
     )
     download = ops.DownloadModelOp(
         name="download-model", model=p["pretrained_model_name"], dest=ws("pretrained_model_dir")
@@ -332,6 +355,7 @@ def _steps(p: dict, options: CompileOptions) -> None:
         artifacts={name: ws(param) + suffix for name, param, suffix in SUMMARY_ARTIFACTS
                    if param in form},
     ).after(infer, export, *engines)
+    return preflight
 
 
 def _wire_converter(p, ws, key, profile, passed, *, after_export, calibrate) -> list:
@@ -453,7 +477,8 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
             op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
         step = op.human_name
         uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
-        if options.key_secret and any(f"$({KEY_ENV})" in str(a) for a in op.container.args):
+        if options.key_secret and (op.reads_key_env
+                                   or any(KEY_REFERENCE in str(a) for a in op.container.args)):
             op.apply(use_k8s_secret(options.key_secret.name, {options.key_secret.key: KEY_ENV}))
         if options.ngc_secret and step == "download-model":
             op.apply(use_k8s_secret(options.ngc_secret.name,
@@ -521,12 +546,18 @@ def compile_pipeline(options: CompileOptions, output: Path) -> None:
                     template["dag"]["failFast"] = FAIL_FAST
             return workflow
 
+    with _kfp_quiet():
+        Compiler().compile(make_pipeline(options), str(output))
+
+
+@contextlib.contextmanager
+def _kfp_quiet():
     with warnings.catch_warnings():
         # kfp 1.8 warns on every direct ContainerOp; these steps are ContainerOps by design.
         warnings.filterwarnings(
             "ignore", category=FutureWarning, message="Please create reusable components"
         )
-        Compiler().compile(make_pipeline(options), str(output))
+        yield
 
 
 class _Parser(argparse.ArgumentParser):

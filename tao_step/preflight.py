@@ -1,13 +1,16 @@
 """Preflight: check a run's Create Run values and its workspace before any TAO step runs.
 
 ``python3 -m tao_step preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
---param NAME=VALUE ...``
+[--bash-read NAME,...] [--key-from-env] --param NAME=VALUE ...``
 
 ``--param`` is given once per Create Run parameter (every one the pipeline has, values as
-typed in the form). ``--mount-dir`` is the path the spec files' absolute paths were written
-against; it defaults to the ``tao_mount_dir`` value (in the pipeline, WS itself), and
-differs from it only in tests. A dry run mounts a local folder at ``tao_mount_dir`` and maps
-WS onto it, so the specs are read as they are.
+typed in the form). ``--bash-read`` names those whose values reach a TAO command wrapper,
+which re-reads them with bash (``tao_step.shell``); they may hold only characters bash
+passes unchanged. The pipeline derives the list from its steps' command lines; without it,
+every value is held to that rule. ``--mount-dir`` is the path the spec files' absolute
+paths were written against; it defaults to the ``tao_mount_dir`` value (in the pipeline,
+WS itself), and differs from it only in tests. A dry run mounts a local folder at
+``tao_mount_dir`` and maps WS onto it, so the specs are read as they are.
 
 Every problem is printed as one line naming the parameter or the spec file and line, with
 what to change; warnings (outputs a step would replace or refuse to overwrite) follow,
@@ -16,9 +19,10 @@ usage error. It only reads the workspace (listings and spec files), so it takes 
 
 With ``--run``/``--run-uid`` (the pipeline passes its workflow name and uid) and no problem,
 it finally claims every path the run writes (``tao_step.claims``): a run whose outputs
-overlap those of a run still holding its claim is refused, naming that run. With
-``--key-secret`` builds the key is in ``$TAO_API_KEY``: a value holding it is refused, and
-the key is masked in everything printed.
+overlap those of a run still holding its claim is refused, naming that run. In
+``--key-secret`` builds the key is in ``$TAO_API_KEY`` and ``--key-from-env`` makes it the
+api_key value (never an argument): it is checked like one, a value holding it is refused,
+and the key is masked in everything printed.
 
 ``validate_values`` (the form values alone) is pure so the host can run it at compile time
 on the defaults; ``Preflight(...).run()`` looks at the workspace.
@@ -34,7 +38,7 @@ import shlex
 import sys
 import unicodedata
 
-from tao_step import claims, profiles, specs
+from tao_step import claims, outputs, profiles, shell, specs
 
 # The Create Run form, in its order (original-interface.md), plus the accuracy gate.
 PARAMETERS = (
@@ -74,28 +78,20 @@ PARAMETERS = (
     "min_accuracy",
 )
 
+# What the steps read, which no output may replace: files, then folders. What they write is
+# tao_step.outputs.OUTPUTS.
+INPUT_FILES = ("train_classification_spec", "retrain_classification_spec",
+               "calibrate_classification_spec", "prune_model_input_file",
+               "test_infer_model_input_file", "test_infer_class_map", "export_model_input_file")
+INPUT_FOLDERS = ("pretrained_model_dir", "train_classification_data", "test_infer_image_path")
+# Every release's parameters, in form order.
+ALL_PARAMETERS = PARAMETERS + tuple(
+    name for profile in profiles.PROFILES.values() for name, _, _ in profile.added_parameters)
 # Paths relative to tao_mount_dir; every step mounts only the workspace, so they must stay
 # inside it.
-PATH_PARAMETERS = (
-    "pretrained_model_dir",
-    "train_classification_data",
-    "train_classification_spec",
-    "train_classification_output",
-    "prune_model_input_file",
-    "prune_model_output_file",
-    "retrain_classification_spec",
-    "retrain_classification_output",
-    "test_infer_model_input_file",
-    "test_infer_image_path",
-    "test_infer_class_map",
-    "export_model_input_file",
-    "export_model_output_file",
-    "calibrate_classification_spec",
-    "calibrate_output_file",
-    "export_int8_cache_file",
-    "export_int8_model_output_file",
-    "convert_trt_output_file",
-)
+PATH_PARAMETERS = tuple(
+    name for name in ALL_PARAMETERS if name in INPUT_FILES + INPUT_FOLDERS
+    or name in (output.parameter for output in outputs.OUTPUTS))
 # Whole numbers, with what they count and the largest value accepted: 1 to that many. The
 # bounds are far above any sensible setting (a DGX node has 8 or 16 GPUs; TensorRT 7 and
 # TAO's data loaders are used with batches of tens to hundreds) and far below what
@@ -135,13 +131,9 @@ KEPT_SUFFIX = len(".previous-20240101T000000Z-99")
 # Where a --key-secret build puts the TAO key in the steps that use it (preflight included).
 KEY_ENV = "TAO_API_KEY"
 # Path parameters that name files, not folders.
-FILE_PARAMETERS = (
-    "train_classification_spec", "retrain_classification_spec", "calibrate_classification_spec",
-    "prune_model_input_file", "prune_model_output_file", "test_infer_model_input_file",
-    "test_infer_class_map", "export_model_input_file", "export_model_output_file",
-    "calibrate_output_file", "export_int8_cache_file", "export_int8_model_output_file",
-    "convert_trt_output_file",
-)
+FILE_PARAMETERS = INPUT_FILES + tuple(
+    output.parameter for output in outputs.OUTPUTS
+    if output.kind == outputs.FILE and not output.suffix)
 # Top-level folders of the container that tao_mount_dir may not be (the workspace mounted
 # there would hide the image's own files: Python, TAO, /opt/tao-kfp, /tmp/kfp-outputs), and
 # those it may not lie in at all.
@@ -230,6 +222,10 @@ def _text_error(name, text):
         return (f"{name}: {shown} contains $(; Kubernetes replaces $(NAME) in step arguments "
                 "with the container's variables, the TAO key's $(TAO_API_KEY) among them "
                 "(remove it)")
+    if "$$" in text:
+        # third_party/forked/golang/expansion/expand.go: "$$" is the escaped "$".
+        return (f"{name}: {shown} contains $$; Kubernetes turns $$ into $ in step arguments, "
+                "so the step would see another value (remove it)")
     hidden = _hidden_character(text)
     if hidden:
         return (f"{name}: the value contains the invisible character {hidden} (a newline, tab "
@@ -270,6 +266,9 @@ def _path_error(name, text):
 def _example(name):
     examples = {
         "pretrained_model_dir": "models",
+        "train_classification_output": "tao-experiments/output",
+        "retrain_classification_output": "tao-experiments/output-retrain",
+        "convert_trt_results_dir": "tao-experiments/export/gen_trt_engine",
         "train_classification_spec": "specs/classification_spec.cfg",
         "retrain_classification_spec": "specs/classification_retrain_spec.cfg",
         "calibrate_classification_spec": "specs/classification_retrain_spec.cfg",
@@ -354,15 +353,9 @@ def value_error(name, text):
 
 
 # A step moves an earlier run's results folder aside before it runs (the re-run policy):
-# no input may live inside one, or the step would move away what it, or a step running
-# beside it, reads.
-RESULTS_FOLDERS = {
-    "train_classification_output": (),
-    # retrain-model reads the pruned model: it must not sit in retrain's own results
-    "retrain_classification_output": ("prune_model_output_file",),
-}
-RESULTS_EXAMPLES = {"train_classification_output": "tao-experiments/output",
-                    "retrain_classification_output": "tao-experiments/output-retrain"}
+# none may hold what the user gives the run, or another results folder.
+RESULTS_FOLDERS = tuple(output.parameter for output in outputs.OUTPUTS
+                        if output.kind == outputs.FOLDER)
 INPUTS = ("pretrained_model_dir", "train_classification_data", "train_classification_spec",
           "retrain_classification_spec", "calibrate_classification_spec",
           "test_infer_image_path")
@@ -372,18 +365,17 @@ def _moved_input(name, folder_name):
     """Whether ``_moved_inputs`` checks that ``name`` lies outside results folder
     ``folder_name``."""
     return folder_name in RESULTS_FOLDERS and name in (
-        INPUTS + RESULTS_FOLDERS[folder_name]
-        + tuple(n for n in RESULTS_FOLDERS if n != folder_name))
+        INPUTS + tuple(n for n in RESULTS_FOLDERS if n != folder_name))
 
 
 def _moved_inputs(values):
     problems = []
-    for folder_name, extra in RESULTS_FOLDERS.items():
+    for folder_name in RESULTS_FOLDERS:
         folder = values.get(folder_name, "")
         if value_error(folder_name, folder):
             continue
         folder = posixpath.normpath(folder)
-        for name in INPUTS + extra + tuple(n for n in RESULTS_FOLDERS if n != folder_name):
+        for name in INPUTS + tuple(n for n in RESULTS_FOLDERS if n != folder_name):
             path = values.get(name, "")
             if value_error(name, path):
                 continue
@@ -392,23 +384,21 @@ def _moved_inputs(values):
                 problems.append(
                     f"{folder_name}: {folder} holds {name} ({path}); the step moves an earlier "
                     f"run's {folder} aside before it runs, so give it a folder of its own "
-                    f"(e.g. {RESULTS_EXAMPLES[folder_name]})")
+                    f"(e.g. {_example(folder_name)})")
     return problems
 
 
-# What the steps read, which no output may replace: files, then folders.
-INPUT_FILES = ("train_classification_spec", "retrain_classification_spec",
-               "calibrate_classification_spec", "prune_model_input_file",
-               "test_infer_model_input_file", "test_infer_class_map", "export_model_input_file")
-INPUT_FOLDERS = ("pretrained_model_dir", "train_classification_data", "test_infer_image_path")
+def outputs_of(profile):
+    """The outputs of ``profile``'s build (tao_step.outputs), with the step writing each."""
+    return outputs.of_release(profile, parameters_of(profile))
 
 
-def output_paths(values):
-    """``(parameter, step, workspace-relative path)`` of everything a run writes, for the
-    values that are valid: each step's outputs (``OUTPUTS_KEPT``) and the folder
-    download-model unpacks the model into."""
+def output_paths(values, profile):
+    """``(parameter, step, workspace-relative path)`` of everything a run of ``profile``'s
+    build writes, for the values that are valid: each step's outputs (``outputs_of``) and
+    the folder download-model unpacks the model into."""
     found = []
-    for name, step, suffix in OUTPUTS_KEPT:
+    for name, _, step, suffix in outputs_of(profile):
         text = values.get(name)
         if text is not None and value_error(name, text) is None:
             found.append((name, step, posixpath.normpath(text) + suffix))
@@ -424,9 +414,9 @@ def _inside_path(path, folder):
     return path.startswith(folder + "/")
 
 
-def _collision(name, step, path, outputs, values):
+def _collision(name, step, path, written, values):
     """Why output ``path`` of ``name`` collides with an input or another output (an equal
-    one earlier in ``outputs``, or a folder holding it), or None."""
+    one earlier in ``written``, or a folder holding it), or None."""
     for other in INPUT_FILES + INPUT_FOLDERS:
         text = values.get(other)
         if text is None or value_error(other, text):
@@ -439,7 +429,7 @@ def _collision(name, step, path, outputs, values):
             return (f"{name}: {path} lies inside {other} ({other_path}), which is a file "
                     f"(give {name} a path of its own)")
     earlier = True
-    for other, other_step, other_path in outputs:
+    for other, other_step, other_path in written:
         if other == name and other_path == path:
             earlier = False
             continue
@@ -456,11 +446,11 @@ def _collision(name, step, path, outputs, values):
     return None
 
 
-def _colliding_outputs(values):
-    outputs = output_paths(values)
+def _colliding_outputs(values, profile):
+    written = output_paths(values, profile)
     problems = []
-    for name, step, path in outputs:
-        problem = _collision(name, step, path, outputs, values)
+    for name, step, path in written:
+        problem = _collision(name, step, path, written, values)
         if problem:
             problems.append(problem)
     return problems
@@ -501,14 +491,25 @@ def parameters_of(profile):
     return profiles.form_names(profile, PARAMETERS)
 
 
-def validate_values(values, profile=profiles.TAO_3_0):
+def _bash_problem(name, text, bash_read):
+    """Why TAO's wrapper would change ``text`` (tao_step.shell), for the parameters in
+    ``bash_read``, or None."""
+    if name not in bash_read:
+        return None
+    return shell.bash_problem(name, text, secret=name in SECRET_PARAMETERS)
+
+
+def validate_values(values, profile=profiles.TAO_3_0, bash_read=None):
     """Problems with the Create Run values alone, one message per problem: pure, no files.
 
     ``values`` maps parameter names to their text. Every name of ``profile``'s form must be
-    present; names outside it are reported too.
+    present; names outside it are reported too. ``bash_read`` names the parameters whose
+    values reach a TAO command wrapper, which re-reads them with bash (the pipeline derives
+    them from its steps); None: all of them.
     """
     problems = []
     names = parameters_of(profile)
+    bash_read = names if bash_read is None else bash_read
     for name in sorted(set(values) - set(names)):
         problems.append(f"{name}: not a parameter of this pipeline (check the spelling; "
                         f"known: {', '.join(names)})")
@@ -518,16 +519,19 @@ def validate_values(values, profile=profiles.TAO_3_0):
             continue
         if values[name] == "" and name in profile.optional_parameters:
             continue
-        error = value_error(name, values[name])
+        error = value_error(name, values[name]) or _bash_problem(name, values[name], bash_read)
         if error:
             problems.append(error)
+    # The checks between values use only those TAO would receive as they are.
+    values = {name: text for name, text in values.items()
+              if _bash_problem(name, text, bash_read) is None}
     for name, suffix, why in profile.required_suffixes:
         value = values.get(name, "")
         if value and not value.endswith(suffix) and value_error(name, value) is None:
             problems.append(f"{name}: {value} must end in {suffix} ({why}); name it "
                             f"{posixpath.splitext(value)[0]}{suffix}")
     problems += _moved_inputs(values)
-    problems += _colliding_outputs(values)
+    problems += _colliding_outputs(values, profile)
     problems += _too_long_paths(values)
     batch = _whole_number(values.get("convert_trt_batch_size", ""))
     largest = _whole_number(values.get("convert_trt_max_batch_size", ""))
@@ -617,13 +621,17 @@ class Preflight:
     """One preflight of a workspace; after ``run()``: ``problems``, ``warnings``, the parsed
     ``specs`` and the training ``classes`` (for the summary)."""
 
-    def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0):
+    def __init__(self, workspace, values, mount_dir=None, profile=profiles.TAO_3_0,
+                 bash_read=None):
         self.workspace = os.path.abspath(workspace)
         self.real_workspace = os.path.realpath(self.workspace)
         self.profile = profile
+        names = parameters_of(profile)
+        bash_read = names if bash_read is None else bash_read
         # Only values that pass validate_values are used to look at the workspace.
-        self.ok = {name: values[name] for name in parameters_of(profile)
-                   if name in values and value_error(name, values[name]) is None}
+        self.ok = {name: values[name] for name in names
+                   if name in values and value_error(name, values[name]) is None
+                   and _bash_problem(name, values[name], bash_read) is None}
         # The specs name paths under tao_mount_dir; in the pipeline that is the workspace.
         self.mount = posixpath.normpath(
             mount_dir or self.ok.get("tao_mount_dir") or self.workspace)
@@ -713,7 +721,7 @@ class Preflight:
 
     def _check_outputs(self):
         """Each output's parent must be a folder, or be creatable as one."""
-        for name, step, path in output_paths(self.ok):
+        for name, step, path in output_paths(self.ok, self.profile):
             parts = path.split("/")
             for count in range(1, len(parts)):
                 parent = "/".join(parts[:count])
@@ -1009,7 +1017,7 @@ class Preflight:
     def _find_warnings(self):
         # The re-run policy (tao_step report --keep-previous): an earlier run's output is
         # renamed to <path>.previous-<UTC time> before the step that writes it runs.
-        for name, step, suffix in OUTPUTS_KEPT:
+        for name, _, step, suffix in outputs_of(self.profile):
             output = self.ok.get(name)
             if output is None or not os.path.exists(self._on_disk(output + suffix)):
                 continue
@@ -1049,20 +1057,6 @@ class Preflight:
                 "both trainings (at most 100 evaluation images per class avoid that)")
 
 
-# What each step writes, by parameter: kept aside, never overwritten, on a re-run.
-OUTPUTS_KEPT = (
-    ("train_classification_output", "train-model", ""),
-    ("prune_model_output_file", "prune-model", ""),
-    ("retrain_classification_output", "retrain-model", ""),
-    ("test_infer_image_path", "test-infer", "/result.csv"),
-    ("export_model_output_file", "export-model", ""),
-    ("calibrate_output_file", "calibrate-model", ""),
-    ("export_int8_model_output_file", "export-int8-model", ""),
-    ("export_int8_cache_file", "export-int8-model", ""),
-    ("convert_trt_output_file", "convert-trt", ""),
-)
-
-
 class _UsageError(Exception):
     pass
 
@@ -1087,6 +1081,12 @@ def _parse_arguments(argv):
                         help="with --run-uid: claim the run's output paths in the workspace "
                              "when every check passes (see tao_step.claims)")
     parser.add_argument("--run-uid", metavar="UID", help="the run's workflow uid")
+    parser.add_argument("--bash-read", metavar="NAME[,NAME...]",
+                        help="the parameters whose values reach a TAO command wrapper, which "
+                             "re-reads them with bash (default: all)")
+    parser.add_argument("--key-from-env", action="store_true",
+                        help=f"api_key is the key in ${KEY_ENV} (a --key-secret build), not "
+                             "a --param")
     arguments = parser.parse_args(argv)
     if bool(arguments.run) != bool(arguments.run_uid):
         raise _UsageError("--run and --run-uid go together")
@@ -1098,6 +1098,14 @@ def _parse_arguments(argv):
         if name in values:
             raise _UsageError(f"--param {name} given twice")
         values[name] = value
+    if arguments.key_from_env and "api_key" in values:
+        raise _UsageError("--param api_key does not go with --key-from-env")
+    if arguments.bash_read is not None:
+        arguments.bash_read = [name for name in arguments.bash_read.split(",") if name]
+        known = parameters_of(profiles.get(arguments.tao_version))
+        for name in arguments.bash_read:
+            if name not in known:
+                raise _UsageError(f"--bash-read {name}: not a parameter of this pipeline")
     return arguments, values
 
 
@@ -1111,14 +1119,14 @@ def key_problems(values, key):
             for name in sorted(values) if name != "api_key" and key in values[name]]
 
 
-def _claim(arguments, values):
+def _claim(arguments, values, profile):
     """Claim the run's outputs: ``(problems, warnings)``, the problems naming the runs that
     hold any of them, the warnings the damaged files among the claims."""
     workspace = arguments.workspace
-    outputs = output_paths(values)
+    outputs = output_paths(values, profile)
     try:
         conflicts, damaged = claims.take(workspace, arguments.run, arguments.run_uid,
-                                         [path for _, _, path in outputs])
+                                         sorted(set(path for _, _, path in outputs)))
     except claims.ClaimError as error:
         return [f"--workspace {workspace}: {error}"], []
     problems = []
@@ -1140,7 +1148,7 @@ def _claim(arguments, values):
 
 def main(argv):
     """``preflight --workspace WS [--mount-dir DIR] [--run NAME --run-uid UID]
-    --param NAME=VALUE...``."""
+    [--bash-read NAMES] [--key-from-env] --param NAME=VALUE...``."""
     try:
         arguments, values = _parse_arguments(argv)
     except _UsageError as error:
@@ -1150,12 +1158,21 @@ def main(argv):
         return 2
     profile = profiles.get(arguments.tao_version)
     key = os.environ.get(KEY_ENV, "")
-    problems = key_problems(values, key) + validate_values(values, profile)
-    check = Preflight(arguments.workspace, values, arguments.mount_dir, profile).run()
+    if arguments.key_from_env:
+        # The key Secret's value, from the environment: never an argument, which any
+        # process on the node could read.
+        values["api_key"] = key
+    problems = key_problems(values, key) + validate_values(values, profile, arguments.bash_read)
+    if arguments.key_from_env and not key and "api_key" not in profile.optional_parameters:
+        problems = [problem for problem in problems if not problem.startswith("api_key: ")]
+        problems.append(f"api_key: the key Secret is empty (${KEY_ENV} has no value); put "
+                        "the TAO model key into the Secret named when compiling (--key-secret)")
+    check = Preflight(arguments.workspace, values, arguments.mount_dir, profile,
+                      arguments.bash_read).run()
     problems += check.problems
     warnings = list(check.warnings)
     if not problems and arguments.run:
-        problems, damaged = _claim(arguments, values)
+        problems, damaged = _claim(arguments, values, profile)
         warnings += damaged
     lines = problems + ["warning: " + line for line in warnings]
     warned = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"

@@ -22,7 +22,8 @@ class Profile(NamedTuple):
     version: str
     # The compiled pipeline's description, as the Kubeflow UI shows it.
     description: str
-    # The classification CLI in the training image; its first argument is the subtask.
+    # The classification CLI in the training image; its first argument is the subtask. It is
+    # a wrapper that re-reads its arguments with bash (tao_step/shell.py).
     cli: str
     # Image folders under docker/: "train" runs every TAO step, "deploy" (if any) builds
     # the TensorRT engine. Each holds a Dockerfile and IMAGE (docker/image_tag.py).
@@ -58,6 +59,8 @@ class Profile(NamedTuple):
     # Parameters that may be left empty: TAO 5 needs a key only for .tlt/.etlt models, and
     # its wrapper drops an empty -k.
     optional_parameters: Tuple[str, ...]
+    # Outputs another step writes than in 3.0 (tao_step.outputs): (parameter, step).
+    output_steps: Tuple[Tuple[str, str], ...]
 
 
 TAO_3_0 = Profile(
@@ -82,6 +85,7 @@ TAO_3_0 = Profile(
     export_spec=False,
     required_suffixes=(),
     optional_parameters=(),
+    output_steps=(),
 )
 
 TAO_5_0 = Profile(
@@ -129,6 +133,8 @@ TAO_5_0 = Profile(
          "TAO 5 export appends .onnx to any other name, where no later step looks"),
     ),
     optional_parameters=("api_key",),
+    # No INT8 export: gen_trt_engine calibrates and writes the cache itself.
+    output_steps=(("export_int8_cache_file", "convert-trt"),),
 )
 
 PROFILES = OrderedDict((profile.version, profile) for profile in (TAO_3_0, TAO_5_0))

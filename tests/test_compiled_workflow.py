@@ -383,26 +383,6 @@ def test_every_step_uses_the_default_image(default_workflow):
     assert images == {pipeline.ops.DEFAULT_IMAGE}
 
 
-def test_what_steps_write_is_one_list_for_the_rerun_policy_preflight_and_summary(
-        default_workflow):
-    """The ops' --keep-previous paths, tao_step.preflight.OUTPUTS_KEPT (what preflight
-    checks for collisions and claims) and the summary's artifacts name the same outputs."""
-    from tao_step.preflight import OUTPUTS_KEPT
-
-    declared = {}
-    for name, step, suffix in OUTPUTS_KEPT:
-        declared.setdefault(step, []).append(W(name) + suffix)
-    compiled = {}
-    for step in ORIGINAL_STEPS:
-        for template in default_workflow.steps(step):
-            args = runtime_args(template)
-            compiled[step] = [args[i + 1] for i, a in enumerate(args[:args.index("--")])
-                              if a == "--keep-previous"]
-    assert {s: p for s, p in compiled.items() if p} == declared
-    summarised = {(param, suffix) for _, param, suffix in pipeline.SUMMARY_ARTIFACTS}
-    assert {(name, suffix) for name, _, suffix in OUTPUTS_KEPT} <= summarised
-
-
 def test_the_exit_handler_releases_the_claim_preflight_takes(default_workflow):
     spec = default_workflow.doc["spec"]
     release = default_workflow.templates[spec["onExit"]]

@@ -108,9 +108,10 @@ def test_key_secret_removes_the_key_from_the_pipeline(tmp_path):
         if "-k" in args:
             keyed.append(name)
             assert args[args.index("-k") + 1] == "$(TAO_API_KEY)"
-        elif name == "preflight":  # checks the key it is given, without seeing it in YAML
+        elif name == "preflight":  # checks the key, from its environment: no argument
             keyed.append(name)
-            assert "api_key=$(TAO_API_KEY)" in args
+            assert "--key-from-env" in args and "$(TAO_API_KEY)" not in str(args)
+            assert not any(a.startswith("api_key=") for a in args)
         if name in keyed:
             assert env == [{"name": "TAO_API_KEY", "valueFrom": {
                 "secretKeyRef": {"name": "tao-model-key", "key": "key"}}}]

@@ -218,6 +218,10 @@ COMPILE_TIME = [
     # Rewritten before the step sees them: the key's $(TAO_API_KEY), Argo's {{...}}.
     ("export_model_output_file=tao-experiments/$(TAO_API_KEY).etlt", "export_model_output_file"),
     ("api_key={{workflow.uid}}", "api_key"),
+    # TAO's wrapper would run `touch pwned` and write m.etlt (tests/test_preflight.py has
+    # the other characters bash would read).
+    ("export_model_output_file=tao-experiments/export/m`touch${IFS}pwned`.etlt",
+     "export_model_output_file"),
     ("test_infer_image_path=tao-experiments/{{workflow.name}}", "test_infer_image_path"),
     # Colliding outputs: each would waste both trainings or silently replace a file.
     ("calibrate_output_file=specs/classification_retrain_spec.cfg", "calibrate_output_file"),

@@ -22,10 +22,10 @@ BIN = REPO / "rehearsal" / "fake_tao" / "bin"
 MOUNTED = {}
 
 
-def tf1(*arguments, env=None) -> subprocess.CompletedProcess:
+def tf1(*arguments, env=None, cwd=None) -> subprocess.CompletedProcess:
     path = os.pathsep.join([str(BIN), os.path.dirname(sys.executable), os.environ["PATH"]])
     return subprocess.run([str(BIN / "classification_tf1"), *map(str, arguments)],
-                          capture_output=True, text=True, timeout=120,
+                          capture_output=True, text=True, timeout=120, cwd=cwd,
                           env={**os.environ, "PATH": path, PATH_MAP_ENV: json.dumps(MOUNTED),
                                **(env or {})})
 
@@ -135,3 +135,18 @@ def test_inference_without_images_fails_or_records_failure_as_tao5_does(trained)
     assert recorded.stdout.rstrip().endswith("Execution status: PASS")
     assert status_lines(trained / "infer") == ["STARTED", "FAILURE"]
     assert (trained / "infer/result.csv").read_text() == ""
+
+
+def test_the_wrapper_reads_values_with_bash_as_tao_does(trained, tmp_path):
+    """Issue 15's example, which preflight now refuses: TAO's wrapper (entrypoint.py
+    launch_job at d73dcfc) runs `touch pwned` and exports to m.onnx; a ' crashes it."""
+    model = trained / "tao-experiments/output/weights/resnet_080.hdf5"
+    spec = trained / "specs/classification_spec.cfg"
+    result = tf1("export", "-m", model, "-o", f"{trained}/q/m`touch${{IFS}}pwned`.onnx",
+                 "-e", spec, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert (tmp_path / "pwned").is_file()
+    assert [p.name for p in (trained / "q").iterdir()] == ["m.onnx"]
+    crash = tf1("export", "-m", model, "-o", f"{trained}/q/it's.onnx", "-e", spec)
+    assert crash.returncode == 1 and "ValueError: No closing quotation" in crash.stderr
+    assert "Execution status" not in crash.stdout

@@ -458,9 +458,6 @@ def test_cli_missing_workspace(tmp_path, values):
      ["train_classification_output: tao-experiments holds train_classification_data",
       "train_classification_output: tao-experiments holds test_infer_image_path",
       "train_classification_output: tao-experiments holds retrain_classification_output"]),
-    ({"retrain_classification_output": "tao-experiments/output-pruned"},
-     ["retrain_classification_output: tao-experiments/output-pruned holds "
-      "prune_model_output_file"]),
     ({"retrain_classification_output": "tao-experiments/output"},
      ["train_classification_output: tao-experiments/output holds retrain_classification_output",
       "retrain_classification_output: tao-experiments/output holds train_classification_output"]),
@@ -508,3 +505,109 @@ def test_a_mount_dir_that_leaves_no_room_is_one_problem(values):
         "tao_mount_dir: /mnt/mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... is 3842 bytes long; Linux "
         "takes paths of at most 4095 bytes, and every path of the run is "
         "tao_mount_dir/<value> with up to 256 bytes more that the steps add (shorten it)"]
+
+
+# -- values TAO's wrapper re-reads with bash ------------------------------------------------
+# TAO's wrapper joins every option unquoted into bash -c '...' (tao_tensorflow1_backend@d73dcfc
+# nvidia_tao_tf1/cv/common/entrypoint/entrypoint.py, launch_job; tao_deploy@a285787
+# entrypoint_proto.py): values reaching it may hold only what bash passes unchanged
+# (tao_step/shell.py, tests/test_shell.py). Issue 15's hostile values, refused when compiling
+# (CompileOptions.problems) and by the preflight step, each in one line.
+BASH_HOSTILE = [
+    ("export_model_output_file", "tao-experiments/export/m`touch${IFS}pwned`.etlt",
+     "'`' (U+0060)"),
+    ("train_classification_output", "tao-experiments/out;rm", "';' (U+003B)"),
+    ("prune_model_output_file", "tao-experiments/p|q.tlt", "'|' (U+007C)"),
+    ("calibrate_output_file", "tao-experiments/export/c&.tensor", "'&' (U+0026)"),
+    ("retrain_classification_output", "tao-experiments/$USER", "'$' (U+0024)"),
+    ("test_infer_class_map", "tao-experiments/${X}/classmap.json", "'$' (U+0024)"),
+    ("export_int8_cache_file", "tao-experiments/export/it's.bin", '"\'" (U+0027)'),
+    ("export_int8_model_output_file", 'tao-experiments/export/"q".etlt', "'\"' (U+0022)"),
+    ("test_infer_model_input_file", "tao-experiments\\w.tlt", "'\\\\' (U+005C)"),
+    ("export_model_input_file", "tao-experiments/output-retrain/weights/*.tlt", "'*' (U+002A)"),
+    ("test_infer_image_path", "tao-experiments/data/split/test/[p]erson", "'[' (U+005B)"),
+    ("train_classification_spec", "specs/my spec.cfg", "' ' (U+0020)"),
+    ("tao_mount_dir", "/mnt/work space", "' ' (U+0020)"),
+    ("retrain_classification_spec", "~/spec.cfg", "'~' (U+007E)"),
+    ("api_key", "nv$key", "the key contains a character that bash would change"),
+    # $$ is refused in every value, bash or not: Kubernetes makes it $.
+    ("export_model_output_file", "tao-experiments/export/m$$.etlt", "contains $$"),
+    ("pretrained_model_dir", "models$$", "contains $$; Kubernetes turns $$ into $"),
+]
+
+
+@pytest.mark.parametrize("name, value, fragment", BASH_HOSTILE)
+def test_values_bash_would_change_are_refused_when_compiling(name, value, fragment):
+    import tao_iva_classification_pipeline as pipeline
+
+    (problem,) = pipeline.CompileOptions(defaults=((name, value),)).problems()
+    assert problem.startswith(f"{name}: ") and fragment in problem, problem
+    assert "nv$key" not in problem
+
+
+def preflight_step(workspace, values, bash_read, *extra):
+    """The preflight step in-process, as the compiled pipeline runs it: --bash-read names
+    what the build's steps hand to TAO's wrappers."""
+    argv = ["--workspace", str(workspace), "--mount-dir", MOUNT, "--bash-read",
+            ",".join(bash_read), *extra]
+    for name, value in values.items():
+        argv += ["--param", f"{name}={value}"]
+    return preflight.main(argv)
+
+
+@pytest.mark.parametrize("name, value, fragment", BASH_HOSTILE)
+def test_values_bash_would_change_are_refused_by_the_preflight_step(
+        workspace, values, capsys, name, value, fragment):
+    import tao_iva_classification_pipeline as pipeline
+
+    values[name] = value
+    assert preflight_step(workspace, values, pipeline.CompileOptions().bash_read()) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("preflight: 1 problem"), lines
+    assert lines[0].startswith(f"{name}: ") and fragment in lines[0]
+
+
+def test_only_values_reaching_a_tao_wrapper_are_held_to_the_bash_rule(workspace, values,
+                                                                     capsys):
+    """3.0's converter and ngc take their argv as given: a space is fine there."""
+    import tao_iva_classification_pipeline as pipeline
+
+    three, five = (pipeline.CompileOptions(tao_version=v).bash_read() for v in ("3.0", "5.0"))
+    elsewhere = {"pretrained_model_name", "pretrained_model_dir", "train_classification_data",
+                 "min_accuracy"}  # ngc, nothing, the report
+    converter = {"convert_trt_output_file", "convert_trt_output_layer", "convert_trt_dims",
+                 "convert_trt_input_type", "convert_trt_max_batch_size",
+                 "convert_trt_batch_size"}  # 3.0's tao-converter, a binary
+    assert set(three) == set(preflight.parameters_of(preflight.profiles.TAO_3_0)) - (
+        elsewhere | converter)
+    assert set(five) == set(preflight.parameters_of(preflight.profiles.TAO_5_0)) - elsewhere
+    values["convert_trt_output_file"] = "tao-experiments/export/final model.trt"
+    assert preflight_step(workspace, values, three) == 0, capsys.readouterr().out
+    assert preflight.validate_values(values) == [  # without --bash-read: every value
+        'convert_trt_output_file: "tao-experiments/export/final model.trt" contains \' \' '
+        "(U+0020): TAO's wrapper runs every argument through bash, which would split the "
+        "value into two arguments. Use only letters, digits and _ . / - + @ , = : %"]
+
+
+def test_with_a_key_secret_the_key_comes_from_the_environment(workspace, values, capsys,
+                                                              monkeypatch):
+    """--key-from-env (a --key-secret build): the key is never an argument, which
+    Kubernetes would expand into the command line any process on the node can read."""
+    del values["api_key"]
+    bash_read = preflight.parameters_of(preflight.profiles.TAO_3_0)
+    monkeypatch.setenv(preflight.KEY_ENV, "nv-key_1")
+    assert preflight_step(workspace, values, bash_read, "--key-from-env") == 0
+    assert capsys.readouterr().out.startswith("preflight OK: 34 values")
+    monkeypatch.setenv(preflight.KEY_ENV, "nv$key`id`")
+    assert preflight_step(workspace, values, bash_read, "--key-from-env") == 1
+    out = capsys.readouterr().out
+    assert out.startswith("api_key: the key contains a character that bash would change")
+    assert "nv$key" not in out and "`" not in out
+    monkeypatch.setenv(preflight.KEY_ENV, "")
+    assert preflight_step(workspace, values, bash_read, "--key-from-env") == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "api_key: the key Secret is empty ($TAO_API_KEY has no value); put the TAO model key "
+        "into the Secret named when compiling (--key-secret)")
+    values["api_key"] = "x"
+    assert preflight_step(workspace, values, bash_read, "--key-from-env") == 2
+    assert "--param api_key does not go with --key-from-env" in capsys.readouterr().err

@@ -159,7 +159,8 @@ def test_int8_engine_refuses_to_start_without_the_tensorfile_and_moves_the_cache
     options = report_options(int8)
     assert options[options.index("--require") + 1] == W("calibrate_output_file")
     kept = [options[i + 1] for i, o in enumerate(options) if o == "--keep-previous"]
-    assert kept == [W("convert_trt_output_file"), W("export_int8_cache_file")]
+    assert kept == [W("convert_trt_output_file"), W("convert_trt_results_dir"),
+                    W("export_int8_cache_file")]
     assert "--require" not in report_options(fp)
 
 

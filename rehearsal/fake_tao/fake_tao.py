@@ -28,6 +28,7 @@ import re
 import sys
 from pathlib import Path
 
+from rehearsal.fake_tao import wrapper
 from rehearsal.path_map import PathMap
 from rehearsal.step_executor import PATH_MAP_ENV
 from tao_step import specs
@@ -614,6 +615,7 @@ def add_pruning_options(command: argparse.ArgumentParser) -> None:
 
 
 def _classification_parser():
+    """The wrapper's parser, and each subtask's."""
     parser = argparse.ArgumentParser(prog="classification",
                                      description="Fake TAO classification (tests only).")
     subtasks = parser.add_subparsers(dest="subtask", metavar="{" + ",".join(SUBTASKS) + "}")
@@ -671,7 +673,7 @@ def _classification_parser():
     command.add_argument("-o", "--output_file", required=True)
     command.add_argument("-m", "--max_batches", type=int, required=True)
     command.add_argument("--use_validation_set", action="store_true")
-    return parser
+    return parser, subtasks.choices
 
 
 # Rehearsing failures: FAKE_TAO_FAIL=prune,export makes those subtasks crash as TAO does.
@@ -684,7 +686,8 @@ def _injected_failures():
 
 def classification_main(argv):
     """``classification SUBTASK ...``: 0 on success, 1 on failure, 2 on a usage error."""
-    arguments = _classification_parser().parse_args(argv)
+    parser, subtask_parsers = _classification_parser()
+    arguments = parser.parse_args(argv)
     unknown = sorted(_injected_failures() - set(SUBTASKS))
     if unknown:  # a typo would otherwise rehearse a crash that never comes
         log(f"{FAIL_ENV}: {', '.join(unknown)} is not a subtask; use a comma-separated list "
@@ -697,19 +700,29 @@ def classification_main(argv):
             raise Failure(f"--use_amp is only supported by train, not {arguments.subtask}")
         if arguments.gpus < 1:
             raise Failure(f"--gpus {arguments.gpus}: at least one GPU is needed")
-        if arguments.subtask in _injected_failures():
-            raise Failure(f"{FAIL_ENV} asks {arguments.subtask} to fail: CUDA_ERROR_OUT_OF_MEMORY "
-                          "(a simulated crash)")
         if arguments.gpus > 1 and arguments.subtask != "train":
             log(f"{arguments.subtask} runs on one GPU; ignoring --gpus {arguments.gpus}",
                 "WARNING")
+        # The script's own view of its options: the wrapper's round through bash.
+        arguments = wrapper.reread(arguments, subtask_parsers[arguments.subtask])
+        if arguments.subtask in _injected_failures():
+            raise Failure(f"{FAIL_ENV} asks {arguments.subtask} to fail: CUDA_ERROR_OUT_OF_MEMORY "
+                          "(a simulated crash)")
         handlers[arguments.subtask](arguments)
-    except Failure as failure:
+    except wrapper.Crash as crash:
+        return wrapper_crash(crash)
+    except (Failure, wrapper.ScriptFailed) as failure:
         log(str(failure), "ERROR")
         log("Execution status: FAIL", logger="root")
         return 1
     log("Execution status: PASS", logger="root")
     return 0
+
+
+def wrapper_crash(crash):
+    """The wrapper's uncaught exception: a traceback on stderr, exit status 1."""
+    sys.stderr.write(f"Traceback (most recent call last):\n  ...\n{crash}\n")
+    return 1
 
 
 def ngc_main(argv):

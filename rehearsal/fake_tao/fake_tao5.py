@@ -7,7 +7,9 @@ tao_deploy@a285787 ``nvidia_tao_deploy/cv/classification_tf1/scripts/gen_trt_eng
 What the wrapper does and the fake does too:
 - the subtask is looked up in the first argument only: ``classification_tf1 --gpus 1 train``
   finds no task and fails;
-- options with an empty value are dropped before the script sees them (``-k ""``);
+- the wrapper re-reads the subtask's options with bash (``wrapper.py``): options with an
+  empty value are dropped before the script sees them (``-k ""``), and a value with shell
+  syntax is split, expanded or run as TAO's would be;
 - every line the script prints or logs goes to stdout, logs formatted
   ``<time> [TAO Toolkit] [LEVEL] <logger> <line>: <message>``; the wrapper ends with
   ``Execution status: PASS`` (exit 0) or ``FAIL`` (exit 255, its ``sys.exit(-1)``);
@@ -28,7 +30,7 @@ is what puts gen_trt_engine in the deploy image.
 import argparse
 import os
 
-from rehearsal.fake_tao import fake_tao
+from rehearsal.fake_tao import fake_tao, wrapper
 from rehearsal.fake_tao.fake_tao import (
     FAIL_ENV,
     Failure,
@@ -193,6 +195,7 @@ def gen_trt_engine(arguments, status):
 
 # -- the wrapper ----------------------------------------------------------------------------
 def _parser():
+    """The wrapper's parser, and each subtask's."""
     parser = argparse.ArgumentParser(prog="classification_tf1",
                                      description="Fake TAO 5 classification_tf1 (tests only).")
     subtasks = parser.add_subparsers(dest="subtask")
@@ -268,20 +271,7 @@ def _parser():
     command.add_argument("--opt_batch_size", type=int, default=1)
     command.add_argument("--max_workspace_size", type=int, default=2)
     command.add_argument("-s", "--strict_type_constraints", action="store_true")
-    return parser
-
-
-def _drop_empty_values(argv):
-    """The wrapper re-assembles ``--dest value`` from parsed options, leaving out "" ones."""
-    kept = []
-    for index, arg in enumerate(argv):
-        following = argv[index + 1] if index + 1 < len(argv) else None
-        if arg.startswith("-") and following == "":
-            continue
-        if arg == "" and index > 0 and argv[index - 1].startswith("-"):
-            continue
-        kept.append(arg)
-    return kept
+    return parser, subtasks.choices
 
 
 def classification_tf1_main(argv):
@@ -294,7 +284,8 @@ def classification_tf1_main(argv):
         say(f"KeyError: None  (the subtask must come first: classification_tf1 "
             f"{{{','.join(SUBTASKS)}}} ...; got {' '.join(argv[:1]) or 'nothing'})")
         return 1
-    arguments = _parser().parse_args(_drop_empty_values(argv))
+    parser, subtask_parsers = _parser()
+    arguments = parser.parse_args(argv)
     handlers = {"train": train, "evaluate": evaluate, "prune": prune, "inference": inference,
                 "export": export, "calibration_tensorfile": calibration_tensorfile,
                 "gen_trt_engine": gen_trt_engine}
@@ -306,6 +297,9 @@ def classification_tf1_main(argv):
         if arguments.gpus > 1 and arguments.subtask != "train":
             raise Failure(f"AssertionError: Please use only 1 GPU for the task "
                           f"{arguments.subtask}.")
+        # The script's own view of its options: the wrapper's round through bash.
+        arguments = wrapper.reread(arguments, subtask_parsers[arguments.subtask])
+        status = _StatusFile(getattr(arguments, "results_dir", None))
         if arguments.subtask + ":status" in injected:
             # e.g. evaluate's sys.exit(-1) on a bad class map, caught by its main()
             status.write("FAILURE", f"{arguments.subtask.capitalize()} was interrupted")
@@ -315,7 +309,9 @@ def classification_tf1_main(argv):
             raise Failure(f"{FAIL_ENV} asks {arguments.subtask} to fail: "
                           "CUDA_ERROR_OUT_OF_MEMORY (a simulated crash)")
         handlers[arguments.subtask](arguments, status)
-    except Failure as failure:
+    except wrapper.Crash as crash:
+        return fake_tao.wrapper_crash(crash)
+    except (Failure, wrapper.ScriptFailed) as failure:
         log(str(failure), "ERROR")
         status.write("FAILURE", str(failure))
         say("Execution status: FAIL")
