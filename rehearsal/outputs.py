@@ -11,9 +11,9 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
 - ``run-output.html``: ``rehearsal.run_page``'s preview of the run list row and the Run
   output tab.
 
-DIR must be new or an empty directory, and its parent must exist: nothing is ever
-overwritten. Everything is written into a hidden sibling directory first and renamed to DIR
-at the end, so DIR is either complete or absent.
+DIR must be new or an empty directory (not a symbolic link), and its parent must exist:
+nothing is ever overwritten. Everything is written into a hidden sibling directory first
+and renamed to DIR at the end, so DIR is either complete or absent.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ LOG_FILE = "log.txt"
 
 def outputs_dir_problem(path: Path) -> str | None:
     """Why ``path`` cannot receive the outputs (one line naming ``--outputs``), or None."""
+    if path.is_symlink():  # the finished folder replaces DIR by a rename, not through a link
+        return (f"--outputs: {path} is a symbolic link (to {os.readlink(path)}); name a new "
+                "or empty directory itself")
     if path.is_dir():
         if any(path.iterdir()):
             return (f"--outputs: {path} is not empty; give a new or empty directory "

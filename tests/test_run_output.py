@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_compiler
+from conftest import main_error, run_compiler
 from in_container import PYTHON
 
 from rehearsal import run_page
@@ -353,3 +353,12 @@ def test_the_page_says_whether_the_run_list_metrics_or_only_their_order_vary():
     assert "only their left-to-right order changes" in run_page.render_page(run, one_each)
     more = {**one_each, "evaluate": {run_page.METRICS_FILE: metrics_file("a", "b")}}
     assert "which metrics they are changes from run to run" in run_page.render_page(run, more)
+
+
+def test_a_link_to_an_empty_folder_is_refused_before_the_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "empty")
+    line = main_error(capsys, "--dry-run", "--outputs", str(tmp_path / "out"))
+    assert (f"error: --outputs: {tmp_path / 'out'} is a symbolic link (to {tmp_path / 'empty'}"
+            "); name a new or empty directory itself") in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
