@@ -78,3 +78,20 @@ def test_quick_start_says_the_image_must_be_built_and_pushed_first():
     quick_start = (REPO / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
     assert "docker/build.sh" in quick_start and "--push" in quick_start
     assert "--image" in quick_start
+
+
+def test_every_fake_tao_failure_the_docs_show_is_one_a_rehearsal_accepts():
+    from rehearsal.dry_run import FAILABLE, RehearsalError, check_fail_setting
+
+    docs = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *REPO.glob("*/README.md")]
+    shown = {match for doc in docs
+             for match in re.findall(r"FAKE_TAO_FAIL=([\w:,-]+)", doc.read_text())}
+    assert len(shown) >= 3, shown
+    for value in shown:
+        refused = []
+        for failable in FAILABLE.values():
+            try:
+                check_fail_setting(value, failable)
+            except RehearsalError as error:
+                refused.append(str(error))
+        assert len(refused) < len(FAILABLE), refused  # some release's fake TAO takes it
