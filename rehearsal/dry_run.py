@@ -118,6 +118,10 @@ def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | No
     spec saying which file the rehearsal uses. Copies only into a new workspace or what
     ``--specs`` names explicitly, and never over a workspace's own spec."""
     sources = spec_sources(form, specs_dir or shipped) if (specs_dir or fresh) else {}
+    if specs_dir is not None and not sources:
+        names = ", ".join(dict.fromkeys(Path(form[name]).name for name in SPEC_PARAMETERS))
+        raise RehearsalError(f"--specs {specs_dir}: holds none of the spec files the form "
+                             f"names ({names}); name the folder that holds them")
     copies, used = {}, []
     for relative in dict.fromkeys(form[name] for name in SPEC_PARAMETERS):
         roles = ", ".join(n.split("_")[0] for n in SPEC_PARAMETERS if form[n] == relative)

@@ -12,10 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ENTRY_POINT, REPO, run_compiler
+from conftest import ENTRY_POINT, REPO, main_error, run_compiler
 
 from rehearsal.fake_tao.make_dataset import make_dataset
 from rehearsal.path_map import PathMap
@@ -475,6 +476,19 @@ def test_bad_rehearsal_options_are_one_line_and_leave_nothing(tmp_path, case):
     assert line.startswith(f"tao_iva_classification_pipeline.py: error: {option} "), line
     assert expected in line
     assert sorted(tmp_path.rglob("*")) == before  # TMPDIR too: no scratch folder left
+
+
+@pytest.mark.parametrize("content", [[], ["README.md"], ["other_spec.cfg"]])
+def test_specs_without_the_forms_spec_files_are_refused(tmp_path, monkeypatch, capsys, content):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # in-process: TMPDIR is cached
+    specs = tmp_path / "my_specs"
+    specs.mkdir()
+    for name in content:
+        (specs / name).write_text("model_config {}\n")
+    line = main_error(capsys, "--dry-run", "--specs", str(specs))
+    assert f"error: --specs {specs}: holds none of the spec files the form names (" \
+        "classification_spec.cfg, classification_retrain_spec.cfg)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_specs"]  # no scratch left
 
 
 def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
