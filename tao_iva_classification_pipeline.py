@@ -607,8 +607,13 @@ def _quantity(text: str) -> str:
     return text
 
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The shortest --step-timeout taken. A pod's activeDeadlineSeconds counts from its
+# status.startTime, when the kubelet takes it, before the image is pulled (PodStatus in
+# k8s.io/api core/v1 types.go): pulling the multi-GB TAO image and loading Python and TAO
+# count against it, so no step finishes within a few seconds.
+MIN_STEP_TIMEOUT = 60
 STEP_NAMES = (
     "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
     "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
@@ -618,16 +623,24 @@ STEP_NAMES = (
 
 def _step_timeout(text: str) -> tuple:
     step, _, duration = text.rpartition("=")
-    match = _DURATION.match(duration)
-    if not match or int(match.group(1)) == 0:
+    if duration.isdigit():
         raise argparse.ArgumentTypeError(
-            f"{duration!r} is not a duration: a positive number with s, m, h or d (e.g. 48h)"
-        )
+            f"{duration!r} is not a duration: the number needs a unit, s, m, h or d (e.g. "
+            f"{int(duration) or 48}h)")
+    match = _DURATION.match(duration)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{duration!r} is not a duration: a whole number with s, m, h or d (e.g. 48h)")
     if step and step not in STEP_NAMES:
         raise argparse.ArgumentTypeError(
             f"{step!r} is not a step; steps: {', '.join(STEP_NAMES)}"
         )
-    return (step or "*", int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < MIN_STEP_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{duration!r} is shorter than any step takes (the limit counts from the pod's "
+            f"start, image pull included); give at least {MIN_STEP_TIMEOUT // 60}m")
+    return (step or "*", seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -737,7 +750,8 @@ def build_parser() -> argparse.ArgumentParser:
     failures.add_argument(
         "--step-timeout", type=_step_timeout, action="append", default=[],
         metavar="[STEP=]DURATION",
-        help="time limit of every step, or of STEP (repeatable; e.g. 96h, train-model=5d); "
+        help="time limit of every step, or of STEP (repeatable; a number with its unit, s, "
+        f"m, h or d, at least {MIN_STEP_TIMEOUT // 60}m; e.g. 96h, train-model=5d); "
         f"defaults: preflight and summary {DEFAULT_TIMEOUTS['summary'] // 60}m, "
         f"download-model {DEFAULT_TIMEOUTS['download-model'] // 3600}h, "
         f"train-model and retrain-model {DEFAULT_TIMEOUTS['train-model'] // 3600}h, "
