@@ -265,11 +265,11 @@ def test_cli_checks_the_evaluated_checkpoint_against_n_epochs(tmp_path):
 
 
 def test_spec_check_and_preflight_share_the_checkpoint_rule(tmp_path):
-    from tao_step import preflight
+    from tao_step import preflight, profiles
 
     spec, _ = specs.check_spec_text(spec_text().replace("resnet_080.tlt", "resnet_020.tlt"),
                                     "spec.cfg")
-    (problem,) = specs.checkpoint_problems(spec, ".tlt")
+    (problem,) = specs.checkpoint_problems(spec, profiles.TAO_3_0)
     expected, _ = specs.last_checkpoint(spec, ".tlt")
     assert expected == preflight.checkpoint_name("resnet", 80) and expected in problem.message
 
