@@ -456,6 +456,13 @@ _PARSE_ERRORS = (
 )
 
 
+# A field whose number is written with a comma: its name and the number as written.
+_FLOAT_TYPES = (descriptor.FieldDescriptor.CPPTYPE_FLOAT, descriptor.FieldDescriptor.CPPTYPE_DOUBLE)
+_INTEGER_TYPES = tuple(getattr(descriptor.FieldDescriptor, "CPPTYPE_" + kind)
+                       for kind in ("INT32", "INT64", "UINT32", "UINT64"))
+_DECIMAL_COMMA = re.compile(r"\s*([A-Za-z_]\w*)\s*:\s*([-+]?[0-9.]+(?:\s*,\s*[0-9]+)+)\s*(?:#.*)?$")
+
+
 def _parse_error_problem(file, error, field, source_lines, schema):
     text = str(error)
     line = error.GetLine() if hasattr(error, "GetLine") else None
@@ -471,6 +478,20 @@ def _parse_error_problem(file, error, field, source_lines, schema):
         if text.startswith(quoted):
             text = text[len(quoted):]
     unknown = re.search(r'has no field named "([^"]+)"', text)
+    if unknown and not re.match(r"[A-Za-z_]", unknown.group(1)) and line \
+            and line <= len(source_lines):
+        # Text format takes "," between fields, so "lr: 0,01" is lr: 0 and a field "01".
+        comma = _DECIMAL_COMMA.match(source_lines[line - 1])
+        if comma:
+            path = ".".join(filter(None, (field, comma.group(1))))
+            holder = _message_descriptor(path, schema)
+            target = holder.fields_by_name.get(comma.group(1)) if holder else None
+            if target is not None and target.cpp_type in _FLOAT_TYPES:
+                return Problem(file, line, path, f"{comma.group(2)} is not a number (write a "
+                               "decimal point, not a comma, e.g. 0.01)")
+            if target is not None and target.cpp_type in _INTEGER_TYPES:
+                return Problem(file, line, path, f"{comma.group(2)} is not a whole number "
+                               "(write digits only, no comma, e.g. 80)")
     holder = _message_descriptor(field, schema) if field else None
     if unknown and unknown.group(1) in schema.renamed:
         return Problem(file, line, field, "unknown in TAO %s: renamed %s (write %s instead)" % (
