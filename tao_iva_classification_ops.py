@@ -25,7 +25,7 @@ from kfp import dsl
 from kubernetes import client as k8s
 
 from tao_step import RUNTIME_VERSION
-from tao_step.profiles import DEFAULT_VERSION, TAO_3_0, Profile
+from tao_step.profiles import TAO_3_0, Profile, release_args
 
 
 def _image_tag_module():
@@ -175,10 +175,8 @@ class PreflightOp(TaoOp):
     runs_tao = False
 
     def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str) -> None:
-        # The runtime's default release needs no flag, so its build reads as it always did.
-        release = [] if tao_version == DEFAULT_VERSION else ["--tao-version", tao_version]
         super().__init__(name=name, gpus=0, runtime_args=[
-            "preflight", "--workspace", workspace, *release, "--run", RUN_NAME,
+            "preflight", "--workspace", workspace, *release_args(tao_version), "--run", RUN_NAME,
             "--run-uid", RUN_UID, *_name_value_flags("--param", values)])
 
 
@@ -259,7 +257,8 @@ class EvaluateOp(TaoOp):
         self, *, profile: Profile, name: str, label: str, spec: Value, key: Value,
         results_dir: Value, training_results: Value, min_accuracy: Value | None = None,
     ) -> None:
-        gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate"]
+        gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate",
+                *release_args(profile.version)]
         status = _status_file(profile, results_dir)
         super().__init__(
             name=name,
@@ -486,6 +485,7 @@ class SummaryOp(TaoOp):
     def __init__(
         self,
         *,
+        profile: Profile,
         name: str,
         baseline_accuracy: Value,
         retrained_accuracy: Value,
@@ -500,6 +500,6 @@ class SummaryOp(TaoOp):
             report=("summary", "--baseline-accuracy", baseline_accuracy,
                     "--retrained-accuracy", retrained_accuracy,
                     "--pruning-ratio", pruning_ratio, "--min-accuracy", min_accuracy,
-                    "--gate", gate,
+                    "--gate", gate, *release_args(profile.version),
                     *_name_value_flags("--artifact", artifacts)),
         )

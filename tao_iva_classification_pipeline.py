@@ -316,7 +316,7 @@ def _steps(p: dict, options: CompileOptions) -> None:
     # One report for the whole run; it runs when exports were skipped by the gate too.
     form = {q.name for q in options.parameters()}
     ops.SummaryOp(
-        name="summary",
+        **tao, name="summary",
         baseline_accuracy=evaluate.outputs["top1_accuracy"],
         retrained_accuracy=reevaluate.outputs["top1_accuracy"],
         pruning_ratio=prune.outputs["pruning_ratio"],
