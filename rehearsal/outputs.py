@@ -4,7 +4,8 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
 
 - ``<task name>/mlpipeline-metrics.json`` and ``<task name>/mlpipeline-ui-metadata.json``
   for every step that wrote them, failed steps included (Argo's wait container saves a
-  failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``;
+  failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``,
+  with the local folders the steps ran on spelled as the container paths a pod sees;
 - ``run.json``: the workflow's name and phase, and per DAG task its path, status
   (Succeeded, Failed, Skipped, Omitted), exit code, message, log and kept files (paths
   relative to DIR), and whether it has a retry strategy;
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal import run_page
+from rehearsal.path_map import PathMap
 from rehearsal.run_record import RunResult
 
 # Output artifact name -> the file name kept (the names Kubeflow's UI and agent read).
@@ -52,6 +54,14 @@ def outputs_dir_problem(path: Path) -> str | None:
     if not os.access(path.parent, os.W_OK):
         return f"--outputs: cannot write in {path.parent}"
     return None
+
+
+def as_published(content: bytes, mounts: PathMap) -> bytes:
+    """A kept file as the step's pod would have written it: the steps ran on the mounts'
+    host folders, a pod on the container paths (``/mnt/workspace/...``), so the UI
+    metadata and logs name those."""
+    text = content.decode("utf-8", "surrogateescape")
+    return mounts.unmap(text).encode("utf-8", "surrogateescape")
 
 
 def run_record(result: RunResult, workflow: Mapping[str, Any],
@@ -105,9 +115,10 @@ def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path) ->
             if not files:
                 continue
             (staging / folder).mkdir(parents=True)
+            mounts = PathMap(step.mounts)
             for artifact, relative in files.items():
                 source = step.log_path if artifact == "log" else step.artifacts[artifact]
-                shutil.copyfile(source, staging / relative)
+                (staging / relative).write_bytes(as_published(source.read_bytes(), mounts))
             kept[step.name] = files
         record = run_record(result, workflow, kept)
         (staging / run_page.RUN_JSON).write_text(json.dumps(record, indent=2) + "\n",

@@ -362,6 +362,14 @@ def test_path_map_matches_whole_components_only(tmp_path):
     assert path_map.lookup("/x/data/y") is None
     assert path_map.rewrite("--results_dir=/data/out") == f"--results_dir={tmp_path}/out"
     assert path_map.rewrite("--results_dir=/datasets/out") == "--results_dir=/datasets/out"
+    # a named file (report summary --artifact NAME=PATH) maps; the mount itself as a form
+    # value (preflight --param tao_mount_dir=/data) is compared as typed, not opened
+    assert path_map.rewrite("engine=/data/export/m.trt") == f"engine={tmp_path}/export/m.trt"
+    assert path_map.rewrite("tao_mount_dir=/data") == "tao_mount_dir=/data"
+    assert path_map.rewrite("engine=/datasets/m.trt") == "engine=/datasets/m.trt"
+    # and back, in what a step publishes
+    assert path_map.unmap(f"`{tmp_path}/out/m.trt`, {tmp_path}. {tmp_path}2 {tmp_path}.bak") \
+        == f"`/data/out/m.trt`, /data. {tmp_path}2 {tmp_path}.bak"
 
 
 def test_a_readme_workspace_is_rehearsed_unchanged(tmp_path):

@@ -80,6 +80,23 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     assert not list(out.parent.glob(".kfp.partial-*"))
 
 
+def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(gate_failure):
+    _, out, _ = gate_failure
+    kept = [path for path in out.rglob("*") if path.is_file()]
+    assert [p for p in kept if "tao-dry-run-" in p.read_text()] == []  # the local scratch
+    cards = {task: json.loads((out / task / "mlpipeline-ui-metadata.json").read_text())
+             for task in ("prune-model", "test-infer", "summary")}
+    assert "`/mnt/workspace/tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt`" \
+        in cards["prune-model"]["outputs"][0]["source"]
+    assert "Inference on `/mnt/workspace/tao-experiments/data/split/test/person`" \
+        in cards["test-infer"]["outputs"][0]["source"]
+    summary = cards["summary"]["outputs"][0]["source"]
+    # the gate held back the FP32 and INT8 exports and the engine (the cache goes with INT8)
+    assert "### Artifacts: 9 of 13 produced" in summary
+    assert "| pruned-model | `/mnt/workspace/tao-experiments/output-pruned/" in summary
+    assert summary.count("**not produced**") == 4
+
+
 def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
     out = tmp_path / "new"
     result = run_compiler("--dry-run", "--outputs", str(out),
