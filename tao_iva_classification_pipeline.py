@@ -881,10 +881,22 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
 
     import yaml
 
-    from rehearsal import dry_run
+    from rehearsal import dry_run, interrupts
 
     def progress(line: str) -> None:
         print(f"  {line}", flush=True)
+
+    def stopped(interrupt: KeyboardInterrupt) -> int:
+        """Ctrl-C or SIGTERM: remove the scratch folder (its compiled package may hold the
+        form's key), whatever the rehearsal had reached."""
+        with interrupts.ignored():  # a second signal must not cut the removal short
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        kept = f"; the workspace {args.workspace} is kept as it was left" \
+            if args.workspace is not None else ""
+        print(f"{parser.prog}: dry run {interrupts.verb(interrupt)}; its temporary files are "
+              f"removed{kept}", file=sys.stderr)
+        return interrupts.exit_status(interrupt)
 
     scratch = None
     # A --workspace folder this run creates is removed again if the rehearsal cannot start.
@@ -917,14 +929,20 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
             shutil.rmtree(args.workspace, ignore_errors=True)
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        kept = f"; the workspace {args.workspace} is kept as it was left" \
-            if args.workspace is not None else ""
-        print(f"{parser.prog}: dry run interrupted; its temporary files are removed{kept}",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return stopped(interrupt)
+    try:
+        return _dry_run_outcome(result, rehearsal, args, parser, scratch)
+    except KeyboardInterrupt as interrupt:
+        return stopped(interrupt)
+
+
+def _dry_run_outcome(result, rehearsal, args: argparse.Namespace,
+                     parser: argparse.ArgumentParser, scratch: Path) -> int:
+    """Report a finished rehearsal, keep its outputs, and remove the scratch folder unless
+    the logs of a failed step are in it."""
+    import shutil
+
     print(result.format_report())
     if args.outputs is not None:
         from rehearsal.outputs import write_outputs
@@ -940,7 +958,8 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
     if result.succeeded:
         shutil.rmtree(scratch)
         return 0
-    print(f"dry run failed; step logs kept in {scratch / 'logs'}, workspace in {workspace}")
+    print(f"dry run failed; step logs kept in {scratch / 'logs'}, workspace in "
+          f"{rehearsal.workspace}")
     return 1
 
 
@@ -948,8 +967,13 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
 tao_iva_classification_pipeline = make_pipeline()
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a dry run handles its own; a compile leaves no partial file
-        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    from rehearsal import interrupts
+
+    # SIGTERM stops this command as Ctrl-C does, with its cleanup, and exit status 143.
+    with interrupts.sigterm_interrupts():
+        try:
+            sys.exit(main())
+        except KeyboardInterrupt as interrupt:
+            # a dry run handles its own; a compile leaves no partial file
+            print(f"{Path(sys.argv[0]).name}: {interrupts.verb(interrupt)}", file=sys.stderr)
+            sys.exit(interrupts.exit_status(interrupt))

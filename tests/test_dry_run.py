@@ -499,7 +499,12 @@ def test_specs_without_the_forms_spec_files_are_refused(tmp_path, monkeypatch, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my_specs"]  # no scratch left
 
 
-def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("signum, status, said", [
+    (signal.SIGINT, 130, "dry run interrupted"),
+    (signal.SIGTERM, 143, "dry run terminated (SIGTERM)"),
+])
+def test_ctrl_c_or_sigterm_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path, signum,
+                                                                        status, said):
     # Ctrl-C in a terminal finds SIGINT at its default; a shell starting the test suite in
     # the background ignores it, and the child would inherit that, so set it as a user has it.
     process = subprocess.Popen([sys.executable, str(ENTRY_POINT), "--dry-run"], cwd=REPO,
@@ -509,9 +514,9 @@ def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
     for line in process.stdout:
         if line.strip() == "train-model: started":
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == status
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "interrupted" in lines[0], stderr
-    assert not list(tmp_path.iterdir())
+    assert len(lines) == 1 and said in lines[0], stderr
+    assert not list(tmp_path.iterdir())  # the scratch folder, its compiled package included

@@ -136,6 +136,21 @@ def test_a_bad_outputs_dir_is_one_line_and_touches_nothing(tmp_path, case):
         assert (target / "keep.txt" if case == "not empty" else target).read_text() == "mine"
 
 
+def test_an_interrupt_while_writing_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from rehearsal import interrupts, outputs
+    from rehearsal.run_record import RunResult
+
+    def terminated(folder):
+        assert list(tmp_path.glob(".out.partial-*")) == [folder]
+        raise interrupts.Terminated
+
+    monkeypatch.setattr(run_page, "render_folder", terminated)
+    with pytest.raises(interrupts.Terminated):
+        outputs.write_outputs(RunResult("w", "Succeeded", "", [], tmp_path), {},
+                              tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------
 # In a real browser
 
