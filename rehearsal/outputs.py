@@ -56,6 +56,16 @@ def outputs_dir_problem(path: Path) -> str | None:
     return None
 
 
+def staging_folder(dest: Path, purpose: str) -> Path:
+    """A new hidden sibling of ``dest``, ``.<name>.<purpose>-*``, to fill and then rename
+    to ``dest``: ``dest`` is then either complete or absent."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{purpose}-", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    return staging
+
+
 def as_published(content: bytes, mounts: PathMap) -> bytes:
     """A kept file as the step's pod would have written it: the steps ran on the mounts'
     host folders, a pod on the container paths (``/mnt/workspace/...``), so the UI
@@ -95,10 +105,7 @@ def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path) ->
     problem = outputs_dir_problem(dest)
     if problem:
         raise ValueError(problem)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    staging = staging_folder(dest, "partial")
     try:
         kept: dict[str, dict[str, str]] = {}
         names = [step.name for step in result.steps]

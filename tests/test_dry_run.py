@@ -427,6 +427,25 @@ def test_a_new_named_workspace_is_seeded_and_kept(tmp_path):
     assert (workspace / "specs" / TRAIN).read_bytes() == (REPO / "specs" / TRAIN).read_bytes()
 
 
+def test_ctrl_c_while_a_new_workspace_is_seeded_leaves_it_new(tmp_path, monkeypatch,
+                                                               default_workflow):
+    from rehearsal import dry_run as rehearsal_module
+
+    def interrupted(root, counts):  # Ctrl-C once some images are written
+        make_dataset(root, counts={"train": 1, "val": 0, "test": 0})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rehearsal_module, "make_dataset", interrupted)
+    workspace = tmp_path / "new-ws"
+    rehearsal = rehearsal_module.Rehearsal(default_workflow.doc, overrides={}, specs_dir=None,
+                                           workspace=workspace, fresh=True)
+    with pytest.raises(KeyboardInterrupt):
+        rehearsal.seed()
+    assert [p.name for p in tmp_path.iterdir()] == ["new-ws"]  # no half-seeded sibling
+    assert list(workspace.iterdir()) == []
+    assert rehearsal_module.check_workspace_option(workspace)  # the next run seeds it anew
+
+
 def test_each_step_is_shown_as_it_starts_and_ends():
     result, _ = dry_run()
     lines = result.stdout.splitlines()
