@@ -9,8 +9,8 @@ import re
 from conftest import REPO
 
 
-def load_renderer():
-    spec = importlib.util.spec_from_file_location("render_dag", REPO / "docs" / "render_dag.py")
+def load_renderer(name: str = "render_dag"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -95,3 +95,31 @@ def test_every_fake_tao_failure_the_docs_show_is_one_a_rehearsal_accepts():
             except RehearsalError as error:
                 refused.append(str(error))
         assert len(refused) < len(FAILABLE), refused  # some release's fake TAO takes it
+
+
+def test_the_preview_picture_is_refused_when_a_card_shows_nothing(tmp_path):
+    """A web-app frame not rendered when the screenshot is taken leaves its card blank:
+    docs/render_run_output.py must notice in the picture, not report success."""
+    import json
+    import shutil
+
+    from rehearsal import run_page
+
+    renderer = load_renderer("render_run_output")
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed: .ci/run installs it (apt-get install chromium)"
+    run = {"workflow": {"name": "wf-abcde", "phase": "Succeeded"},
+           "tasks": [{"name": "s", "path": "s", "status": "Succeeded", "retry": False,
+                      "outputs": {"mlpipeline-ui-metadata": "s/x"}}]}
+    curve = '<svg width="300" height="200"><rect width="300" height="200" fill="teal"/></svg>'
+    pages, shots = {}, {}
+    for kind, frame in (("drawn", curve), ("blank", "<p></p>")):  # blank: nothing drawn
+        outputs = [{"type": "markdown", "storage": "inline", "source": "# Training"},
+                   {"type": "web-app", "storage": "inline", "source": frame}]
+        pages[kind] = tmp_path / f"{kind}.html"
+        pages[kind].write_text(run_page.render_page(run, {"s": {
+            run_page.UI_METADATA_FILE: json.dumps({"outputs": outputs})}}))
+        shots[kind] = tmp_path / f"{kind}.png"
+        renderer.screenshot(chromium, pages[kind], shots[kind])
+    assert renderer.blank_cards(chromium, pages["drawn"], shots["drawn"]) == []
+    assert renderer.blank_cards(chromium, pages["drawn"], shots["blank"]) == ["s web-app"]
