@@ -876,6 +876,15 @@ def _write_package(options: CompileOptions, output: Path) -> None:
 
 def _dry_run(options: CompileOptions, args: argparse.Namespace,
              parser: argparse.ArgumentParser) -> int:
+    from rehearsal import interrupts
+
+    # SIGTERM stops a rehearsal as Ctrl-C does, with the same cleanup (exit status 143).
+    with interrupts.sigterm_interrupts():
+        return _rehearse(options, args, parser)
+
+
+def _rehearse(options: CompileOptions, args: argparse.Namespace,
+              parser: argparse.ArgumentParser) -> int:
     import shutil
     import tempfile
 
@@ -967,13 +976,9 @@ def _dry_run_outcome(result, rehearsal, args: argparse.Namespace,
 tao_iva_classification_pipeline = make_pipeline()
 
 if __name__ == "__main__":
-    from rehearsal import interrupts
-
-    # SIGTERM stops this command as Ctrl-C does, with its cleanup, and exit status 143.
-    with interrupts.sigterm_interrupts():
-        try:
-            sys.exit(main())
-        except KeyboardInterrupt as interrupt:
-            # a dry run handles its own; a compile leaves no partial file
-            print(f"{Path(sys.argv[0]).name}: {interrupts.verb(interrupt)}", file=sys.stderr)
-            sys.exit(interrupts.exit_status(interrupt))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as interrupt:  # a dry run handles its own (and SIGTERM, as
+        # rehearsal.interrupts.Terminated); a compile leaves no partial file
+        print(f"{Path(sys.argv[0]).name}: {interrupt or 'interrupted'}", file=sys.stderr)
+        sys.exit(getattr(interrupt, "exit_status", 130))

@@ -16,9 +16,12 @@ from collections.abc import Iterator
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt."""
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt; its text says so."""
 
     exit_status = 128 + signal.SIGTERM
+
+    def __init__(self) -> None:
+        super().__init__("terminated (SIGTERM)")
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -27,11 +30,11 @@ def _raise_terminated(signum, frame) -> None:
 
 def exit_status(interrupt: KeyboardInterrupt) -> int:
     """The shell's status for a process stopped by this signal: 143 for SIGTERM, 130 else."""
-    return interrupt.exit_status if isinstance(interrupt, Terminated) else 128 + signal.SIGINT
+    return getattr(interrupt, "exit_status", 128 + signal.SIGINT)
 
 
 def verb(interrupt: KeyboardInterrupt) -> str:
-    return "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+    return str(interrupt) or "interrupted"
 
 
 @contextlib.contextmanager
