@@ -26,7 +26,7 @@ from kfp.dsl._pipeline_param import extract_pipelineparams_from_any
 from kubernetes import client as k8s
 
 from tao_step import RUNTIME_VERSION
-from tao_step.profiles import DEFAULT_VERSION, PROFILES, TAO_3_0, Profile
+from tao_step.profiles import PROFILES, TAO_3_0, Profile, release_args
 
 
 def _image_tag_module():
@@ -199,10 +199,8 @@ class PreflightOp(TaoOp):
 
     def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str,
                  key_from_env: bool = False) -> None:
-        # The runtime's default release needs no flag, so its build reads as it always did.
-        release = [] if tao_version == DEFAULT_VERSION else ["--tao-version", tao_version]
         super().__init__(name=name, gpus=0, runtime_args=[
-            "preflight", "--workspace", workspace, *release, "--run", RUN_NAME,
+            "preflight", "--workspace", workspace, *release_args(tao_version), "--run", RUN_NAME,
             "--run-uid", RUN_UID, *(["--key-from-env"] if key_from_env else []),
             *_name_value_flags("--param", values)])
         self.reads_key_env = key_from_env
@@ -290,7 +288,8 @@ class EvaluateOp(TaoOp):
         self, *, profile: Profile, name: str, label: str, spec: Value, key: Value,
         results_dir: Value, training_results: Value, min_accuracy: Value | None = None,
     ) -> None:
-        gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate"]
+        gate = ["--min-accuracy", min_accuracy, "--gate-file", f"{OUTPUTS_DIR}/gate",
+                *release_args(profile.version)]
         status = _status_file(profile, results_dir)
         super().__init__(
             name=name,
@@ -519,6 +518,7 @@ class SummaryOp(TaoOp):
     def __init__(
         self,
         *,
+        profile: Profile,
         name: str,
         baseline_accuracy: Value,
         retrained_accuracy: Value,
@@ -533,6 +533,6 @@ class SummaryOp(TaoOp):
             report=("summary", "--baseline-accuracy", baseline_accuracy,
                     "--retrained-accuracy", retrained_accuracy,
                     "--pruning-ratio", pruning_ratio, "--min-accuracy", min_accuracy,
-                    "--gate", gate,
+                    "--gate", gate, *release_args(profile.version),
                     *_name_value_flags("--artifact", artifacts)),
         )

@@ -347,7 +347,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
     # One report for the whole run; it runs when exports were skipped by the gate too.
     form = {q.name for q in options.parameters()}
     ops.SummaryOp(
-        name="summary",
+        **tao, name="summary",
         baseline_accuracy=evaluate.outputs["top1_accuracy"],
         retrained_accuracy=reevaluate.outputs["top1_accuracy"],
         pruning_ratio=prune.outputs["pruning_ratio"],
@@ -648,8 +648,13 @@ def _quantity(text: str) -> str:
     return text
 
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The shortest --step-timeout taken. A pod's activeDeadlineSeconds counts from its
+# status.startTime, when the kubelet takes it, before the image is pulled (PodStatus in
+# k8s.io/api core/v1 types.go): pulling the multi-GB TAO image and loading Python and TAO
+# count against it, so no step finishes within a few seconds.
+MIN_STEP_TIMEOUT = 60
 STEP_NAMES = (
     "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
     "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
@@ -659,16 +664,24 @@ STEP_NAMES = (
 
 def _step_timeout(text: str) -> tuple:
     step, _, duration = text.rpartition("=")
-    match = _DURATION.match(duration)
-    if not match or int(match.group(1)) == 0:
+    if duration.isdigit():
         raise argparse.ArgumentTypeError(
-            f"{duration!r} is not a duration: a positive number with s, m, h or d (e.g. 48h)"
-        )
+            f"{duration!r} is not a duration: the number needs a unit, s, m, h or d (e.g. "
+            f"{int(duration) or 48}h)")
+    match = _DURATION.match(duration)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{duration!r} is not a duration: a whole number with s, m, h or d (e.g. 48h)")
     if step and step not in STEP_NAMES:
         raise argparse.ArgumentTypeError(
             f"{step!r} is not a step; steps: {', '.join(STEP_NAMES)}"
         )
-    return (step or "*", int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < MIN_STEP_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{duration!r} is shorter than any step takes (the limit counts from the pod's "
+            f"start, image pull included); give at least {MIN_STEP_TIMEOUT // 60}m")
+    return (step or "*", seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -784,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
     failures.add_argument(
         "--step-timeout", type=_step_timeout, action="append", default=[],
         metavar="[STEP=]DURATION",
-        help="time limit of every step, or of STEP (repeatable; e.g. 96h, train-model=5d); "
+        help="time limit of every step, or of STEP (repeatable; a number with its unit, s, "
+        f"m, h or d, at least {MIN_STEP_TIMEOUT // 60}m; e.g. 96h, train-model=5d); "
         f"defaults: preflight and summary {DEFAULT_TIMEOUTS['summary'] // 60}m, "
         f"download-model {DEFAULT_TIMEOUTS['download-model'] // 3600}h, "
         f"train-model and retrain-model {DEFAULT_TIMEOUTS['train-model'] // 3600}h, "
@@ -918,15 +932,36 @@ def _write_package(options: CompileOptions, output: Path) -> None:
 
 def _dry_run(options: CompileOptions, args: argparse.Namespace,
              parser: argparse.ArgumentParser) -> int:
+    from rehearsal import interrupts
+
+    # SIGTERM stops a rehearsal as Ctrl-C does, with the same cleanup (exit status 143).
+    with interrupts.sigterm_interrupts():
+        return _rehearse(options, args, parser)
+
+
+def _rehearse(options: CompileOptions, args: argparse.Namespace,
+              parser: argparse.ArgumentParser) -> int:
     import shutil
     import tempfile
 
     import yaml
 
-    from rehearsal import dry_run
+    from rehearsal import dry_run, interrupts
 
     def progress(line: str) -> None:
         print(f"  {line}", flush=True)
+
+    def stopped(interrupt: KeyboardInterrupt) -> int:
+        """Ctrl-C or SIGTERM: remove the scratch folder (its compiled package may hold the
+        form's key), whatever the rehearsal had reached."""
+        with interrupts.ignored():  # a second signal must not cut the removal short
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        kept = f"; the workspace {args.workspace} is kept as it was left" \
+            if args.workspace is not None else ""
+        print(f"{parser.prog}: dry run {interrupts.verb(interrupt)}; its temporary files are "
+              f"removed{kept}", file=sys.stderr)
+        return interrupts.exit_status(interrupt)
 
     scratch = None
     # A --workspace folder this run creates is removed again if the rehearsal cannot start.
@@ -959,14 +994,20 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
             shutil.rmtree(args.workspace, ignore_errors=True)
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-        kept = f"; the workspace {args.workspace} is kept as it was left" \
-            if args.workspace is not None else ""
-        print(f"{parser.prog}: dry run interrupted; its temporary files are removed{kept}",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return stopped(interrupt)
+    try:
+        return _dry_run_outcome(result, rehearsal, args, parser, scratch)
+    except KeyboardInterrupt as interrupt:
+        return stopped(interrupt)
+
+
+def _dry_run_outcome(result, rehearsal, args: argparse.Namespace,
+                     parser: argparse.ArgumentParser, scratch: Path) -> int:
+    """Report a finished rehearsal, keep its outputs, and remove the scratch folder unless
+    the logs of a failed step are in it."""
+    import shutil
+
     print(result.format_report())
     if args.outputs is not None:
         from rehearsal import kfp_releases
@@ -984,7 +1025,8 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
     if result.succeeded:
         shutil.rmtree(scratch)
         return 0
-    print(f"dry run failed; step logs kept in {scratch / 'logs'}, workspace in {workspace}")
+    print(f"dry run failed; step logs kept in {scratch / 'logs'}, workspace in "
+          f"{rehearsal.workspace}")
     return 1
 
 
@@ -994,6 +1036,7 @@ tao_iva_classification_pipeline = make_pipeline()
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except KeyboardInterrupt:  # a dry run handles its own; a compile leaves no partial file
-        print(f"{Path(sys.argv[0]).name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:  # a dry run handles its own (and SIGTERM, as
+        # rehearsal.interrupts.Terminated); a compile leaves no partial file
+        print(f"{Path(sys.argv[0]).name}: {interrupt or 'interrupted'}", file=sys.stderr)
+        sys.exit(getattr(interrupt, "exit_status", 130))

@@ -30,6 +30,7 @@ from rehearsal import local_runner
 from rehearsal.fake_tao import fake_tao5
 from rehearsal.fake_tao.fake_tao import FAIL_ENV, SUBTASKS
 from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from rehearsal.outputs import staging_folder
 from tao_iva_classification_ops import RUNTIME_BOOTSTRAP
 from tao_step.specs import check_spec_file
 
@@ -118,6 +119,10 @@ def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | No
     spec saying which file the rehearsal uses. Copies only into a new workspace or what
     ``--specs`` names explicitly, and never over a workspace's own spec."""
     sources = spec_sources(form, specs_dir or shipped) if (specs_dir or fresh) else {}
+    if specs_dir is not None and not sources:
+        names = ", ".join(dict.fromkeys(Path(form[name]).name for name in SPEC_PARAMETERS))
+        raise RehearsalError(f"--specs {specs_dir}: holds none of the spec files the form "
+                             f"names ({names}); name the folder that holds them")
     copies, used = {}, []
     for relative in dict.fromkeys(form[name] for name in SPEC_PARAMETERS):
         roles = ", ".join(n.split("_")[0] for n in SPEC_PARAMETERS if form[n] == relative)
@@ -171,12 +176,18 @@ def plan_dataset(form: Mapping[str, str], spec_file: Path | None) -> int:
 def write_seed(workspace: Path, *, spec_copies: Mapping[str, Path], data: Path,
                train_per_class: int | None) -> None:
     """Copy specs into ``workspace`` unchanged (they name paths under tao_mount_dir, which
-    the rehearsal maps onto ``workspace``) and, given ``train_per_class``, generate a dataset
-    under ``data/split`` unless one is there."""
+    the rehearsal maps onto ``workspace``), each complete or not at all, and, given
+    ``train_per_class``, generate a dataset under ``data/split`` unless one is there."""
     for relative, source in spec_copies.items():
         target = workspace / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            shutil.copyfile(source, partial)
+            partial.rename(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     if train_per_class is not None and not (data / "split").exists():
         make_dataset(str(data), counts={"train": train_per_class,
                                         "val": SMALL_SPLIT, "test": SMALL_SPLIT})
@@ -241,10 +252,24 @@ class Rehearsal:
                                  f"({e.strerror or e}); name a folder you can write") from None
 
     def seed(self) -> None:
-        """Write the planned spec copies and dataset into the workspace."""
+        """Write the planned spec copies and dataset into the workspace. A new one is filled
+        as a hidden sibling and then renamed into place, so an interrupted seeding leaves
+        it empty, never with half a dataset that the next run would take for the user's."""
         self.create_workspace()
-        write_seed(self.workspace, spec_copies=self.spec_copies, data=self.data,
-                   train_per_class=self.train_per_class)
+        if not self.fresh:
+            write_seed(self.workspace, spec_copies=self.spec_copies, data=self.data,
+                       train_per_class=None)
+            return
+        staging = staging_folder(self.workspace, "seeding")
+        try:
+            write_seed(staging, spec_copies=self.spec_copies,
+                       data=staging / self.data.relative_to(self.workspace),
+                       train_per_class=self.train_per_class)
+            self.workspace.rmdir()  # new, so empty; fails rather than lose what appeared
+            staging.rename(self.workspace)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def run(self, *, logs: Path, echo: Callable[[str], None] | None = None,
             progress: Callable[[str], None] | None = None) -> local_runner.RunResult:

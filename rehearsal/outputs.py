@@ -4,7 +4,8 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
 
 - ``<task name>/mlpipeline-metrics.json`` and ``<task name>/mlpipeline-ui-metadata.json``
   for every step that wrote them, failed steps included (Argo's wait container saves a
-  failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``;
+  failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``,
+  with the local folders the steps ran on spelled as the container paths a pod sees;
 - ``run.json``: the workflow's name and phase, and per DAG task its path, status
   (Succeeded, Failed, Skipped, Omitted), exit code, message, log and kept files (paths
   relative to DIR), and whether it has a retry strategy;
@@ -12,9 +13,9 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
   step's Visualizations, the summary first, then the Run output tab, the run list row and
   Compare runs as that release fills them (``--kfp-release``, default 2.15).
 
-DIR must be new or an empty directory, and its parent must exist: nothing is ever
-overwritten. Everything is written into a hidden sibling directory first and renamed to DIR
-at the end, so DIR is either complete or absent.
+DIR must be new or an empty directory (not a symbolic link), and its parent must exist:
+nothing is ever overwritten. Everything is written into a hidden sibling directory first
+and renamed to DIR at the end, so DIR is either complete or absent.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from rehearsal import run_page
 from rehearsal.kfp_releases import DEFAULT_MINOR
+from rehearsal.path_map import PathMap
 from rehearsal.run_record import RunResult
 
 # Output artifact name -> the file name kept (the names Kubeflow's UI and agent read).
@@ -39,6 +41,9 @@ LOG_FILE = "log.txt"
 
 def outputs_dir_problem(path: Path) -> str | None:
     """Why ``path`` cannot receive the outputs (one line naming ``--outputs``), or None."""
+    if path.is_symlink():  # the finished folder replaces DIR by a rename, not through a link
+        return (f"--outputs: {path} is a symbolic link (to {os.readlink(path)}); name a new "
+                "or empty directory itself")
     if path.is_dir():
         if any(path.iterdir()):
             return (f"--outputs: {path} is not empty; give a new or empty directory "
@@ -51,6 +56,24 @@ def outputs_dir_problem(path: Path) -> str | None:
     if not os.access(path.parent, os.W_OK):
         return f"--outputs: cannot write in {path.parent}"
     return None
+
+
+def staging_folder(dest: Path, purpose: str) -> Path:
+    """A new hidden sibling of ``dest``, ``.<name>.<purpose>-*``, to fill and then rename
+    to ``dest``: ``dest`` is then either complete or absent."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{purpose}-", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    return staging
+
+
+def as_published(content: bytes, mounts: PathMap) -> bytes:
+    """A kept file as the step's pod would have written it: the steps ran on the mounts'
+    host folders, a pod on the container paths (``/mnt/workspace/...``), so the UI
+    metadata and logs name those."""
+    text = content.decode("utf-8", "surrogateescape")
+    return mounts.unmap(text).encode("utf-8", "surrogateescape")
 
 
 def run_record(result: RunResult, workflow: Mapping[str, Any],
@@ -87,10 +110,7 @@ def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path,
     problem = outputs_dir_problem(dest)
     if problem:
         raise ValueError(problem)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    staging = staging_folder(dest, "partial")
     try:
         kept: dict[str, dict[str, str]] = {}
         names = [step.name for step in result.steps]
@@ -107,9 +127,10 @@ def write_outputs(result: RunResult, workflow: Mapping[str, Any], dest: Path,
             if not files:
                 continue
             (staging / folder).mkdir(parents=True)
+            mounts = PathMap(step.mounts)
             for artifact, relative in files.items():
                 source = step.log_path if artifact == "log" else step.artifacts[artifact]
-                shutil.copyfile(source, staging / relative)
+                (staging / relative).write_bytes(as_published(source.read_bytes(), mounts))
             kept[step.name] = files
         record = run_record(result, workflow, kept)
         (staging / run_page.RUN_JSON).write_text(json.dumps(record, indent=2) + "\n",

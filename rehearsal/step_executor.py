@@ -10,7 +10,6 @@ timeout; output parameters and artifacts are read back from their mapped paths.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 import select
@@ -19,10 +18,11 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rehearsal import interrupts
 from rehearsal.path_map import PathMap, safe
 from rehearsal.run_record import FAILED, SUCCEEDED, StepRecord
 from rehearsal.substitution import expand_k8s, substitute
@@ -267,7 +267,7 @@ class StepExecutor:
         assert record.log_path is not None
         with open(record.log_path, "w", encoding="utf-8") as log:
             try:
-                with _ctrl_c_deferred() as interrupted:
+                with interrupts.deferred() as interrupted:
                     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             start_new_session=True)
@@ -289,7 +289,7 @@ class StepExecutor:
             pidfd = None
             try:
                 if interrupted:
-                    raise KeyboardInterrupt
+                    raise interrupted[0]
                 for reader in readers:
                     reader.start()
                 # Wait on a pidfd so the exited process stays unreaped: its process group id
@@ -300,9 +300,9 @@ class StepExecutor:
                     self._kill(proc, signal.SIGTERM)
                     select.select([pidfd], [], [], KILL_GRACE_SECONDS)
             except BaseException:
-                # Ctrl-C reaches only this process (the step has its own session), at any
-                # point after the start: stop the step's processes too before giving up, so
-                # nothing runs on or writes into a folder being removed.
+                # Ctrl-C and SIGTERM reach only this process (the step has its own session),
+                # at any point after the start: stop the step's processes too before giving
+                # up, so nothing runs on or writes into a folder being removed.
                 self._kill(proc, signal.SIGKILL)
                 proc.wait()
                 for reader in readers:
@@ -364,20 +364,3 @@ class StepExecutor:
                 return FAILED, (f"failed to save outputs: output artifact {art['name']}: "
                                 f"{art['path']} does not exist"), {}
         return SUCCEEDED, "", outputs
-
-
-@contextlib.contextmanager
-def _ctrl_c_deferred() -> Iterator[list[bool]]:
-    """Holds back Ctrl-C while a step's process starts: an interrupt inside Popen, after the
-    fork, would leave a child that nobody kills (it has its own session, so Ctrl-C does not
-    reach it) writing into folders being removed. The caller raises it once it can kill."""
-    interrupted: list[bool] = []
-    if (threading.current_thread() is not threading.main_thread()  # it gets no signals
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield interrupted
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -150,6 +150,18 @@ def get(version):
                        % (version, ", ".join(PROFILES))) from None
 
 
+def gated_work(profile):
+    """What the quality gate holds back, in words: the exports and the engine build."""
+    steps = ["export"] + (["INT8 export"] if profile.int8_export else [])
+    return ", ".join(steps) + " and TensorRT conversion"
+
+
+def release_args(version):
+    """``--tao-version V`` for a tao_step command, nothing for the default release (so the
+    default build reads as it always did)."""
+    return [] if version == DEFAULT_VERSION else ["--tao-version", version]
+
+
 def form_names(profile, names):
     """The Create Run parameter names of ``profile``, from the 3.0 form's ``names``."""
     dropped = set(profile.dropped_parameters)

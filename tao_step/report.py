@@ -35,7 +35,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from tao_step import kfp_ui, parse
+from tao_step import kfp_ui, parse, profiles
 from tao_step.chart import training_curves_html
 from tao_step.kfp_ui import PERCENTAGE, md_escape, md_table
 
@@ -337,21 +337,24 @@ def parse_min_accuracy(text: Optional[str]) -> Tuple[Optional[float], Optional[s
     return value, None
 
 
-def gate_sentence(label: str, top1: Optional[float], minimum: Optional[float]) -> str:
+def gate_sentence(label: str, top1: Optional[float], minimum: Optional[float],
+                  profile: profiles.Profile) -> str:
+    """The quality gate's verdict in words, naming what ``profile``'s build holds back."""
+    gated = profiles.gated_work(profile)
     if minimum is None:
         return "Quality gate: not configured."
     if minimum == 0:
-        return ("Quality gate: off (min_accuracy 0) — export, INT8 export and TensorRT "
-                "conversion run whatever the accuracy.")
+        return ("Quality gate: off (min_accuracy 0) — %s run whatever the accuracy."
+                % gated)
     if top1 is None:
         return ("Quality gate: UNDECIDED — the %s top-1 accuracy could not be read, and "
                 "min_accuracy %s needs it; nothing will be exported." % (label, pct(minimum, 1)))
     shown, threshold = pct_pair(top1, minimum)
     if top1 >= minimum:
-        return ("Quality gate: PASSED — %s top-1 accuracy %s meets min_accuracy %s; export, "
-                "INT8 export and TensorRT conversion will run." % (label, shown, threshold))
-    return ("Quality gate: FAILED — %s top-1 accuracy %s is below min_accuracy %s; export, "
-            "INT8 export and TensorRT conversion will not run." % (label, shown, threshold))
+        return ("Quality gate: PASSED — %s top-1 accuracy %s meets min_accuracy %s; %s will "
+                "run." % (label, shown, threshold, gated))
+    return ("Quality gate: FAILED — %s top-1 accuracy %s is below min_accuracy %s; %s will "
+            "not run." % (label, shown, threshold, gated))
 
 
 # --------------------------------------------------------------------------- kinds
@@ -534,7 +537,7 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
             ("Images", str(images) if images is not None else "unknown")]
     text = "### Evaluation: %s model\n\n" % label + md_table(("Measure", "Value"), rows)
     if args.gate_file:
-        text += "\n" + gate_sentence(label, ev.top1, minimum) + "\n"
+        text += "\n" + gate_sentence(label, ev.top1, minimum, args.profile) + "\n"
     if ev.left_out:
         text += "\n" + left_out_sentence(ev.left_out) + "\n"
     text += problems_markdown(ev.problems)
@@ -716,7 +719,8 @@ def report_summary(args, output: str, out: Outputs) -> int:
     if unpruned and pruned and unpruned[1] and pruned[1]:
         text += "Model file: %s → %s (%s smaller).\n" % (
             megabytes(unpruned[1]), megabytes(pruned[1]), pct(1 - pruned[1] / unpruned[1], 1))
-    text += "\n" + gate_sentence("retrained", retrained, args.min_accuracy_value) + "\n"
+    verdict = gate_sentence("retrained", retrained, args.min_accuracy_value, args.profile)
+    text += "\n" + verdict + "\n"
     missing = [name for name, (_, size) in sizes.items() if size is None]
     if sizes:
         # A markdown table, not a KFP table: PagedTable would re-sort the rows by name and
@@ -730,8 +734,7 @@ def report_summary(args, output: str, out: Outputs) -> int:
             for name, (path, size) in sizes.items()])
     out.ui.append(kfp_ui.markdown(text))
     if args.gate == "fail":
-        error("the quality gate failed: " + gate_sentence(
-            "retrained", retrained, args.min_accuracy_value).split("— ", 1)[-1])
+        error("the quality gate failed: " + verdict.split("— ", 1)[-1])
         return 1
     return 0
 
@@ -876,6 +879,13 @@ def spec_top_k(path: str) -> Optional[int]:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def release_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tao-version", choices=tuple(profiles.PROFILES),
+                        default=profiles.DEFAULT_VERSION,
+                        help="the TAO release the pipeline runs (what its quality gate "
+                             "holds back)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m tao_step report", description=__doc__.split("\n\n")[0],
@@ -918,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--spec", help="the spec evaluate reads; its eval_config.top_k names "
                                     "top-k when --top-k is not given")
     sub.add_argument("--min-accuracy", help="quality gate threshold, a fraction in [0, 1]")
+    release_option(sub)
     sub.add_argument("--gate-file", help="write 'pass' or 'fail' here (needs --min-accuracy)")
     sub.add_argument("--training-report", metavar="FILE",
                      help="publish first the train step's report it wrote to FILE "
@@ -942,6 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--retrained-accuracy", required=True, help="evaluate's top1_accuracy")
     sub.add_argument("--pruning-ratio", required=True, help="prune's pruning_ratio")
     sub.add_argument("--min-accuracy", help="the quality gate threshold used")
+    release_option(sub)
     sub.add_argument("--gate", choices=("pass", "fail"),
                      help="reevaluate's verdict; with 'fail' the report is written and the "
                           "step then fails, so the run shows that the model did not pass")
@@ -953,6 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(args) -> Optional[str]:
     """Problems with the options that must stop us before TAO spends any GPU time."""
+    args.profile = profiles.get(getattr(args, "tao_version", profiles.DEFAULT_VERSION))
     args.min_accuracy_value, problem = parse_min_accuracy(getattr(args, "min_accuracy", None))
     if problem:
         return problem

@@ -37,6 +37,8 @@ from google.protobuf import (
     text_format,
 )
 
+from tao_step import profiles
+
 PACKAGE = "tao_step.classification"
 ROOT_MESSAGE = "ClassificationExperimentConfig"
 
@@ -454,6 +456,13 @@ _PARSE_ERRORS = (
 )
 
 
+# A field whose number is written with a comma: its name and the number as written.
+_FLOAT_TYPES = (descriptor.FieldDescriptor.CPPTYPE_FLOAT, descriptor.FieldDescriptor.CPPTYPE_DOUBLE)
+_INTEGER_TYPES = tuple(getattr(descriptor.FieldDescriptor, "CPPTYPE_" + kind)
+                       for kind in ("INT32", "INT64", "UINT32", "UINT64"))
+_DECIMAL_COMMA = re.compile(r"\s*([A-Za-z_]\w*)\s*:\s*([-+]?[0-9.]+(?:\s*,\s*[0-9]+)+)\s*(?:#.*)?$")
+
+
 def _parse_error_problem(file, error, field, source_lines, schema):
     text = str(error)
     line = error.GetLine() if hasattr(error, "GetLine") else None
@@ -469,6 +478,20 @@ def _parse_error_problem(file, error, field, source_lines, schema):
         if text.startswith(quoted):
             text = text[len(quoted):]
     unknown = re.search(r'has no field named "([^"]+)"', text)
+    if unknown and not re.match(r"[A-Za-z_]", unknown.group(1)) and line \
+            and line <= len(source_lines):
+        # Text format takes "," between fields, so "lr: 0,01" is lr: 0 and a field "01".
+        comma = _DECIMAL_COMMA.match(source_lines[line - 1])
+        if comma:
+            path = ".".join(filter(None, (field, comma.group(1))))
+            holder = _message_descriptor(path, schema)
+            target = holder.fields_by_name.get(comma.group(1)) if holder else None
+            if target is not None and target.cpp_type in _FLOAT_TYPES:
+                return Problem(file, line, path, f"{comma.group(2)} is not a number (write a "
+                               "decimal point, not a comma, e.g. 0.01)")
+            if target is not None and target.cpp_type in _INTEGER_TYPES:
+                return Problem(file, line, path, f"{comma.group(2)} is not a whole number "
+                               "(write digits only, no comma, e.g. 80)")
     holder = _message_descriptor(field, schema) if field else None
     if unknown and unknown.group(1) in schema.renamed:
         return Problem(file, line, field, "unknown in TAO %s: renamed %s (write %s instead)" % (
@@ -855,21 +878,30 @@ def last_checkpoint(spec, suffix):
     return checkpoint_name(model.arch, epochs, suffix), why
 
 
-def checkpoint_problems(spec, suffix):
+def checkpoint_problems(spec, profile):
     """The check of ``eval_config.model_path`` that needs no workspace: when it names a
-    checkpoint of this spec's training, it must be the last one ``n_epochs`` makes it write
-    (the preflight checks the whole path against the form)."""
-    name, why = last_checkpoint(spec, suffix)
+    checkpoint of this spec's training (in any release's file name), it must be the last
+    one ``n_epochs`` makes ``profile``'s release write (the preflight checks the whole path
+    against the form, with the same ``last_checkpoint``)."""
+    name, why = last_checkpoint(spec, profile.checkpoint_suffix)
     value, line = spec.field("eval_config.model_path")
     if name is None or not value:
         return []
     base = value.rstrip("/").rpartition("/")[2]
-    arch = spec.message.model_config.arch
-    if re.match(re.escape(arch) + r"_\d+" + re.escape(suffix) + "$", base) and base != name:
-        return [Problem(spec.file, line, "eval_config.model_path",
-                        f"{base} is not the checkpoint training writes last ({name}: {why}); "
-                        f"name {name}, or change n_epochs")]
-    return []
+    releases = {}  # checkpoint suffix -> the releases whose training writes it
+    for other in profiles.PROFILES.values():
+        releases.setdefault(other.checkpoint_suffix, []).append(other.version)
+    found = re.match(re.escape(spec.message.model_config.arch) + r"_\d+("
+                     + "|".join(re.escape(suffix) for suffix in releases) + ")$", base)
+    if found is None or base == name:
+        return []
+    if found.group(1) != profile.checkpoint_suffix:
+        message = (f"{base} is a TAO {' and '.join(releases[found.group(1)])} checkpoint name; "
+                   f"TAO {profile.version} training writes {name} ({why}); name {name}")
+    else:
+        message = (f"{base} is not the checkpoint training writes last ({name}: {why}); "
+                   f"name {name}, or change n_epochs")
+    return [Problem(spec.file, line, "eval_config.model_path", message)]
 
 
 def image_size_error(text):
@@ -919,14 +951,12 @@ def main(argv):
     if error:
         sys.stderr.write(f"spec-check: {error}\n{USAGE}\n")
         return 2
-    from tao_step import profiles
-
-    suffix = profiles.get(schema).checkpoint_suffix
+    profile = profiles.get(schema)
     status = 0
     for path in argv:
         spec, problems = check_spec_file(path, schema=schema)
         if spec is not None:  # every check that needs no workspace; preflight does the rest
-            problems = sorted(problems + checkpoint_problems(spec, suffix),
+            problems = sorted(problems + checkpoint_problems(spec, profile),
                               key=lambda problem: problem.line or 0)
         for problem in problems:
             print(problem)

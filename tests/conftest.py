@@ -48,6 +48,22 @@ def run_compiler(*args: str, cwd: Path = REPO, env: dict | None = None
     )
 
 
+def main_error(capsys, *args: str) -> str:
+    """The one error line of the compile command run in-process on ``args``, which must be
+    refused as a usage error (exit status 2) before anything is written or run."""
+    import tao_iva_classification_pipeline as pipeline
+
+    try:
+        code = pipeline.main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "", captured.out + captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
 def compile_workflow(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "pipeline.yaml"
     result = run_compiler("--output", str(out), *args)

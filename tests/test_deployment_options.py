@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import compile_workflow, run_compiler
+from conftest import compile_workflow, main_error, run_compiler
 from validation import argo_problems, kubernetes_problems, pods_with_defaults
 
 from rehearsal.workflow_view import CompiledWorkflow
@@ -167,10 +167,10 @@ def test_scheduling_with_a_claim_constrains_gpu_steps_only(tmp_path):
 
 def test_requests_and_timeouts_are_configurable(tmp_path):
     workflow = compiled(tmp_path, "--cpu-request", "8", "--memory-request", "0",
-                        "--step-timeout", "train-model=5d", "--step-timeout", "12h")
+                        "--step-timeout", "train-model=5d", "--step-timeout", "1m")
     for template in workflow.container_templates:
         name = workflow.display_name(template)
-        expected = 5 * 86400 if name == "train-model" else 12 * 3600
+        expected = 5 * 86400 if name == "train-model" else 60  # the shortest limit taken
         assert template["activeDeadlineSeconds"] == expected, name
         requests = template["container"]["resources"]["requests"]
         if name not in NON_TAO_STEPS:
@@ -217,3 +217,19 @@ def test_invalid_values_get_one_clear_line(tmp_path, args, words):
     for word in words:
         assert word in lines[0]
     assert not (tmp_path / "p.yaml").exists()
+
+
+
+@pytest.mark.parametrize("limit, words", [
+    ("96", ["'96' is not a duration", "needs a unit", "e.g. 96h"]),
+    ("train-model=3", ["'3' is not a duration", "e.g. 3h"]),
+    ("30s", ["'30s' is shorter than any step takes", "at least 1m"]),
+    ("preflight=0m", ["'0m' is shorter", "at least 1m"]),
+])
+def test_a_step_timeout_needs_a_unit_and_a_limit_a_step_can_meet(tmp_path, capsys, limit,
+                                                                  words):
+    line = main_error(capsys, "-o", str(tmp_path / "p.yaml"), "--step-timeout", limit)
+    assert "argument --step-timeout: " in line
+    for word in words:
+        assert word in line
+

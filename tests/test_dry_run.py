@@ -13,10 +13,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ENTRY_POINT, REPO, run_compiler
+from conftest import ENTRY_POINT, REPO, main_error, run_compiler
 
 from rehearsal.fake_tao.make_dataset import make_dataset
 from rehearsal.path_map import PathMap
@@ -407,6 +408,14 @@ def test_path_map_matches_whole_components_only(tmp_path):
     assert path_map.lookup("/x/data/y") is None
     assert path_map.rewrite("--results_dir=/data/out") == f"--results_dir={tmp_path}/out"
     assert path_map.rewrite("--results_dir=/datasets/out") == "--results_dir=/datasets/out"
+    # a named file (report summary --artifact NAME=PATH) maps; the mount itself as a form
+    # value (preflight --param tao_mount_dir=/data) is compared as typed, not opened
+    assert path_map.rewrite("engine=/data/export/m.trt") == f"engine={tmp_path}/export/m.trt"
+    assert path_map.rewrite("tao_mount_dir=/data") == "tao_mount_dir=/data"
+    assert path_map.rewrite("engine=/datasets/m.trt") == "engine=/datasets/m.trt"
+    # and back, in what a step publishes
+    assert path_map.unmap(f"`{tmp_path}/out/m.trt`, {tmp_path}. {tmp_path}2 {tmp_path}.bak") \
+        == f"`/data/out/m.trt`, /data. {tmp_path}2 {tmp_path}.bak"
 
 
 def test_a_readme_workspace_is_rehearsed_unchanged(tmp_path):
@@ -462,6 +471,25 @@ def test_a_new_named_workspace_is_seeded_and_kept(tmp_path):
     assert result.returncode == 0, result.stdout
     assert "dataset: generated under" in result.stdout
     assert (workspace / "specs" / TRAIN).read_bytes() == (REPO / "specs" / TRAIN).read_bytes()
+
+
+def test_ctrl_c_while_a_new_workspace_is_seeded_leaves_it_new(tmp_path, monkeypatch,
+                                                               default_workflow):
+    from rehearsal import dry_run as rehearsal_module
+
+    def interrupted(root, counts):  # Ctrl-C once some images are written
+        make_dataset(root, counts={"train": 1, "val": 0, "test": 0})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rehearsal_module, "make_dataset", interrupted)
+    workspace = tmp_path / "new-ws"
+    rehearsal = rehearsal_module.Rehearsal(default_workflow.doc, overrides={}, specs_dir=None,
+                                           workspace=workspace, fresh=True)
+    with pytest.raises(KeyboardInterrupt):
+        rehearsal.seed()
+    assert [p.name for p in tmp_path.iterdir()] == ["new-ws"]  # no half-seeded sibling
+    assert list(workspace.iterdir()) == []
+    assert rehearsal_module.check_workspace_option(workspace)  # the next run seeds it anew
 
 
 def test_each_step_is_shown_as_it_starts_and_ends():
@@ -523,7 +551,25 @@ def test_bad_rehearsal_options_are_one_line_and_leave_nothing(tmp_path, case):
     assert sorted(tmp_path.rglob("*")) == before  # TMPDIR too: no scratch folder left
 
 
-def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("content", [[], ["README.md"], ["other_spec.cfg"]])
+def test_specs_without_the_forms_spec_files_are_refused(tmp_path, monkeypatch, capsys, content):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # in-process: TMPDIR is cached
+    specs = tmp_path / "my_specs"
+    specs.mkdir()
+    for name in content:
+        (specs / name).write_text("model_config {}\n")
+    line = main_error(capsys, "--dry-run", "--specs", str(specs))
+    assert f"error: --specs {specs}: holds none of the spec files the form names (" \
+        "classification_spec.cfg, classification_retrain_spec.cfg)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_specs"]  # no scratch left
+
+
+@pytest.mark.parametrize("signum, status, said", [
+    (signal.SIGINT, 130, "dry run interrupted"),
+    (signal.SIGTERM, 143, "dry run terminated (SIGTERM)"),
+])
+def test_ctrl_c_or_sigterm_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path, signum,
+                                                                        status, said):
     # Ctrl-C in a terminal finds SIGINT at its default; a shell starting the test suite in
     # the background ignores it, and the child would inherit that, so set it as a user has it.
     process = subprocess.Popen([sys.executable, str(ENTRY_POINT), "--dry-run"], cwd=REPO,
@@ -533,9 +579,9 @@ def test_ctrl_c_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path):
     for line in process.stdout:
         if line.strip() == "train-model: started":
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == status
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "interrupted" in lines[0], stderr
-    assert not list(tmp_path.iterdir())
+    assert len(lines) == 1 and said in lines[0], stderr
+    assert not list(tmp_path.iterdir())  # the scratch folder, its compiled package included

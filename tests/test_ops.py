@@ -152,9 +152,9 @@ def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
     full = preflight.container.command + preflight.container.args
     assert full[5:] == ["preflight", "--workspace", "/ws", "--run", "{{workflow.name}}",
                         "--run-uid", "{{workflow.uid}}", "--param", "a=1", "--param", "b=x=y"]
-    summary = ops.SummaryOp(name="summary", baseline_accuracy="0.9", retrained_accuracy="0.8",
-                            pruning_ratio="0.5", min_accuracy="0", gate="pass",
-                            artifacts={"engine": "/ws/m.trt"})
+    summary = ops.SummaryOp(profile=TAO_3_0, name="summary", baseline_accuracy="0.9",
+                            retrained_accuracy="0.8", pruning_ratio="0.5", min_accuracy="0",
+                            gate="pass", artifacts={"engine": "/ws/m.trt"})
     full = summary.container.command + summary.container.args
     assert full[5:8] == ["report", "summary", "--baseline-accuracy"]
     assert full[-4:] == ["--artifact", "engine=/ws/m.trt", "--out-dir", ops.OUTPUTS_DIR]

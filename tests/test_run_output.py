@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_compiler
+from conftest import main_error, run_compiler
 from in_container import PYTHON
 
 from rehearsal import kfp_releases, run_page
@@ -85,6 +85,23 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     assert not list(out.parent.glob(".kfp.partial-*"))
 
 
+def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(gate_failure):
+    _, out, _ = gate_failure
+    kept = [path for path in out.rglob("*") if path.is_file()]
+    assert [p for p in kept if "tao-dry-run-" in p.read_text()] == []  # the local scratch
+    cards = {task: json.loads((out / task / "mlpipeline-ui-metadata.json").read_text())
+             for task in ("prune-model", "test-infer", "summary")}
+    assert "`/mnt/workspace/tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt`" \
+        in cards["prune-model"]["outputs"][0]["source"]
+    assert "Inference on `/mnt/workspace/tao-experiments/data/split/test/person`" \
+        in cards["test-infer"]["outputs"][0]["source"]
+    summary = cards["summary"]["outputs"][0]["source"]
+    # the gate held back the FP32 and INT8 exports and the engine (the cache goes with INT8)
+    assert "### Artifacts: 9 of 13 produced" in summary
+    assert "| pruned-model | `/mnt/workspace/tao-experiments/output-pruned/" in summary
+    assert summary.count("**not produced**") == 4
+
+
 def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
     out = tmp_path / "new"
     result = run_compiler("--dry-run", "--outputs", str(out),
@@ -123,6 +140,21 @@ def test_a_bad_outputs_dir_is_one_line_and_touches_nothing(tmp_path, case):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     if case in ("not empty", "a file"):
         assert (target / "keep.txt" if case == "not empty" else target).read_text() == "mine"
+
+
+def test_an_interrupt_while_writing_leaves_no_partial_folder(tmp_path, monkeypatch):
+    from rehearsal import interrupts, outputs
+    from rehearsal.run_record import RunResult
+
+    def terminated(folder):
+        assert list(tmp_path.glob(".out.partial-*")) == [folder]
+        raise interrupts.Terminated
+
+    monkeypatch.setattr(run_page, "render_folder", terminated)
+    with pytest.raises(interrupts.Terminated):
+        outputs.write_outputs(RunResult("w", "Succeeded", "", [], tmp_path), {},
+                              tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,3 +393,12 @@ def test_the_summary_panel_comes_first_also_as_the_exit_handler():
                                  "tasks": tasks},
                                 {t["name"]: {run_page.UI_METADATA_FILE: ui} for t in tasks})
     assert re.findall(r'data-template="([a-z-]+)"', page) == ["summary", "evaluate-model"]
+
+
+def test_a_link_to_an_empty_folder_is_refused_before_the_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "empty")
+    line = main_error(capsys, "--dry-run", "--outputs", str(tmp_path / "out"))
+    assert (f"error: --outputs: {tmp_path / 'out'} is a symbolic link (to {tmp_path / 'empty'}"
+            "); name a new or empty directory itself") in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]

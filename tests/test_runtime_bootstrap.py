@@ -44,3 +44,13 @@ def test_the_current_runtime_runs_the_command(tmp_path):
     result = run_step_argv(argv, pythonpath=str(REPO), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert marker.exists()
+
+
+def test_help_lists_every_command_and_exits_0():
+    # through the image's interpreter, as `python3 -m tao_step --help` runs in a pod
+    result = subprocess.run([PYTHON, "-m", "tao_step", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python3 -m tao_step")
+    for command in ("preflight", "report", "spec-check", "release"):
+        assert f"\n  {command} " in result.stdout

@@ -84,6 +84,12 @@ SPEC_MISTAKES = [
      "train_config.optimizer.sgd.momentom: unknown field (did you mean momentum?)"),
     ("integer expected", ("batch_size_per_gpu: 16", "batch_size_per_gpu: sixteen"), "sixteen",
      "train_config.batch_size_per_gpu: sixteen is not a whole number"),
+    ("decimal comma", ("lr: 0.01", "lr: 0,01"), "lr: 0,01",
+     "train_config.optimizer.sgd.lr: 0,01 is not a number (write a decimal point, not a comma"),
+    ("decimal comma, commented", ("learning_rate: 0.006", "learning_rate: 0 , 006  # x"),
+     "learning_rate", "train_config.lr_config.step.learning_rate: 0 , 006 is not a number"),
+    ("thousands comma", ("n_epochs: 80", "n_epochs: 1,000"), "n_epochs",
+     "train_config.n_epochs: 1,000 is not a whole number (write digits only, no comma"),
     ("negative count", ("n_epochs: 80", "n_epochs: -5"), "n_epochs",
      "train_config.n_epochs: -5 is out of range"),
     ("unquoted string", ('arch: "resnet"', "arch: resnet"), "arch",
@@ -265,11 +271,11 @@ def test_cli_checks_the_evaluated_checkpoint_against_n_epochs(tmp_path):
 
 
 def test_spec_check_and_preflight_share_the_checkpoint_rule(tmp_path):
-    from tao_step import preflight
+    from tao_step import preflight, profiles
 
     spec, _ = specs.check_spec_text(spec_text().replace("resnet_080.tlt", "resnet_020.tlt"),
                                     "spec.cfg")
-    (problem,) = specs.checkpoint_problems(spec, ".tlt")
+    (problem,) = specs.checkpoint_problems(spec, profiles.TAO_3_0)
     expected, _ = specs.last_checkpoint(spec, ".tlt")
     assert expected == preflight.checkpoint_name("resnet", 80) and expected in problem.message
 

@@ -171,6 +171,13 @@ def test_convert_trt_waits_for_the_onnx_export_and_calibration(tao5):
     assert ("preflight", "calibrate-model") in edges
 
 
+def test_reports_naming_the_quality_gate_are_told_the_release(tao5):
+    for step in ("reevaluate-model", "summary"):
+        options = tao5.step(step)["container"]["args"]
+        at = options.index("--tao-version")
+        assert options[at + 1] == "5.0", step
+
+
 def test_preflight_checks_the_tao5_form(tao5):
     args = tao5.step("preflight")["container"]["args"]
     assert args[args.index("--workspace") + 2:][:2] == ["--tao-version", "5.0"]

@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 from in_container import PYTHON
 
-from tao_step import parse
+from tao_step import parse, profiles
+from tao_step import report as tao_report
 
 TAO5_LOG = "2023-07-11 10:00:00,123 [TAO Toolkit] [INFO] root 2102: Evaluation in progress."
 
@@ -83,3 +85,17 @@ def test_a_required_input_that_is_missing_stops_the_step_before_tao_runs(tmp_pat
     assert result.returncode == 1 and not marker.exists()
     assert "calibration.tensor does not exist" in result.stdout  # the step's log
     assert "random data" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("release, gated", [("3.0", "export, INT8 export and TensorRT conversion"),
+                                            ("5.0", "export and TensorRT conversion")])
+def test_the_gate_names_what_the_releases_build_holds_back(tmp_path, release, gated):
+    out = tmp_path / "out"
+    status = tao_report.main([
+        "summary", "--out-dir", str(out), "--baseline-accuracy", "0.9",
+        "--retrained-accuracy", "0.8", "--pruning-ratio", "0.5", "--min-accuracy", "0.85",
+        "--gate", "fail", *profiles.release_args(release)])
+    assert status == 1
+    (card,) = json.loads((out / "mlpipeline-ui-metadata.json").read_text())["outputs"]
+    assert f"is below min_accuracy 85.0%; {gated} will not run." in card["source"]
+    assert ("INT8 export" in card["source"]) == profiles.get(release).int8_export

@@ -99,7 +99,23 @@ def test_spec_check_cli_takes_the_tao_version(tmp_path):
     assert result.returncode == 1
     assert "train_config.preprocess_mode: missing" in result.stdout
     assert result.stdout.count(": OK") == 2
-    assert run_spec_check(str(bad)).returncode == 0  # 3.0 has no such rule
+    assert "preprocess_mode" not in run_spec_check(str(bad)).stdout  # 3.0 has no such rule
     wrong = run_spec_check("--tao-version", "4.0", str(bad))
     assert wrong.returncode == 2 and "'4.0' is not one of 3.0, 5.0" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+@pytest.mark.parametrize("release, other", [("5.0", "specs"), ("3.0", "specs/tao5")])
+def test_spec_check_refuses_the_other_releases_checkpoint_names_as_preflight_does(
+        capsys, release, other):
+    files = [str(REPO / other / name) for name in ("classification_spec.cfg",
+                                                   "classification_retrain_spec.cfg")]
+    assert specs.main(["--tao-version", release, *files]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    wrong, right = ("resnet_080.tlt", "resnet_080.hdf5")[::1 if release == "5.0" else -1]
+    for line, file in zip(lines, files, strict=True):
+        assert line.startswith(f"{file}:")
+        assert (f": eval_config.model_path: {wrong} is a TAO {'3.0' if release == '5.0' else '5.0'}"
+                f" checkpoint name; TAO {release} training writes {right} (") in line
+        assert line.endswith(f"; name {right}")
