@@ -146,7 +146,7 @@ def test_an_interrupt_while_writing_leaves_no_partial_folder(tmp_path, monkeypat
     from rehearsal import interrupts, outputs
     from rehearsal.run_record import RunResult
 
-    def terminated(folder):
+    def terminated(folder, release):
         assert list(tmp_path.glob(".out.partial-*")) == [folder]
         raise interrupts.Terminated
 
