@@ -14,8 +14,10 @@ Argo 3.3 would:
   inputs through task arguments, and DAG outputs (``valueFrom.parameter``) are supported.
 - Parameters are substituted as Argo does: ``{{inputs.parameters.x}}``,
   ``{{workflow.parameters.x}}``, ``{{tasks.T.outputs.parameters.P}}``, ``{{workflow.name}}``,
-  ``{{workflow.uid}}``, ``{{workflow.namespace}}``, ``{{workflow.status}}`` and
-  ``{{pod.name}}`` (fake, deterministic values), in every string of a container template:
+  ``{{workflow.uid}}``, ``{{workflow.namespace}}``, ``{{workflow.status}}``,
+  ``{{workflow.failures}}`` (the exit handler's, Go-quoted JSON as Argo gives it) and
+  ``{{pod.name}}`` (fake values, deterministic but for the uid, new for every run as
+  Kubernetes gives every Workflow object its own), in every string of a container template:
   command, args, env, volumes, mount paths, podSpecPatch, outputs, activeDeadlineSeconds.
 - ``when`` is evaluated like Argo 3.3 (govaluate, with bare words turned into strings):
   quoted operands are strings, ``>``/``>=``/``<``/``<=`` compare two numbers or two strings

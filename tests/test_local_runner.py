@@ -5,8 +5,10 @@ the compiled workflow with ``python3`` mapped to this interpreter.
 """
 
 import json
+import re
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from kubernetes.client import (
 )
 
 from rehearsal import local_runner
+from rehearsal.dag_scheduler import fnv32a
 from rehearsal.local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
 
 # python3 -c WRITE PATH TEXT: write TEXT to PATH, creating its directory.
@@ -161,7 +164,7 @@ def test_leftover_background_processes_die_with_the_step(tmp_path):
     assert time.monotonic() - started < 10
 
 
-def test_workflow_and_pod_names_are_fake_and_deterministic(tmp_path):
+def test_workflow_and_pod_names_are_fake_and_deterministic_the_uid_new_per_run(tmp_path):
     @dsl.pipeline(name="names")
     def names():
         op("tell", WRITE_ARGV, f"{OUT}/names", "{{workflow.name}}", "{{workflow.uid}}",
@@ -172,9 +175,11 @@ def test_workflow_and_pod_names_are_fake_and_deterministic(tmp_path):
         run(workflow, tmp_path, workdir=tmp_path / run_dir).step("tell").artifacts["tell-names"]
         .read_text().splitlines() for run_dir in ("run-a", "run-b"))
 
-    assert first == second
+    assert (first[0], first[2]) == (second[0], second[2])
     assert first[0] == "names-local"
     assert first[2].startswith("names-local-")
+    # a new Workflow object, a new Kubernetes UID (what tao_step keeps results under)
+    assert first[1] != second[1] and str(uuid.UUID(first[1])) == first[1]
 
 
 def test_base_env_and_container_env_but_not_the_host_env(tmp_path, monkeypatch):
@@ -373,7 +378,8 @@ def test_when_expressions_that_fail_the_task(expression, error):
 @dsl.pipeline(name="breaks")
 def breaks_pipeline(mount: str = "/mnt/ws"):
     exit_step = mount_workspace(
-        op("cleanup", WRITE, f"{mount}/exit-status", "{{workflow.status}}"), mount)
+        op("cleanup", WRITE_ARGV, f"{mount}/exit-status", "{{workflow.status}}",
+           "{{workflow.failures}}"), mount)
     with dsl.ExitHandler(exit_step):
         train = op("train", FAIL).set_retry(2)
         evaluate = op("evaluate", "pass").after(train)
@@ -402,7 +408,24 @@ def test_failure_omits_downstream_runs_the_rest_and_the_exit_handler(tmp_path):
     assert train.log_path.read_text().count("about to fail") == 1
     assert result.step("export").message == "upstream evaluate omitted"
     assert (tmp_path / "workspace/independent").read_text() == "ran"
-    assert (tmp_path / "workspace/exit-status").read_text() == "Failed"
+    status, failures = (tmp_path / "workspace/exit-status").read_text().split("\n")
+    assert status == "Failed"
+    # workflow.failures as Argo passes it: strconv.Quote of the JSON list of failed nodes
+    # (operator.go failedNodeStatus, v3.3.8 to v4.0.5): the pod with its message, and the
+    # DAGs holding it (the group and the root) without one; pod names are node ids (v3.3).
+    assert failures.startswith('"[{\\"displayName\\":\\"') and failures.endswith(']"')
+    nodes = json.loads(json.loads(failures))
+    assert [{k: n[k] for k in ("displayName", "message", "templateName", "phase")}
+            for n in nodes] == [
+        {"displayName": "exit-handler-1", "message": "", "templateName": "exit-handler-1",
+         "phase": "Failed"},
+        {"displayName": "train", "message": "Error (exit code 3)", "templateName": "train",
+         "phase": "Failed"},
+        {"displayName": "breaks-local", "message": "", "templateName": "breaks",
+         "phase": "Failed"}]
+    assert nodes[1]["podName"] == f"breaks-local-{fnv32a('breaks-local.exit-handler-1.train')}"
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", n["finishedAt"])
+               for n in nodes)
 
 
 def test_report_shows_the_failed_command_and_its_last_error_lines(tmp_path):
