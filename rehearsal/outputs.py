@@ -5,7 +5,7 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
 - ``<task name>/mlpipeline-metrics.json`` and ``<task name>/mlpipeline-ui-metadata.json``
   for every step that wrote them, failed steps included (Argo's wait container saves a
   failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``;
-- ``run.json``: the workflow's name and phase, and per DAG task its path, status
+- ``run.json``: the workflow's name and phase, and per DAG task its path, template, status
   (Succeeded, Failed, Skipped, Omitted), exit code, message, log and kept files (paths
   relative to DIR), and whether it has a retry strategy;
 - ``run-output.html``: ``rehearsal.run_page``'s preview of the run list row and the Run
@@ -63,6 +63,7 @@ def run_record(result: RunResult, workflow: Mapping[str, Any],
             "name": step.name,
             "path": step.path,
             "display_name": step.display_name,
+            "template": step.template,
             "kind": step.kind,
             "status": step.status,
             "exit_code": step.exit_code,

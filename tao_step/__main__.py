@@ -11,6 +11,7 @@ COMMANDS = {
     "spec-check": "tao_step.specs",
     "preflight": "tao_step.preflight",
     "release": "tao_step.claims",
+    "summary": "tao_step.summary",
 }
 
 USAGE = "usage: python3 -m tao_step [--require-runtime N] {%s} ..." % ",".join(sorted(COMMANDS))

@@ -26,6 +26,8 @@ request::
 
     python3 -m tao_step release --workspace WS --run WORKFLOW_NAME [--run-uid UID]
 
+(The exit handler, ``python3 -m tao_step summary``, releases with ``release_and_say``.)
+
 Runs inside the TAO 3.0 image (Python 3.6) and on the host: standard library only.
 """
 
@@ -197,16 +199,21 @@ def main(argv):
                         help="the run's workflow name, as preflight's refusal names it")
     parser.add_argument("--run-uid", metavar="UID", help="release only the claim of this uid")
     arguments = parser.parse_args(argv)
+    return release_and_say(arguments.workspace, arguments.run, arguments.run_uid)
+
+
+def release_and_say(workspace, workflow, uid=None):
+    """``release``, saying on stdout what was released; the exit status (1: not released)."""
     try:
-        claim = release(arguments.workspace, arguments.run, arguments.run_uid)
+        claim = release(workspace, workflow, uid)
     except ClaimError as error:
-        print("release: " + str(error))
+        print("release: " + str(error), flush=True)
         return 1
     if claim is None:
-        print("release: run %s holds no claim in %s" % (arguments.run, arguments.workspace))
+        print("release: run %s holds no claim in %s" % (workflow, workspace), flush=True)
     else:
         print("release: released the claim of %s on %d paths: %s"
-              % (claim.describe(), len(claim.paths), ", ".join(claim.paths)))
+              % (claim.describe(), len(claim.paths), ", ".join(claim.paths)), flush=True)
     return 0
 
 

@@ -182,7 +182,7 @@ def test_each_result_appears_once_although_steps_are_retried(rehearsal):
                if "retryStrategy" in templates[template]}
     assert {"train-model", "retrain-model", "download-model"} <= retried
     publishing = sorted(path.rsplit(".", 1)[-1] for path, _, _, ui in steps if ui)
-    assert {"evaluate-model", "reevaluate-model", "summary"} <= set(publishing)
+    assert {"evaluate-model", "reevaluate-model", "onExit"} <= set(publishing)
     for name in workflow_names(50, seed=3):
         nodes = argo_status(doc, steps, name)
         assert any(n["type"] == "Retry" for n in nodes.values())
@@ -208,3 +208,14 @@ def test_the_training_report_is_shown_once_with_its_evaluation(rehearsal):
         assert outputs[1]["type"] == "web-app"  # the curve
         assert any(o["source"].startswith(f"### Evaluation: {label} model")
                    for o in outputs if o["type"] == "markdown")
+
+
+def test_the_summary_is_the_exit_handler_and_reports_a_clean_run(rehearsal):
+    """The exit handler's node carries the whole report; with no failed node Argo passes
+    workflow.failures as the quoted JSON null, which the summary reads as none."""
+    _, steps = rehearsal
+    (summary,) = [(template, ui) for path, template, _, ui in steps if path == "onExit"]
+    template, ui = summary
+    assert template == "summary"
+    assert ui["outputs"][0]["source"].startswith("## Run summary: Succeeded\n\nEvery step "
+                                                 "succeeded.\n")

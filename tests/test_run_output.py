@@ -53,14 +53,18 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     tasks = {t["name"]: t for t in run["tasks"]}
     # named as the compiled DAG's tasks, and the exit handler as Argo names its node
     assert set(tasks) - {"onExit"} <= set(default_workflow.tasks())
-    assert tasks["onExit"]["status"] == "Succeeded"
-    summary = tasks["summary"]
-    assert (summary["status"], summary["exit_code"]) == ("Failed", 1)
+    # the exit handler, template summary, fails on the failed gate: so does the run
+    summary = tasks["onExit"]
+    assert (summary["template"], summary["status"], summary["exit_code"]) == (
+        "summary", "Failed", 1)
     assert summary["message"] == "Error (exit code 1)"
+    assert run["workflow"]["message"] == "exit handler failed: Error (exit code 1)"
     # the failed step's UI metadata is what Kubeflow shows: the gate, in words
     ui = json.loads((out / summary["outputs"]["mlpipeline-ui-metadata"]).read_text())
-    assert any("min_accuracy" in o["source"] for o in ui["outputs"])
-    assert summary["outputs"]["mlpipeline-ui-metadata"] == "summary/mlpipeline-ui-metadata.json"
+    assert ui["outputs"][0]["source"].startswith(
+        "## Run summary: Failed\n\n- **The quality gate failed**")
+    assert any("is below min_accuracy 99.0%" in o["source"] for o in ui["outputs"])
+    assert summary["outputs"]["mlpipeline-ui-metadata"] == "onExit/mlpipeline-ui-metadata.json"
     for gate in ("condition-gate-fp32-export-2", "condition-gate-int8-export-3"):
         assert tasks[gate]["status"] == "Skipped" and tasks[gate]["exit_code"] is None
     for task in run["tasks"]:
@@ -71,7 +75,7 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
             assert relative == f"{task['name']}/{name}.json"
             json.loads((out / relative).read_text())
     published = {t["name"] for t in run["tasks"] if t["outputs"]}
-    assert {"evaluate-model", "reevaluate-model", "summary"} <= published
+    assert {"evaluate-model", "reevaluate-model", "onExit"} <= published
     # train hands its report to evaluate: a retried step publishes nothing (test_run_list.py)
     assert not published & {"train-model", "retrain-model"}
     # every step's python3 ran on the interpreter given (TAO_STEP_PYTHON)
@@ -176,9 +180,11 @@ def test_the_page_shows_what_the_run_list_and_run_output_tab_would(gate_failure,
     run = json.loads((out / "run.json").read_text())
     uis = {t["name"]: json.loads((out / t["outputs"]["mlpipeline-ui-metadata"]).read_text())
            for t in run["tasks"] if "mlpipeline-ui-metadata" in t["outputs"]}
-    # Argo nodes per task: a retried task is the Retry node and its attempt "(0)"
+    # Argo nodes per task: a retried task is the Retry node and its attempt "(0)"; the exit
+    # handler's node shows its whole name, "<workflow>.onExit" (run_page.output_nodes)
     nodes = {t["name"]: [t["name"]] + ([f"{t['name']}(0)"] if t["retry"] else [])
              for t in run["tasks"]}
+    nodes["onExit"] = [f"{run['workflow']['name']}.onExit"]
     metric_names = {m["name"] for t in run["tasks"] if "mlpipeline-metrics" in t["outputs"]
                     for m in json.loads((out / t["outputs"]["mlpipeline-metrics"]).read_text())
                     ["metrics"]}
