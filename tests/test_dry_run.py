@@ -330,6 +330,7 @@ def test_workspace_mistakes_are_caught_by_preflight_before_any_gpu_step(tmp_path
     result, statuses = dry_run(*make_args(tmp_path))
     assert result.returncode == 1, result.stdout
     assert statuses.pop("preflight") == ["Failed"]
+    assert statuses.pop("summary") == ["Succeeded"]  # the exit handler reports it
     assert all(s == ["Omitted"] for s in statuses.values()), statuses
     tail = result.stdout[result.stdout.index("(template preflight) failed"):]
     assert expected in tail, tail
