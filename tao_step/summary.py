@@ -187,7 +187,10 @@ class Run(object):
         return relative if not relative.startswith("..") else path
 
     def failed(self, step: str) -> bool:
-        return any(f.name == step and not f.recovered for f in self.failures or [])
+        """Whether ``step`` failed; kfp names a second op of the same name ``NAME-2`` (the
+        FP16/FP32 convert-trt), and Argo's node is named after the task."""
+        task = re.compile(re.escape(step) + r"(-\d+)?")
+        return any(task.fullmatch(f.name) and not f.recovered for f in self.failures or [])
 
     def missing(self, step: str) -> str:
         """Why a step's figures are absent."""

@@ -292,6 +292,18 @@ def test_a_run_with_nothing_kept_says_what_is_missing(tmp_path):
     assert [o["type"] for o in ui["outputs"]] == ["markdown"]
 
 
+def test_the_fp_engine_variant_is_named_by_its_task(tmp_path):
+    """The FP16/FP32 convert-trt is kfp's task convert-trt-2; its failure is convert-trt's."""
+    failures = go_quote(go_json([{"displayName": "convert-trt-2", "message": "OOMKilled",
+                                  "templateName": "convert-trt-2", "phase": "Failed",
+                                  "podName": "p", "finishedAt": "2024-05-01T10:00:00Z"}]))
+    result, ui, _ = run_summary(tmp_path, "Failed", failures)
+    assert result.returncode == 0
+    text = markdown(ui)
+    assert "- **convert-trt-2** failed: OOMKilled\n" in text
+    assert "**TensorRT engine**: not built: convert-trt failed." in text
+
+
 @pytest.mark.parametrize("given, expected", [
     (NO_FAILURES, []),
     ("null", []),
