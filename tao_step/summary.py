@@ -242,7 +242,10 @@ def outcome_markdown(run: Run) -> Tuple[str, bool]:
                      "deadline passed)." % run.status)
     if run.gate_failed():
         lines.append("**The quality gate failed**: nothing was exported (see below).")
-    text = "## Run summary: %s\n\n" % ("Failed" if failed else "Succeeded")
+    # Argo's own word for a run that did not succeed; Failed for a failed gate too
+    heading = run.status if run.status in ("Failed", "Error") else (
+        "Failed" if failed else "Succeeded")
+    text = "## Run summary: %s\n\n" % heading
     text += "".join("- %s\n" % line for line in lines) if lines else (
         "Every step succeeded.\n")
     return text, failed

@@ -297,10 +297,10 @@ def test_the_fp_engine_variant_is_named_by_its_task(tmp_path):
     failures = go_quote(go_json([{"displayName": "convert-trt-2", "message": "OOMKilled",
                                   "templateName": "convert-trt-2", "phase": "Failed",
                                   "podName": "p", "finishedAt": "2024-05-01T10:00:00Z"}]))
-    result, ui, _ = run_summary(tmp_path, "Failed", failures)
+    result, ui, _ = run_summary(tmp_path, "Error", failures)
     assert result.returncode == 0
     text = markdown(ui)
-    assert "- **convert-trt-2** failed: OOMKilled\n" in text
+    assert text.startswith("## Run summary: Error\n\n- **convert-trt-2** failed: OOMKilled\n")
     assert "**TensorRT engine**: not built: convert-trt failed." in text
 
 
