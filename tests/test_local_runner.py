@@ -645,6 +645,17 @@ def test_conditional_output_used_only_outside_its_condition_is_rejected(tmp_path
         run(compile_pipeline(leak, tmp_path), tmp_path)
 
 
+def test_workflow_failures_outside_a_workflow_with_an_exit_handler_is_rejected(tmp_path):
+    # Argo's validation knows {{workflow.failures}} only when spec.onExit is set
+    # (workflow/validate/validate.go, v3.3.8 to v4.0.5): a typo'd use fails before any step.
+    @dsl.pipeline(name="no-exit")
+    def no_exit():
+        op("report", WRITE_ARGV, f"{OUT}/f", "{{workflow.failures}}")
+
+    with pytest.raises(UnsupportedWorkflowError, match="set only in a workflow with spec.onExit"):
+        run(compile_pipeline(no_exit, tmp_path), tmp_path)
+
+
 def test_parallel_for_is_rejected_with_the_field(tmp_path):
     @dsl.pipeline(name="loop")
     def loop():
