@@ -100,7 +100,10 @@ class TaoOp(dsl.ContainerOp):
     left at the ``writes`` paths (TAO refuses or silently overwrites), refuses to start when
     a ``requires`` path is missing, fails when the command exits 0 but recorded a failure
     in ``status_file`` (TAO 5), and then publishes what ``report`` asks for to the KFP UI.
-    ``outputs`` names small plain-text results other steps read. ``gpus`` is how many GPUs
+    ``outputs`` names small plain-text results (the gate's verdict, read by the conditions;
+    shown in the step's Input/Output tab). ``publish`` says whether the step writes KFP's
+    UI metadata: by default, a ``report`` kind other than ``run`` does and a runtime command
+    (``runtime_args``) does not. ``gpus`` is how many GPUs
     to request: 0, an int or a parameter; a step that requests none gets none, so it cannot
     use a node's GPUs by default visibility.
     """
@@ -121,10 +124,10 @@ class TaoOp(dsl.ContainerOp):
         runtime_args: Sequence[Value] = (),
         requires: Sequence[Value] = (),
         status_file: Value | None = None,
-        publish: bool = True,
+        publish: bool | None = None,
     ) -> None:
         if runtime_args:  # another tao_step command than report, e.g. preflight
-            argv, publishes = runtime_command(*runtime_args), False
+            argv, publishes = runtime_command(*runtime_args), bool(publish)
         else:
             keep = [arg for path in writes for arg in ("--keep-previous", path)]
             keep += [arg for path in requires for arg in ("--require", path)]
@@ -132,7 +135,7 @@ class TaoOp(dsl.ContainerOp):
                 keep += ["--status-json", status_file]
             tail = ["--", *command] if command else []
             argv = runtime_command("report", *report, "--out-dir", OUTPUTS_DIR, *keep, *tail)
-            publishes = publish and report[0] != "run"
+            publishes = publish is not False and report[0] != "run"
         super().__init__(
             name=name,
             image=DEFAULT_IMAGE,
@@ -184,6 +187,10 @@ def parameters_in(values: Sequence[Value]) -> set:
 # is taken and released under them.
 RUN_NAME = "{{workflow.name}}"
 RUN_UID = dsl.RUN_ID_PLACEHOLDER  # {{workflow.uid}}
+# What Argo gives an exit handler alone: how the run ended, and its failed nodes as JSON
+# (docs/tao-step-report.md cites the Argo source).
+WORKFLOW_STATUS = "{{workflow.status}}"
+WORKFLOW_FAILURES = "{{workflow.failures}}"
 
 
 class PreflightOp(TaoOp):
@@ -209,17 +216,6 @@ class PreflightOp(TaoOp):
         """Hold the values of ``names`` to what TAO's wrappers pass through bash unchanged.
         Called once every step exists, since they tell which values reach a wrapper."""
         self.container.args.extend(["--bash-read", ",".join(sorted(names))])
-
-
-class ReleaseClaimOp(TaoOp):
-    """The exit handler: releases what preflight claimed for this run, however it ended
-    (nothing, when preflight claimed nothing)."""
-
-    runs_tao = False
-
-    def __init__(self, *, name: str, workspace: Value) -> None:
-        super().__init__(name=name, gpus=0, runtime_args=[
-            "release", "--workspace", workspace, "--run", RUN_NAME, "--run-uid", RUN_UID])
 
 
 class DownloadModelOp(TaoOp):
@@ -280,8 +276,8 @@ class TrainOp(TaoOp):
 class EvaluateOp(TaoOp):
     """``<cli> evaluate``: score the spec's ``eval_config.model_path``; publishes the
     training report of ``training_results`` (see :class:`TrainOp`), then accuracy,
-    confusion matrix and per-class table, and outputs ``top1_accuracy``. With
-    ``min_accuracy`` it also outputs ``gate``: ``pass`` or ``fail``. On releases with a
+    confusion matrix and per-class table. With ``min_accuracy`` it outputs ``gate``:
+    ``pass`` or ``fail``. On releases with a
     status.json, ``results_dir`` receives it (``-r``)."""
 
     def __init__(
@@ -299,14 +295,14 @@ class EvaluateOp(TaoOp):
             report=("evaluate", "--label", label, "--spec", spec,
                     "--training-report", f"{training_results}/{TRAINING_REPORT}",
                     *(gate if min_accuracy is not None else [])),
-            outputs=["top1_accuracy", *(["gate"] if min_accuracy is not None else [])],
+            outputs=["gate"] if min_accuracy is not None else [],
             status_file=status,
         )
 
 
 class PruneOp(TaoOp):
     """``<cli> prune``: remove filters below the threshold; publishes the pruning ratio and
-    sizes, and outputs ``pruning_ratio``."""
+    sizes."""
 
     def __init__(
         self,
@@ -326,7 +322,6 @@ class PruneOp(TaoOp):
             gpus=1,
             report=("prune", "--input-model", model, "--output-model", output_file),
             writes=[output_file],
-            outputs=["pruning_ratio"],
         )
 
 
@@ -509,30 +504,18 @@ class GenTrtEngineOp(TaoOp):
 
 
 class SummaryOp(TaoOp):
-    """The run-level report: baseline against retrained accuracy, pruning, the quality
-    gate, and every artifact with its path and size. Fails when the gate failed, so the
-    run list shows the model did not pass."""
+    """The exit handler: the run's whole report, however the run ended, from what the
+    steps kept on the workspace (``tao_step.results``) and what Argo tells an exit handler;
+    then it releases what preflight claimed for this run (nothing, when preflight claimed
+    nothing). ``artifacts`` (name -> path) are listed with their size, or as not produced.
+    Fails when the quality gate failed, so the run shows that the model did not pass."""
 
     runs_tao = False
 
-    def __init__(
-        self,
-        *,
-        profile: Profile,
-        name: str,
-        baseline_accuracy: Value,
-        retrained_accuracy: Value,
-        pruning_ratio: Value,
-        min_accuracy: Value,
-        gate: Value,
-        artifacts: dict,
-    ) -> None:
-        super().__init__(
-            name=name,
-            gpus=0,
-            report=("summary", "--baseline-accuracy", baseline_accuracy,
-                    "--retrained-accuracy", retrained_accuracy,
-                    "--pruning-ratio", pruning_ratio, "--min-accuracy", min_accuracy,
-                    "--gate", gate, *release_args(profile.version),
-                    *_name_value_flags("--artifact", artifacts)),
-        )
+    def __init__(self, *, profile: Profile, name: str, workspace: Value,
+                 artifacts: dict) -> None:
+        super().__init__(name=name, gpus=0, publish=True, runtime_args=[
+            "summary", "--out-dir", OUTPUTS_DIR, "--workspace", workspace, "--run", RUN_NAME,
+            "--run-uid", RUN_UID, "--status", WORKFLOW_STATUS, "--failures", WORKFLOW_FAILURES,
+            *release_args(profile.version),
+            *[arg for name, path in artifacts.items() for arg in ("--artifact", name, path)]])

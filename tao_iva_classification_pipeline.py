@@ -35,7 +35,7 @@ from typing import NamedTuple
 from kfp import dsl
 
 import tao_iva_classification_ops as ops
-from tao_step import claims, profiles
+from tao_step import claims, profiles, results
 
 PIPELINE_NAME = "tao-iva-classification"
 
@@ -128,7 +128,7 @@ PARAMETERS = (
 
 # Per-step time limits (activeDeadlineSeconds) unless --step-timeout says otherwise.
 DEFAULT_TIMEOUTS = {
-    "preflight": 600, "summary": 600, "release-claim": 600, "download-model": 3600,
+    "preflight": 600, "summary": 600, "download-model": 3600,
     "train-model": 72 * 3600, "retrain-model": 72 * 3600,
 }
 DEFAULT_TIMEOUT = 6 * 3600
@@ -260,11 +260,17 @@ def make_pipeline(options: CompileOptions = CompileOptions()) -> Callable:
 
 
 def _wire(p: dict, options: CompileOptions) -> None:
-    """The run: preflight claims the outputs of the run in the workspace (tao_step.claims),
-    and the exit handler (Argo's onExit) releases them whether the steps succeed, fail or
-    stop at the quality gate."""
+    """The run: preflight claims the outputs of the run in the workspace (tao_step.claims);
+    the exit handler (Argo's onExit), step ``summary``, reports the whole run and releases
+    the claim whether the steps succeed, fail or stop at the quality gate. An exit handler
+    reads no task outputs: the steps leave their results on the workspace."""
     dsl.get_pipeline_conf().add_op_transformer(_step_settings(p["tao_mount_dir"], options))
-    with dsl.ExitHandler(ops.ReleaseClaimOp(name="release-claim", workspace=p["tao_mount_dir"])):
+    form = {q.name for q in options.parameters()}
+    summary = ops.SummaryOp(
+        profile=options.profile, name="summary", workspace=p["tao_mount_dir"],
+        artifacts={name: f"{p['tao_mount_dir']}/{p[param]}{suffix}"
+                   for name, param, suffix in SUMMARY_ARTIFACTS if param in form})
+    with dsl.ExitHandler(summary):
         preflight = _steps(p, options)
     preflight.check_bash_read(
         bash_read_parameters(dsl.Pipeline.get_default_pipeline().ops.values()))
@@ -299,7 +305,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
         **tao, name="train-model", label="baseline", spec=ws("train_classification_spec"),
         results_dir=ws("train_classification_output"), num_gpus=p["train_num_gpus"], key=key,
     ).after(download)
-    evaluate = ops.EvaluateOp(
+    ops.EvaluateOp(
         **tao, name="evaluate-model", label="baseline", spec=ws("train_classification_spec"),
         key=key, results_dir=ws("train_classification_output") + "/evaluate",
         training_results=ws("train_classification_output"),
@@ -320,7 +326,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
         min_accuracy=p["min_accuracy"],
         training_results=ws("retrain_classification_output"),
     ).after(retrain)
-    infer = ops.InferenceOp(
+    ops.InferenceOp(
         **tao, name="test-infer", spec=ws("retrain_classification_spec"),
         model=ws("test_infer_model_input_file"), image_dir=ws("test_infer_image_path"),
         batch_size=p["test_infer_batch_size"], class_map=ws("test_infer_class_map"), key=key,
@@ -341,20 +347,9 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
             output_file=ws("export_model_output_file"), key=key,
             spec=ws("retrain_classification_spec"),
         ).after(retrain)
-    engines = ENGINE_WIRING[profile.engine_builder](
+    ENGINE_WIRING[profile.engine_builder](
         p, ws, key, profile, passed, after_export=[retrain, export], calibrate=calibrate)
 
-    # One report for the whole run; it runs when exports were skipped by the gate too.
-    form = {q.name for q in options.parameters()}
-    ops.SummaryOp(
-        **tao, name="summary",
-        baseline_accuracy=evaluate.outputs["top1_accuracy"],
-        retrained_accuracy=reevaluate.outputs["top1_accuracy"],
-        pruning_ratio=prune.outputs["pruning_ratio"],
-        min_accuracy=p["min_accuracy"], gate=reevaluate.outputs["gate"],
-        artifacts={name: ws(param) + suffix for name, param, suffix in SUMMARY_ARTIFACTS
-                   if param in form},
-    ).after(infer, export, *engines)
     return preflight
 
 
@@ -419,8 +414,7 @@ ENGINE_WIRING = {"converter": _wire_converter, "gen_trt_engine": _wire_gen_trt_e
 
 
 # What the run summary lists: the name it shows, the parameter giving the path, and what
-# follows it. "unpruned-model" and "pruned-model" are the names tao_step reads the size
-# reduction from; folders are listed with the size of all they hold.
+# follows it; folders are listed with the size of all they hold.
 SUMMARY_ARTIFACTS = (
     ("pretrained-models", "pretrained_model_dir", ""),
     ("baseline-results", "train_classification_output", ""),
@@ -476,6 +470,8 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
         for name, value in zip(claims.RUN_ENV, run, strict=True):
             op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
         step = op.human_name
+        # ... and its name, which names the result it keeps for the summary (tao_step.results).
+        op.container.add_env_variable(k8s.V1EnvVar(name=results.STEP_ENV, value=step))
         uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
         if options.key_secret and (op.reads_key_env
                                    or any(KEY_REFERENCE in str(a) for a in op.container.args)):
@@ -658,7 +654,7 @@ MIN_STEP_TIMEOUT = 60
 STEP_NAMES = (
     "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
     "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
-    "convert-trt", "summary", "release-claim",
+    "convert-trt", "summary",
 )
 
 

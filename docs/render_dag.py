@@ -66,7 +66,8 @@ def gpu_label(template: dict) -> str:
 def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
     graph = graphviz.Digraph("tao_iva_classification", format="svg")
     graph.attr(rankdir="TB", fontname="Helvetica", label="TAO classification pipeline "
-               "(an edge: a step reads what the other writes; dashed: the quality gate)",
+               "(an edge: a step reads what the other writes; dashed: the quality gate;\\n"
+               "dotted: the exit handler, after the last steps however they end)",
                labelloc="t")
     graph.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     graph.attr("edge", fontname="Helvetica")
@@ -84,12 +85,18 @@ def build_graph(workflow: CompiledWorkflow) -> graphviz.Digraph:
         graph.node(name, f"{name}\\n{detail}\\n{gpu}",
                    fillcolor="#d5f5d5" if gpu != "no GPU" else "#e8eef7")
     gates = workflow.gates()
-    for upstream, downstream in sorted(reduced(workflow.step_edges())):
+    edges = reduced(workflow.step_edges())
+    for upstream, downstream in sorted(edges):
         if gates.get(downstream, (None,))[0] == upstream:
             graph.edge(upstream, downstream, style="dashed", label="if top-1 ≥\\nmin_accuracy",
                        fontsize="9")
         else:
             graph.edge(upstream, downstream)
+    on_exit = workflow.doc["spec"].get("onExit")
+    if on_exit:
+        handler = workflow.display_name(workflow.templates[on_exit])
+        for last in sorted(set(steps) - {a for a, _ in edges} - {handler}):
+            graph.edge(last, handler, style="dotted")
     return graph
 
 

@@ -8,9 +8,10 @@ marks every task downstream of it Omitted and every other task still runs, whate
 DAG's ``failFast``: in Argo v3.3.8 ``failFast`` is read only when the DAG's own phase is
 assessed (``workflow/controller/dag.go`` ``assessDAGPhase``, after ``executeDAGTask`` has
 started every ready task), so it decides when a DAG with a failure is marked Failed, never
-which tasks start. ``spec.onExit`` runs at the end with
-``{{workflow.status}}`` set; once the workflow's ``activeDeadlineSeconds`` passes no further
-task starts or is recorded. Container tasks are handed to :class:`StepExecutor`.
+which tasks start. ``spec.onExit`` runs at the end with ``{{workflow.status}}`` and
+``{{workflow.failures}}`` set as Argo sets them (:func:`argo_failures`); once the
+workflow's ``activeDeadlineSeconds`` passes no further task starts or is recorded.
+Container tasks are handed to :class:`StepExecutor`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from rehearsal.run_record import (
     StepRecord,
 )
 from rehearsal.step_executor import PathLike, StepExecutor, WorkflowDeadlineExceeded
-from rehearsal.substitution import TASK_OUTPUT, Unresolved, substitute
+from rehearsal.substitution import TASK_OUTPUT, Unresolved, go_json, go_quote, substitute
 from rehearsal.workflow_check import output_parameters, topological_order, validate
 from rehearsal.workflow_identity import new_identity
 
@@ -46,6 +47,32 @@ def fnv32a(text: str) -> int:
     for byte in text.encode():
         h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
     return h
+
+
+def argo_failures(workflow_name: str, entrypoint: str, status: str,
+                  steps: list[StepRecord]) -> str:
+    """``{{workflow.failures}}`` as Argo hands it to an exit handler: every Failed node
+    (the workflow's root node too) as ``{displayName, message, templateName, phase,
+    podName, finishedAt}``, JSON-encoded and then Go-quoted (``strconv.Quote``), ``null``
+    for none (workflow/controller/operator.go ``failedNodeStatus``, v3.3.8 to v4.0.5).
+    A failed DAG has no message (dag.go marks it Failed without one); podName is the node
+    id, as in v3.3 (v3.4 on put the pod's name there). Argo lists the nodes in Go map
+    order, i.e. any; here in the order they ended."""
+    nodes = []
+    for step in steps:
+        if step.status != FAILED:
+            continue
+        node_name = f"{workflow_name}.{step.path}"
+        nodes.append({"displayName": step.name,
+                      "message": step.message if step.kind == "container" else "",
+                      "templateName": step.template, "phase": FAILED,
+                      "podName": f"{workflow_name}-{fnv32a(node_name)}",
+                      "finishedAt": step.finished_at})
+    if status == FAILED:
+        nodes.append({"displayName": workflow_name, "message": "", "templateName": entrypoint,
+                      "phase": FAILED, "podName": workflow_name,
+                      "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return go_quote(go_json(nodes or None))
 
 
 @dataclasses.dataclass
@@ -119,6 +146,8 @@ class DagScheduler:
                 p for p in failed if not any(q.startswith(p + ".") for q in failed))
         if self.spec.get("onExit"):
             self.globals["workflow.status"] = status
+            self.globals["workflow.failures"] = argo_failures(
+                self.name, self.spec["entrypoint"], status, self.steps)
             self.deadline = None
             exit_node = Node(f"{self.name}.onExit", "onExit", 0)
             record = self._new_record("onExit", exit_node, self.spec["onExit"])
@@ -250,6 +279,7 @@ class DagScheduler:
         record.status = status
         record.message = message
         record.duration = time.monotonic() - self.started[id(record)]
+        record.finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         shown = record.kind == "container" or status != SUCCEEDED
         if self.echo is not None and shown:
             self.echo(f"[{record.display_name}] {status}" + (f": {message}" if message else ""))

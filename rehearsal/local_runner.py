@@ -14,7 +14,8 @@ Argo 3.3 would:
   inputs through task arguments, and DAG outputs (``valueFrom.parameter``) are supported.
 - Parameters are substituted as Argo does: ``{{inputs.parameters.x}}``,
   ``{{workflow.parameters.x}}``, ``{{tasks.T.outputs.parameters.P}}``, ``{{workflow.name}}``,
-  ``{{workflow.uid}}``, ``{{workflow.namespace}}``, ``{{workflow.status}}`` and
+  ``{{workflow.uid}}``, ``{{workflow.namespace}}``, ``{{workflow.status}}``,
+  ``{{workflow.failures}}`` (the exit handler's, Go-quoted JSON as Argo gives it) and
   ``{{pod.name}}``, in every string of a container template (the name and uid are new for
   every run, as a cluster makes them: :mod:`rehearsal.workflow_identity`):
   command, args, env, volumes, mount paths, podSpecPatch, outputs, activeDeadlineSeconds.

@@ -6,7 +6,7 @@ After a rehearsal (``rehearsal.dry_run.Rehearsal.run``), :func:`write_outputs` f
   for every step that wrote them, failed steps included (Argo's wait container saves a
   failed main container's artifacts too, so Kubeflow shows them), and ``<task name>/log.txt``,
   with the local folders the steps ran on spelled as the container paths a pod sees;
-- ``run.json``: the workflow's name and phase, and per DAG task its path, status
+- ``run.json``: the workflow's name and phase, and per DAG task its path, template, status
   (Succeeded, Failed, Skipped, Omitted), exit code, message, log and kept files (paths
   relative to DIR), and whether it has a retry strategy;
 - ``run-output.html``: ``rehearsal.run_page``'s preview of what a KFP release shows: each

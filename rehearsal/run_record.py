@@ -32,6 +32,7 @@ class StepRecord:
     argv: list[str] = dataclasses.field(default_factory=list)  # as the container runs it
     host_argv: list[str] = dataclasses.field(default_factory=list)  # as run on this host
     duration: float = 0.0
+    finished_at: str = ""  # UTC, as Argo's finishedAt (RFC 3339, seconds)
     log_path: Path | None = None
     mounts: dict[str, Path] = dataclasses.field(default_factory=dict)  # container -> host
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)

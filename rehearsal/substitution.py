@@ -8,6 +8,7 @@ then expands ``$(VAR)`` in command and args from the container's env
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -16,6 +17,9 @@ TAG = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 TASK_OUTPUT = re.compile(r"tasks\.([^.]+)\.outputs\.parameters\.(.+)")
 WORKFLOW_VARIABLES = ("workflow.name", "workflow.uid", "workflow.namespace",
                        "workflow.status", "workflow.serviceAccountName")
+# Set by Argo for a workflow with an exit handler only (workflow/validate/validate.go adds
+# its placeholder under ``if wf.Spec.OnExit != ""``, v3.3.8 to v4.0.5).
+EXIT_HANDLER_VARIABLES = ("workflow.failures",)
 
 
 class Unresolved(Exception):
@@ -85,3 +89,38 @@ def expand_k8s(text: str, env: Mapping[str, str]) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Go's encodings of ``{{workflow.failures}}``: ``strconv.Quote(json.Marshal(failures))``
+# (workflow/controller/operator.go, v3.3.8 to v4.0.5)
+
+_GO_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+                     "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+# encoding/json escapes these even in strings, for HTML safety (json.Marshal's default).
+_GO_JSON_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                 "\u2029": "\\u2029"}
+
+
+def go_json(value: Any) -> str:
+    """``json.Marshal``: compact, non-ASCII kept, ``<``, ``>``, ``&``, U+2028/9 escaped."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "".join(_GO_JSON_HTML.get(ch, ch) for ch in text)
+
+
+def go_quote(text: str) -> str:
+    """``strconv.Quote``: printable characters kept (Python's ``isprintable`` standing in
+    for Go's ``unicode.IsPrint``), the rest escaped."""
+    out = ['"']
+    for ch in text:
+        if ch in _GO_SHORT_ESCAPES:
+            out.append(_GO_SHORT_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out) + '"'

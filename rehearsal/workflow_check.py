@@ -13,7 +13,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rehearsal.substitution import TAG, TASK_OUTPUT, WORKFLOW_VARIABLES, strings
+from rehearsal.substitution import (
+    EXIT_HANDLER_VARIABLES,
+    TAG,
+    TASK_OUTPUT,
+    WORKFLOW_VARIABLES,
+    strings,
+)
 
 
 class UnsupportedWorkflowError(Exception):
@@ -106,6 +112,8 @@ def validate(workflow: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             return None if name in global_params else "no such workflow parameter"
         if tag in WORKFLOW_VARIABLES:
             return None
+        if tag in EXIT_HANDLER_VARIABLES:
+            return None if spec.get("onExit") else "set only in a workflow with spec.onExit"
         return "not supported by local_runner"
 
     seen: set[str] = set()

@@ -8,4 +8,4 @@ The same code runs on the host for tests and the local dry run.
 
 # Bump whenever the command line of ``python3 -m tao_step`` changes in a way the compiled
 # pipeline depends on: the pipeline asks for this version and an older image refuses to run.
-RUNTIME_VERSION = 2
+RUNTIME_VERSION = 3

@@ -14,6 +14,8 @@ COMMANDS = {
     "spec-check": ("tao_step.specs", "check TAO classification spec files"),
     "release": ("tao_step.claims",
                 "release the claim a run holds on the workspace (the exit handler does it)"),
+    "summary": ("tao_step.summary",
+                "report the whole run and release its claim (the exit handler does it)"),
 }
 
 USAGE = "usage: python3 -m tao_step [--require-runtime N] {%s} ..." % ",".join(sorted(COMMANDS))

@@ -17,6 +17,7 @@ TRAIN_COLOUR = "#1f77b4"
 VALIDATION_COLOUR = "#e8710a"
 CHART_WIDTH, CHART_HEIGHT = 440, 300
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 18, 52, 46
+MARGIN_TOP_WITHOUT_LEGEND = 28
 MAX_MARKED_POINTS = 40  # above this, markers would hide the line
 
 Line = Tuple[str, Sequence[Optional[float]], str, str]  # label, values, colour, dash pattern
@@ -67,17 +68,19 @@ def epoch_ticks(first: int, last: int) -> List[int]:
 
 
 def line_chart(x: float, y: float, title: str, epochs: Sequence[int], lines: Sequence[Line],
-               percent: bool = False) -> str:
-    """One chart as an SVG group whose top-left corner is at (x, y)."""
+               percent: bool = False, height: int = CHART_HEIGHT, legend: bool = True) -> str:
+    """One chart as an SVG group whose top-left corner is at (x, y); without ``legend`` the
+    caller draws one for all its charts, and the plot starts closer to the title."""
     parts = ['<g transform="translate(%g,%g)">' % (x, y),
              '<text x="%g" y="18" class="title">%s</text>'
              % (MARGIN_LEFT, escape(title))]
+    top = MARGIN_TOP if legend else MARGIN_TOP_WITHOUT_LEGEND
     plot_w = CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-    plot_h = CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    plot_h = height - top - MARGIN_BOTTOM
     values = [v for _, series, _, _ in lines for v in series if v is not None]
     if not values or not epochs:
         parts.append('<text x="%g" y="%g" class="empty">no values recorded</text></g>'
-                     % (MARGIN_LEFT + plot_w / 2, MARGIN_TOP + plot_h / 2))
+                     % (MARGIN_LEFT + plot_w / 2, top + plot_h / 2))
         return "".join(parts)
 
     y_ticks = nice_ticks(min(values), max(values))
@@ -90,7 +93,7 @@ def line_chart(x: float, y: float, title: str, epochs: Sequence[int], lines: Seq
         return MARGIN_LEFT + (epoch - x_low) / (x_high - x_low) * plot_w
 
     def py(value: float) -> float:
-        return MARGIN_TOP + (y_high - value) / (y_high - y_low) * plot_h
+        return top + (y_high - value) / (y_high - y_low) * plot_h
 
     step = y_ticks[1] - y_ticks[0]
     for tick in y_ticks:
@@ -100,23 +103,24 @@ def line_chart(x: float, y: float, title: str, epochs: Sequence[int], lines: Seq
                      % (MARGIN_LEFT - 6, py(tick) + 4, tick_label(tick, step, percent)))
     for tick in epoch_ticks(min(epochs), max(epochs)):
         parts.append('<line x1="%.1f" x2="%.1f" y1="%g" y2="%g" class="axis"/>'
-                     % (px(tick), px(tick), MARGIN_TOP + plot_h, MARGIN_TOP + plot_h + 5))
+                     % (px(tick), px(tick), top + plot_h, top + plot_h + 5))
         parts.append('<text x="%.1f" y="%g" class="xtick">%d</text>'
-                     % (px(tick), MARGIN_TOP + plot_h + 18, tick))
+                     % (px(tick), top + plot_h + 18, tick))
     parts.append('<rect x="%g" y="%g" width="%g" height="%g" class="frame"/>'
-                 % (MARGIN_LEFT, MARGIN_TOP, plot_w, plot_h))
+                 % (MARGIN_LEFT, top, plot_w, plot_h))
     parts.append('<text x="%g" y="%g" class="xlabel">epoch</text>'
-                 % (MARGIN_LEFT + plot_w / 2, CHART_HEIGHT - 8))
+                 % (MARGIN_LEFT + plot_w / 2, height - 8))
 
     legend_x = MARGIN_LEFT
     for label, series, colour, dash in lines:
         if all(v is None for v in series):
             continue
-        parts.append('<line x1="%g" x2="%g" y1="34" y2="34" stroke="%s" stroke-width="2.5"'
-                     ' stroke-dasharray="%s"/>' % (legend_x, legend_x + 24, colour, dash))
-        parts.append('<text x="%g" y="38" class="legend">%s</text>'
-                     % (legend_x + 30, escape(label)))
-        legend_x += 40 + 7 * len(label)
+        if legend:
+            parts.append('<line x1="%g" x2="%g" y1="34" y2="34" stroke="%s" stroke-width="2.5"'
+                         ' stroke-dasharray="%s"/>' % (legend_x, legend_x + 24, colour, dash))
+            parts.append('<text x="%g" y="38" class="legend">%s</text>'
+                         % (legend_x + 30, escape(label)))
+            legend_x += 40 + 7 * len(label)
         segment = []  # type: List[str]
         segments = [segment]  # runs of consecutive values; a missing value breaks the line
         points = [(epoch, series[i]) for i, epoch in enumerate(epochs)]
@@ -149,6 +153,7 @@ _STYLE = (
     ".xtick,.ytick{font-size:11px;fill:#5f6368}.ytick{text-anchor:end}"
     ".grid{stroke:#e8eaed}.axis{stroke:#9aa0a6}"
     ".frame{fill:none;stroke:#9aa0a6}.empty{font-size:12px;fill:#5f6368}"
+    ".caption{font-size:11px;fill:#5f6368}"
 )
 
 
@@ -181,3 +186,69 @@ def training_curves_html(curve: TrainingCurve, title: str, caption: str) -> str:
             "<body style=\"margin:0;font-family:Roboto,Helvetica,Arial,sans-serif\">%s"
             "<p style=\"font-size:12px;color:#5f6368;margin:4px 10px\">%s</p></body></html>"
             % (escape(title), training_curves_svg(curve, title), escape(caption)))
+
+
+# The summary's picture: both models on the same axes, for the side panel's Visualizations,
+# where each output is a PlotCard with maxDimension 500 (RunDetails.tsx, 1.8.5 to 2.17.0),
+# which makes a web-app's frame 500 px high, a 1 px border included (HTMLViewer.tsx): the
+# two charts one above the other, in 498 px, no wider than one chart.
+MODEL_COLOURS = ("#1f77b4", "#d62728")
+COMPARED_CHART_HEIGHT = 212
+COMPARED_HEIGHT = 58 + 2 * COMPARED_CHART_HEIGHT + 16
+
+
+def compared_curves_svg(curves: Sequence[Tuple[str, TrainingCurve]], title: str,
+                        caption: str) -> str:
+    """Loss, then accuracy, for each (model, curve): a colour per model, train solid and
+    validation dashed. Epochs are matched by number; a model without a value at an epoch
+    shows none there."""
+    epochs = sorted(set(e for _, curve in curves for e in curve.epochs))
+
+    def on_axis(curve: TrainingCurve, name: str) -> List[Optional[float]]:
+        by_epoch = dict(zip(curve.epochs, curve.series.get(name, [])))
+        return [by_epoch.get(e) for e in epochs]
+
+    def lines(train: str, validation: str) -> List[Line]:
+        found = []  # type: List[Line]
+        for (model, curve), colour in zip(curves, MODEL_COLOURS):
+            found.append((model + " train", on_axis(curve, train), colour, "none"))
+            found.append((model + " validation", on_axis(curve, validation), colour, "6 3"))
+        return found
+
+    legend, x = [], 10
+    for (model, _), colour in zip(curves, MODEL_COLOURS):
+        legend.append('<line x1="%g" x2="%g" y1="34" y2="34" stroke="%s" stroke-width="4"/>'
+                      '<text x="%g" y="38" class="legend">%s</text>'
+                      % (x, x + 24, colour, x + 30, escape(model)))
+        x += 44 + 7 * len(model)
+    legend.append('<line x1="10" x2="34" y1="52" y2="52" stroke="#5f6368" stroke-width="2"/>'
+                  '<text x="40" y="56" class="legend">train</text>'
+                  '<line x1="90" x2="114" y1="52" y2="52" stroke="#5f6368" stroke-width="2"'
+                  ' stroke-dasharray="6 3"/><text x="120" y="56" class="legend">validation'
+                  '</text>')
+    width, height = CHART_WIDTH, COMPARED_HEIGHT
+    return "".join([
+        '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d"'
+        ' style="display:block;max-width:100%%;height:auto" role="img">'
+        % (width, height, width, height),
+        "<title>%s</title>" % escape(title),
+        "<style>%s</style>" % _STYLE,
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        '<text x="10" y="20" class="title">%s</text>' % escape(title),
+        "".join(legend),
+        line_chart(0, 58, "Loss", epochs, lines("loss", "val_loss"),
+                   height=COMPARED_CHART_HEIGHT, legend=False),
+        line_chart(0, 58 + COMPARED_CHART_HEIGHT, "Accuracy", epochs,
+                   lines("acc", "val_acc"), percent=True, height=COMPARED_CHART_HEIGHT,
+                   legend=False),
+        '<text x="10" y="%d" class="caption">%s</text>' % (height - 4, escape(caption)),
+        "</svg>",
+    ])
+
+
+def compared_curves_html(curves: Sequence[Tuple[str, TrainingCurve]], title: str,
+                         caption: str) -> str:
+    """A complete HTML page around :func:`compared_curves_svg`, for a ``web-app`` output."""
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%s</title></head>"
+            "<body style=\"margin:0\">%s</body></html>"
+            % (escape(title), compared_curves_svg(curves, title, caption)))

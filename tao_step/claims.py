@@ -37,6 +37,8 @@ request::
 which fails, listing the claims there are, when that run holds none. The exit handler adds
 ``--run-uid UID``: a run refused by preflight holds nothing, which is then no error.
 
+(The exit handler, ``python3 -m tao_step summary``, releases with ``release_and_say``.)
+
 Runs inside the TAO 3.0 image (Python 3.6) and on the host: standard library only.
 """
 
@@ -411,37 +413,45 @@ def main(argv):
                              "calls it, so a run that holds nothing (refused by preflight) "
                              "is no error")
     arguments = parser.parse_args(argv)
-    workspace, run = arguments.workspace, arguments.run
+    return release_and_say(arguments.workspace, arguments.run, arguments.run_uid)
+
+
+def release_and_say(workspace, run, uid=None):
+    """``release``, saying on stdout what was released; the exit status (1: a name or
+    workspace given by hand that holds no claim)."""
+    def say(line):
+        print(line, flush=True)  # before whatever the caller prints next
+
     if not os.path.isdir(workspace):
-        print("release: --workspace %s: no such folder; give the workspace folder the "
+        say("release: --workspace %s: no such folder; give the workspace folder the "
               "refusal names" % workspace)
         return 1
     folder = folder_of(workspace)
     try:
-        removed, claims, damaged = release(workspace, run, arguments.run_uid)
+        removed, claims, damaged = release(workspace, run, uid)
     except ClaimError as error:
-        print("release: " + str(error))
+        say("release: " + str(error))
         return 1
     for item in damaged:
-        print("release: warning: " + item.describe())
+        say("release: warning: " + item.describe())
     if isinstance(removed, Claim):
-        print("release: released the claim of %s on %d paths: %s"
+        say("release: released the claim of %s on %d paths: %s"
               % (removed.describe(), len(removed.paths), ", ".join(removed.paths)))
         return 0
     if removed is not None:
-        print("release: removed this run's damaged claim file %s (%s)"
+        say("release: removed this run's damaged claim file %s (%s)"
               % (removed.file, removed.reason))
         return 0
-    if arguments.run_uid:
-        print("release: run %s (uid %s) holds no claim in %s"
-              % (run, arguments.run_uid, workspace))
+    if uid:
+        say("release: run %s (uid %s) holds no claim in %s"
+              % (run, uid, workspace))
         return 0
     if not os.path.isdir(folder):
         why = folder_problem(folder) or "there is no %s folder" % FOLDER
-        print("release: %s holds no claims (%s); is it the workspace the refusal names?"
+        say("release: %s holds no claims (%s); is it the workspace the refusal names?"
               % (workspace, why))
         return 1
-    print("release: run %s holds no claim in %s; %s" % (run, workspace,
+    say("release: run %s holds no claim in %s; %s" % (run, workspace,
                                                         listing(claims)))
     return 1
 

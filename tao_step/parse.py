@@ -75,12 +75,6 @@ def last_value(text: str, label: str) -> Optional[float]:
     return finite(matches[-1]) if matches else None
 
 
-def plain_decimal(value: float) -> str:
-    """A decimal without exponent or sign noise (Argo compares these files as numbers)."""
-    text = ("%.12f" % value).rstrip("0")
-    return text + "0" if text.endswith(".") else text
-
-
 # --------------------------------------------------------------------------- evaluate
 
 ClassRow = namedtuple("ClassRow", "name precision recall f1 support")

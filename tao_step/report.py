@@ -19,7 +19,8 @@ KINDs (``python3 -m tao_step report KIND --help`` for the options):
   prune      after ``classification prune``: pruning ratio, model sizes
   inference  after ``classification inference -d DIR``: predictions from DIR/result.csv
   convert    after ``converter``: the TensorRT engine's path, precision and size
-  summary    (no COMMAND) the run-level report from the other steps' plain-text outputs
+
+Every KIND also keeps what it found for the run's summary (``tao_step.results``).
 """
 
 import argparse
@@ -35,17 +36,12 @@ import time
 from collections import Counter, OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from tao_step import kfp_ui, parse, profiles
+from tao_step import kfp_ui, parse, profiles, results
 from tao_step.chart import training_curves_html
 from tao_step.kfp_ui import PERCENTAGE, md_escape, md_table
 
 LABELS = ("baseline", "retrained")
-UNKNOWN = "unknown"
-TOP1_FILE = "top1_accuracy"
-PRUNING_RATIO_FILE = "pruning_ratio"
 MB = 1000.0 * 1000.0
-# Artifacts of these names (``--artifact NAME=PATH`` of ``summary``) give the size reduction.
-UNPRUNED_ARTIFACT, PRUNED_ARTIFACT = "unpruned-model", "pruned-model"
 REDACTED = "***"
 # What evaluate publishes, capped so a large class count never means megabytes inline:
 # the matrix as a markdown table up to this many classes (it fits a 400 px card) ...
@@ -57,6 +53,8 @@ CONFUSION_VIEWER_MAX_CLASSES = 26
 # and the per-class table up to this many rows.
 MAX_CLASS_ROWS = 1000
 KEY_FLAGS = ("-k", "--key")
+# The training curve's series the summary draws again.
+CURVE_SERIES = ("loss", "val_loss", "acc", "val_acc")
 
 
 def top1_metric(label: str) -> str:
@@ -248,14 +246,12 @@ class Outputs(object):
         self.metrics = []  # type: List[dict]
         self.ui = []  # type: List[dict]
         self.files = OrderedDict()  # type: OrderedDict
+        # What the run's summary reads (tao_step.results): what the kind found.
+        self.result = OrderedDict()  # type: OrderedDict
 
     def metric(self, name: str, value: Optional[float], fmt: str) -> None:
         if value is not None:
             self.metrics.append(kfp_ui.metric(name, value, fmt))
-
-    def text_file(self, name: str, value: str) -> None:
-        """A plain-text file in the out dir (an output parameter for the pipeline)."""
-        self.files[os.path.join(self.out_dir, name)] = value
 
     def reset(self) -> None:
         """Remove what an earlier run left and write the pessimistic defaults now, so a
@@ -415,6 +411,9 @@ def report_train(args, output: str, out: Outputs) -> int:
     elif notes:
         text += "\nThe curve comes from the log because %s.\n" % md_escape("; ".join(notes))
     out.ui.append(kfp_ui.markdown(text))
+    out.result.update(label=args.label, final_accuracy=acc, final_loss=loss, curve=None if (
+        curve is None) else {"epochs": curve.epochs, "source": curve.source, "series": {
+            name: curve.series[name] for name in CURVE_SERIES if name in curve.series}})
     if curve is not None:
         title = "Training curve: %s model" % args.label
         out.ui.append(kfp_ui.web_app(training_curves_html(
@@ -499,7 +498,6 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
         warn(left_out_sentence(ev.left_out, quote=repr))
 
     out.metric(top1_metric(label), ev.top1, PERCENTAGE)
-    out.text_file(TOP1_FILE, parse.plain_decimal(ev.top1) if ev.top1 is not None else UNKNOWN)
 
     status = 0
     minimum = args.min_accuracy_value
@@ -575,9 +573,22 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
         else:
             warn("class names are not unique or have surrounding spaces; confusion matrix "
                  "viewer not used")
+    out.result.update(
+        label=label, top1=ev.top1, correct=ev.correct, images=images,
+        top1_source=ev.top1_source, top_k=args.top_k, topk=ev.topk, loss=ev.loss,
+        classes=classes or None, problems=list(ev.problems), gate=None if not args.gate_file
+        else {"min_accuracy": minimum, "verdict": out.files[args.gate_file],
+              "sentence": gate_sentence(label, ev.top1, minimum)})
+    if ev.matrix is not None and names is not None:
+        if len(names) <= MARKDOWN_MATRIX_MAX_CLASSES:
+            out.result.update(class_names=names, matrix=ev.matrix)
+        else:
+            out.result["confused_pairs"] = [list(p) for p in pairs[:MAX_CONFUSED_PAIRS]]
     if ev.class_stats and ev.class_names is not None:
         digits = 4 if exact else 2
         stats = ev.class_stats[:MAX_CLASS_ROWS]
+        out.result.update(class_digits=digits, class_stats=[
+            [s.name, s.precision, s.recall, s.f1, s.support] for s in stats])
         # First column: the class name, in TAO's (sorted) class order, so the UI's sort by
         # the first column keeps it.
         out.ui.append(kfp_ui.table(
@@ -591,9 +602,10 @@ def report_prune(args, output: str, out: Outputs) -> int:
     ratio = parse.parse_pruning_ratio(output)
     if ratio is None:
         warn("no 'Pruning ratio (pruned model / original model):' line in the output")
-    out.text_file(PRUNING_RATIO_FILE, parse.plain_decimal(ratio) if ratio is not None else UNKNOWN)
     size_in, size_out = path_size(args.input_model), path_size(args.output_model)
     reduction = 1 - size_out / size_in if size_in and size_out else None
+    out.result.update(ratio=ratio, input_model=args.input_model, input_size=size_in,
+                      output_model=args.output_model, output_size=size_out)
     rows = [("Pruning ratio (pruned / original model)",
              "%.4f" % ratio if ratio is not None else "unknown"),
             ("Original model", "%s, %s" % (md_code(args.input_model), megabytes(size_in))),
@@ -629,6 +641,7 @@ def report_inference(args, output: str, out: Outputs) -> int:
     so no status.json says so."""
     path = os.path.join(args.image_dir, "result.csv")
     title = "### Inference on %s\n\n" % md_code(args.image_dir)
+    out.result.update(image_dir=args.image_dir, images=0, counts=[])
     if not os.path.isfile(path):
         error("inference exited 0 but wrote no %s: it classified nothing, so this step fails"
               % path)
@@ -651,6 +664,7 @@ def report_inference(args, output: str, out: Outputs) -> int:
     total = len(predictions)
     counts = Counter(p.class_name for p in predictions)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    out.result.update(images=total, counts=[list(item) for item in ranked], skipped=skipped)
     text = title + "%d images classified into %d classes (%s).\n" % (
         total, len(counts), ", ".join("%s: %d" % (md_escape(name), n) for name, n in ranked))
     if total > args.max_rows:
@@ -674,6 +688,7 @@ def report_inference(args, output: str, out: Outputs) -> int:
 
 def report_convert(args, output: str, out: Outputs) -> int:
     size = path_size(args.engine)
+    out.result.update(engine=args.engine, precision=args.precision, size=size)
     rows = [("Engine", md_code(args.engine)), ("Precision", args.precision.upper()),
             ("Size", megabytes(size) if size else "not written")]
     text = "### TensorRT engine\n\n" + md_table(("Measure", "Value"), rows)
@@ -686,66 +701,11 @@ def report_convert(args, output: str, out: Outputs) -> int:
     return 0
 
 
-def _reported(text: str, what: str, check: Callable[[Optional[float]], Optional[float]]
-              ) -> Optional[float]:
-    """A value another step wrote as plain text (``unknown`` when it could not be read)."""
-    if text.strip().lower() in (UNKNOWN, ""):
-        return None
-    value = check(parse.finite(text.strip()))
-    if value is None:
-        warn("%s %r is not a valid number; shown as unknown" % (what, text))
-    return value
-
-
-def report_summary(args, output: str, out: Outputs) -> int:
-    baseline = _reported(args.baseline_accuracy, "baseline accuracy", parse.fraction)
-    retrained = _reported(args.retrained_accuracy, "retrained accuracy", parse.fraction)
-    ratio = _reported(args.pruning_ratio, "pruning ratio",
-                      lambda v: v if v is not None and v > 0 else None)
-
-    def shown(value: Optional[float]) -> str:
-        return pct(value) if value is not None else "unknown"
-
-    change = ("%+.2f points" % ((retrained - baseline) * 100)
-              if baseline is not None and retrained is not None else "-")
-    text = "## Run summary\n\n" + md_table(
-        ("", "Baseline", "Retrained (pruned)", "Change"),
-        [("Top-1 accuracy", shown(baseline), shown(retrained), change)])
-
-    sizes = OrderedDict((name, (path, path_size(path))) for name, path in args.artifact_pairs)
-    text += "\nPruning ratio (pruned / original model): %s.\n" % (
-        "%.4f" % ratio if ratio is not None else "unknown")
-    unpruned, pruned = sizes.get(UNPRUNED_ARTIFACT), sizes.get(PRUNED_ARTIFACT)
-    if unpruned and pruned and unpruned[1] and pruned[1]:
-        text += "Model file: %s → %s (%s smaller).\n" % (
-            megabytes(unpruned[1]), megabytes(pruned[1]), pct(1 - pruned[1] / unpruned[1], 1))
-    verdict = gate_sentence("retrained", retrained, args.min_accuracy_value, args.profile)
-    text += "\n" + verdict + "\n"
-    missing = [name for name, (_, size) in sizes.items() if size is None]
-    if sizes:
-        # A markdown table, not a KFP table: PagedTable would re-sort the rows by name and
-        # page them by 10, mixing "not produced" into the rest.
-        text += "\n### Artifacts: %d of %d produced\n\n" % (len(sizes) - len(missing),
-                                                            len(sizes))
-        text += md_table(("Artifact", "Path", "Status", "Size"), [
-            (md_escape(name), md_code(path),
-             "present" if size is not None else "**not produced**",
-             megabytes(size) if size is not None else "-")
-            for name, (path, size) in sizes.items()])
-    out.ui.append(kfp_ui.markdown(text))
-    if args.gate == "fail":
-        error("the quality gate failed: " + verdict.split("— ", 1)[-1])
-        return 1
-    return 0
-
-
 # --------------------------------------------------------------------------- command line
 
 class Kind(object):
-    def __init__(self, report: Callable[..., int], runs_command: bool = True,
-                 publishes: bool = True):
+    def __init__(self, report: Callable[..., int], publishes: bool = True):
         self.report = report
-        self.runs_command = runs_command
         self.publishes = publishes
 
 
@@ -760,7 +720,6 @@ KINDS = OrderedDict([
     ("prune", Kind(report_prune)),
     ("inference", Kind(report_inference)),
     ("convert", Kind(report_convert)),
-    ("summary", Kind(report_summary, runs_command=False)),
 ])
 
 
@@ -893,21 +852,19 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
 
     def kind(name: str, summary: str) -> argparse.ArgumentParser:
-        usage = "python3 -m tao_step report %s [options]%s" % (
-            name, " -- COMMAND [ARGS...]" if KINDS[name].runs_command else "")
+        usage = "python3 -m tao_step report %s [options] -- COMMAND [ARGS...]" % name
         sub = kinds.add_parser(name, help=summary, description=summary, usage=usage)
         sub.add_argument("--out-dir", required=True,
                          help="where the mlpipeline-*.json files and plain-text outputs go")
-        if KINDS[name].runs_command:
-            sub.add_argument("--keep-previous", action="append", default=[], metavar="PATH",
-                             help="before running, move what an earlier run left at PATH to "
-                                  "PATH.previous-<UTC time> (repeatable); nothing is deleted")
-            sub.add_argument("--require", action="append", default=[], metavar="PATH",
-                             help="refuse to run the command unless PATH exists (repeatable): "
-                                  "an input whose absence TAO would not report")
-            sub.add_argument("--status-json", metavar="PATH",
-                             help="the status.json TAO 5 appends to: the step fails if the "
-                                  "command recorded a FAILURE there, even when it exited 0")
+        sub.add_argument("--keep-previous", action="append", default=[], metavar="PATH",
+                         help="before running, move what an earlier run left at PATH to "
+                              "PATH.previous-<UTC time> (repeatable); nothing is deleted")
+        sub.add_argument("--require", action="append", default=[], metavar="PATH",
+                         help="refuse to run the command unless PATH exists (repeatable): "
+                              "an input whose absence TAO would not report")
+        sub.add_argument("--status-json", metavar="PATH",
+                         help="the status.json TAO 5 appends to: the step fails if the "
+                              "command recorded a FAILURE there, even when it exited 0")
         return sub
 
     sub = kind("run", "run a command with the re-run policy, publishing nothing")
@@ -948,18 +905,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--precision", required=True, type=str.lower,
                      choices=("fp32", "fp16", "int8"), help="converter's -t")
 
-    sub = kind("summary", "write the run-level report (no COMMAND)")
-    sub.add_argument("--baseline-accuracy", required=True, help="evaluate's top1_accuracy")
-    sub.add_argument("--retrained-accuracy", required=True, help="evaluate's top1_accuracy")
-    sub.add_argument("--pruning-ratio", required=True, help="prune's pruning_ratio")
-    sub.add_argument("--min-accuracy", help="the quality gate threshold used")
-    release_option(sub)
-    sub.add_argument("--gate", choices=("pass", "fail"),
-                     help="reevaluate's verdict; with 'fail' the report is written and the "
-                          "step then fails, so the run shows that the model did not pass")
-    sub.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
-                     help="a file or folder the run should have produced; %r and %r give "
-                          "the size reduction" % (UNPRUNED_ARTIFACT, PRUNED_ARTIFACT))
     return parser
 
 
@@ -971,12 +916,6 @@ def _check(args) -> Optional[str]:
         return problem
     if args.kind == "evaluate" and bool(args.gate_file) != (args.min_accuracy is not None):
         return "--gate-file and --min-accuracy go together"
-    args.artifact_pairs = []
-    for item in getattr(args, "artifact", []):
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            return "--artifact needs NAME=PATH, got %r" % item
-        args.artifact_pairs.append((name.strip(), path.strip()))
     return None
 
 
@@ -1004,82 +943,81 @@ def main(argv: Sequence[str]) -> int:
               "values (preflight refuses them)")
         return 2
     problem = _check(args)
-    if problem is None and kind.runs_command and not command:
+    if problem is None and not command:
         problem = "%s needs the TAO command after --" % args.kind
-    if problem is None and not kind.runs_command and command:
-        problem = "%s runs no command; remove everything from -- on" % args.kind
     if problem:
         error(problem)
         return 2
 
     out = Outputs(args.out_dir)
-    if args.kind == "evaluate":
-        out.text_file(TOP1_FILE, UNKNOWN)
-        if args.gate_file:
-            out.files[args.gate_file] = "fail"
-    elif args.kind == "prune":
-        out.text_file(PRUNING_RATIO_FILE, UNKNOWN)
+    if getattr(args, "gate_file", None):
+        out.files[args.gate_file] = "fail"
     out.reset()
+    forgotten = results.forget()
+    if forgotten:
+        warn(forgotten)
     if getattr(args, "hand_over", None) and os.path.exists(args.hand_over):
         os.remove(args.hand_over)  # ours, from an earlier run: never shown as this run's
 
-    if kind.runs_command:
-        missing = [path for path in args.require if not os.path.exists(path)]
-        if missing:
-            error("%s does not exist; this step needs it and TAO would carry on without it "
-                  "(e.g. INT8 calibration on random data): run the step that writes it first"
-                  % missing[0])
-            return 1
-        refused = claim_outputs(args.keep_previous + ngc_model_folder(args))
-        if refused is not None:
-            error(refused)
-            return 1
-        kept = keep_previous(args.keep_previous + ngc_model_folder(args))
-        if kept is not None:
-            error(kept)
-            return 1
-        status_start = status_json_size(args.status_json)
+    missing = [path for path in args.require if not os.path.exists(path)]
+    if missing:
+        error("%s does not exist; this step needs it and TAO would carry on without it "
+              "(e.g. INT8 calibration on random data): run the step that writes it first"
+              % missing[0])
+        return 1
+    refused = claim_outputs(args.keep_previous + ngc_model_folder(args))
+    if refused is not None:
+        error(refused)
+        return 1
+    kept = keep_previous(args.keep_previous + ngc_model_folder(args))
+    if kept is not None:
+        error(kept)
+        return 1
+    status_start = status_json_size(args.status_json)
     if args.kind == "evaluate" and args.top_k is None and args.spec:
         args.top_k = spec_top_k(args.spec)
 
-    output = ""
-    if command:
-        say("running: " + shown_command(command))
-        env = ngc_org_env(args)
-        hook_dir = None
-        if args.kind == "evaluate":
-            hook_dir = tempfile.mkdtemp(prefix="tao_step-numpy-")
-            env.update(numpy_hook_env(hook_dir))
-        try:
-            status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
-                                           _SECRETS, extra_env=env)
-        except OSError as exc:
-            missing = isinstance(exc, FileNotFoundError)
-            error("%s: %s" % ("command not found" if missing else "cannot run",
-                              shlex.quote(command[0])))
-            return 127 if missing else 126
-        finally:
-            if hook_dir:
-                shutil.rmtree(hook_dir, ignore_errors=True)
-        if status != 0:
-            code = status if status > 0 else 128 - status  # killed by a signal: 128 + N
-            error("%s exited with status %d; nothing is published"
-                  % (shlex.quote(command[0]), code))
-            return code
-        failure = recorded_failure(args.status_json, status_start)
-        if failure is not None:
-            error("%s exited 0 but recorded a failure in %s: %s; nothing is published"
-                  % (shlex.quote(command[0]), args.status_json, failure))
-            return 1
-        crash = parse.crash_line(output)
-        if crash:
-            error("%s exited with status 0 but printed %r: it failed, so this step fails "
-                  "and nothing read from its output is published"
-                  % (shlex.quote(command[0]), crash))
-            return 1
+    say("running: " + shown_command(command))
+    env = ngc_org_env(args)
+    hook_dir = None
+    if args.kind == "evaluate":
+        hook_dir = tempfile.mkdtemp(prefix="tao_step-numpy-")
+        env.update(numpy_hook_env(hook_dir))
+    try:
+        status, output = run_streaming(command, getattr(sys.stdout, "buffer", sys.stdout),
+                                       _SECRETS, extra_env=env)
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        error("%s: %s" % ("command not found" if missing else "cannot run",
+                          shlex.quote(command[0])))
+        return 127 if missing else 126
+    finally:
+        if hook_dir:
+            shutil.rmtree(hook_dir, ignore_errors=True)
+    if status != 0:
+        code = status if status > 0 else 128 - status  # killed by a signal: 128 + N
+        error("%s exited with status %d; nothing is published"
+              % (shlex.quote(command[0]), code))
+        return code
+    failure = recorded_failure(args.status_json, status_start)
+    if failure is not None:
+        error("%s exited 0 but recorded a failure in %s: %s; nothing is published"
+              % (shlex.quote(command[0]), args.status_json, failure))
+        return 1
+    crash = parse.crash_line(output)
+    if crash:
+        error("%s exited with status 0 but printed %r: it failed, so this step fails "
+              "and nothing read from its output is published"
+              % (shlex.quote(command[0]), crash))
+        return 1
     status = kind.report(args, output, out)
     if kind.publishes:
         out.write()
+    wrote = args.keep_previous + ngc_model_folder(args) + (
+        [args.status_json] if args.status_json else [])
+    kept = results.keep(dict(out.result, kind=args.kind, status=status, wrote=wrote))
+    if kept:
+        warn(kept)
     if getattr(args, "hand_over", None):
         os.makedirs(os.path.dirname(os.path.abspath(args.hand_over)), exist_ok=True)
         kfp_ui.write_json(args.hand_over, kfp_ui.ui_metadata_document(out.ui))

@@ -137,14 +137,30 @@ def fake_tao(*ops) -> list[str]:
     return [PYTHON, str(FAKE_TAO), *(str(op) for op in ops)]
 
 
-def run_report(*options, command=None, timeout=60) -> subprocess.CompletedProcess:
-    """``python -m tao_step report OPTIONS [-- COMMAND]`` as the pipeline runs it."""
+def run_report(*options, command=None, timeout=60, env=None) -> subprocess.CompletedProcess:
+    """``python -m tao_step report OPTIONS [-- COMMAND]`` as the pipeline runs it, with
+    ``env`` (e.g. :func:`run_env`) added to the environment."""
     argv = [PYTHON, "-m", "tao_step", "report", *(str(o) for o in options)]
     if command is not None:
         argv += ["--", *command]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=timeout,
                           encoding="utf-8", errors="replace", check=False)
+
+
+RUN_UID = "2f0c5c3e-1a7b-4d52-9f53-0d3c1c2b9a11"
+
+
+def run_env(tmp_path: Path, step: str) -> dict[str, str]:
+    """What the pipeline tells a step about its run (workspace ``tmp_path/ws``)."""
+    return {"TAO_RUN_WORKSPACE": str(tmp_path / "ws"), "TAO_RUN_NAME": "tao-iva-run-x1y2z",
+            "TAO_RUN_UID": RUN_UID, "TAO_RUN_STEP": step}
+
+
+def kept_result(tmp_path: Path, step: str) -> dict | None:
+    """The result a step kept for the summary under :func:`run_env`, or None."""
+    path = tmp_path / "ws" / ".tao-run-claims" / "results" / RUN_UID / f"{step}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _load_sample_maker():

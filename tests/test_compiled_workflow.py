@@ -113,15 +113,13 @@ DATA_EDGES = {
 }
 # The quality gate: nothing is exported before reevaluate-model's verdict.
 GATE_EDGES = {("reevaluate-model", s) for s in ("export-model", "export-int8-model", "convert-trt")}
-# preflight comes first (every other step is downstream of its two successors), and the
-# summary reads what everything produced.
-CHECK_EDGES = {("preflight", "download-model"), ("preflight", "calibrate-model")} | {
-    (s, "summary") for s in ("evaluate-model", "prune-model", "reevaluate-model", "test-infer",
-                             "export-model", "export-int8-model", "convert-trt")}
+# preflight comes first (every other step is downstream of its two successors). The
+# summary is no DAG task: it is the exit handler, after every step however they end.
+CHECK_EDGES = {("preflight", "download-model"), ("preflight", "calibrate-model")}
 
 # calibrate-model too: TAO's wrapper needs nvidia-smi to list a GPU before any subtask.
 GPU_STEPS = {name for name in ORIGINAL_STEPS if name != "download-model"}
-NON_TAO_STEPS = {"preflight", "download-model", "summary", "release-claim"}
+NON_TAO_STEPS = {"preflight", "download-model", "summary"}
 
 # What each step reports to the UI (tao_step report KIND and its options), and the paths
 # whose earlier-run contents it moves aside first.
@@ -175,7 +173,7 @@ def runtime_args(template: dict) -> list:
     """The arguments to tao_step, after the bootstrap that runs it."""
     full = argv(template)
     assert full[:3] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP]
-    assert full[3:5] == ["--require-runtime", "2"]
+    assert full[3:5] == ["--require-runtime", "3"]
     return full[5:]
 
 
@@ -205,10 +203,19 @@ def test_form_is_the_original_in_order_with_consistent_defaults(default_workflow
     assert [(i["name"], i["default"]) for i in spec["inputs"]] == ORIGINAL_FORM + ADDED_FORM
 
 
-def test_the_eleven_original_steps_plus_preflight_summary_and_release(default_workflow):
+def test_the_eleven_original_steps_plus_preflight_and_summary(default_workflow):
     names = {default_workflow.display_name(t) for t in default_workflow.container_templates}
-    assert names == set(ORIGINAL_STEPS) | {"preflight", "summary", "release-claim"}
+    assert names == set(ORIGINAL_STEPS) | {"preflight", "summary"}
     assert set(pipeline.STEP_NAMES) == names
+
+
+def test_every_step_names_itself_for_the_result_it_keeps(default_workflow):
+    """tao_step.results names a step's result file after TAO_RUN_STEP: one per step."""
+    for template in default_workflow.container_templates:
+        env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+        assert env["TAO_RUN_STEP"] == default_workflow.display_name(template)
+        assert env["TAO_RUN_UID"] == "{{workflow.uid}}"
+        assert env["TAO_RUN_WORKSPACE"] == P("tao_mount_dir")
 
 
 @pytest.mark.parametrize("step", ORIGINAL_STEPS)
@@ -234,7 +241,7 @@ def test_outputs_the_ui_collects(default_workflow):
         name = default_workflow.display_name(template)
         artifacts = {a["name"]: a["path"] for a in template.get("outputs", {}).get("artifacts", [])}
         # train hands its report to evaluate (docs/tao-step-report.md, retries)
-        if "--hand-over" in REPORTS.get(name, ["run"]) or (
+        if name == "preflight" or "--hand-over" in REPORTS.get(name, ["run"]) or (
                 REPORTS.get(name, ["run"])[0] == "run" and name != "summary"):
             assert "mlpipeline-ui-metadata" not in artifacts, name
             continue
@@ -244,10 +251,12 @@ def test_outputs_the_ui_collects(default_workflow):
         name: {p["name"] for p in default_workflow.step(name)["outputs"].get("parameters", [])}
         for name in ("evaluate-model", "reevaluate-model", "prune-model")
     }
+    # The only output parameter: the gate's verdict, read by the export conditions. The
+    # figures reach the summary through the workspace (an exit handler reads no outputs).
     assert outputs == {
-        "evaluate-model": {"evaluate-model-top1_accuracy"},
-        "reevaluate-model": {"reevaluate-model-top1_accuracy", "reevaluate-model-gate"},
-        "prune-model": {"prune-model-pruning_ratio"},
+        "evaluate-model": set(),
+        "reevaluate-model": {"reevaluate-model-gate"},
+        "prune-model": set(),
     }
 
 
@@ -383,12 +392,24 @@ def test_every_step_uses_the_default_image(default_workflow):
     assert images == {pipeline.ops.DEFAULT_IMAGE}
 
 
-def test_the_exit_handler_releases_the_claim_preflight_takes(default_workflow):
+def test_the_exit_handler_reports_the_run_and_releases_the_claim_preflight_takes(
+        default_workflow):
     spec = default_workflow.doc["spec"]
-    release = default_workflow.templates[spec["onExit"]]
-    assert default_workflow.display_name(release) == "release-claim"
-    assert runtime_args(release) == ["release", "--workspace", P("tao_mount_dir"), "--run",
-                                     "{{workflow.name}}", "--run-uid", "{{workflow.uid}}"]
+    summary = default_workflow.templates[spec["onExit"]]
+    # found by its template name, "summary" (KFP labels the node "onExit - summary")
+    assert spec["onExit"] == "summary" == default_workflow.display_name(summary)
+    args = runtime_args(summary)
+    assert args[:13] == ["summary", "--out-dir", "/tmp/kfp-outputs", "--workspace",
+                         P("tao_mount_dir"), "--run", "{{workflow.name}}", "--run-uid",
+                         "{{workflow.uid}}", "--status", "{{workflow.status}}",
+                         "--failures", "{{workflow.failures}}"]
+    artifacts = [tuple(args[i + 1:i + 3]) for i, a in enumerate(args) if a == "--artifact"]
+    assert artifacts == [(name, W(param) + suffix)
+                         for name, param, suffix in pipeline.SUMMARY_ARTIFACTS
+                         if param != "convert_trt_results_dir"]  # a TAO 5 parameter
+    # It publishes, so it has no retry strategy (a Retry node would show its report twice).
+    assert "retryStrategy" not in summary
+    assert summary["activeDeadlineSeconds"] == 600
     (preflight,) = default_workflow.steps("preflight")
     args = runtime_args(preflight)
     assert args[:7] == ["preflight", "--workspace", P("tao_mount_dir"), "--run",
@@ -397,7 +418,7 @@ def test_the_exit_handler_releases_the_claim_preflight_takes(default_workflow):
     (group,) = spec["templates"][[t["name"] for t in spec["templates"]].index(
         spec["entrypoint"])]["dag"]["tasks"]
     inner = {t["name"] for t in default_workflow.templates[group["template"]]["dag"]["tasks"]}
-    assert "preflight" in inner and "summary" in inner
+    assert "preflight" in inner and "summary" not in default_workflow.tasks()
 
 
 def test_every_dag_states_failfast_false(default_workflow):

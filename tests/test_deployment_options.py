@@ -12,7 +12,7 @@ from validation import argo_problems, kubernetes_problems, pods_with_defaults
 from rehearsal.workflow_view import CompiledWorkflow
 
 TEST_KEY = "nvidia_tlt"  # the api_key default: must vanish with --key-secret
-NON_TAO_STEPS = {"preflight", "download-model", "summary", "release-claim"}
+NON_TAO_STEPS = {"preflight", "download-model", "summary"}
 
 
 def compiled(tmp_path, *args) -> CompiledWorkflow:
@@ -65,8 +65,7 @@ def test_default_failure_policy_and_time_limits(default_workflow):
         if retry:
             retried.add(name)
         expected = {"download-model": 3600, "train-model": 72 * 3600,
-                    "retrain-model": 72 * 3600, "preflight": 600, "summary": 600,
-                    "release-claim": 600}
+                    "retrain-model": 72 * 3600, "preflight": 600, "summary": 600}
         assert template["activeDeadlineSeconds"] == expected.get(name, 6 * 3600)
     # The long steps keep their retry: training hands its report to the evaluate steps.
     assert {"train-model", "retrain-model", "download-model", "export-model"} <= retried

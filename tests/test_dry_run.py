@@ -22,7 +22,9 @@ from conftest import ENTRY_POINT, REPO, main_error, run_compiler
 from rehearsal.fake_tao.make_dataset import make_dataset
 from rehearsal.path_map import PathMap
 
-STATUS = re.compile(r"^\s+(Succeeded|Failed|Skipped|Omitted)\s+([\w-]+):", re.M)
+# A task's status line; the exit handler's node is Argo's "onExit", running template summary.
+STATUS = re.compile(r"^\s+(Succeeded|Failed|Skipped|Omitted)\s+([\w-]+|onExit \(summary\)):",
+                    re.M)
 STEPS = ("preflight", "download-model", "train-model", "evaluate-model", "prune-model",
          "retrain-model", "reevaluate-model", "test-infer", "export-model", "calibrate-model",
          "export-int8-model", "convert-trt", "summary")
@@ -40,7 +42,7 @@ def dry_run(*args: str, env: dict | None = None):
     statuses = {}
     for status, name in STATUS.findall(result.stdout):
         if not name.startswith(("condition-", "exit-handler-")):
-            statuses.setdefault(name, []).append(status)
+            statuses.setdefault(name.replace("onExit (summary)", "summary"), []).append(status)
     return result, statuses
 
 
@@ -80,8 +82,9 @@ def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds
     result, statuses = dry_run("--workspace", str(workspace), env={"FAKE_TAO_FAIL": "prune"})
     assert result.returncode == 1
     assert statuses["prune-model"] == ["Failed"]
-    for step in ("retrain-model", "reevaluate-model", "test-infer", "summary"):
+    for step in ("retrain-model", "reevaluate-model", "test-infer"):
         assert statuses[step] == ["Omitted"], step
+    assert statuses["summary"] == ["Succeeded"]  # the exit handler reports it
     for step in ("preflight", "download-model", "calibrate-model", "train-model",
                  "evaluate-model"):
         assert statuses[step] == ["Succeeded"], step
@@ -99,19 +102,31 @@ def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds
     assert (kept_output / "weights" / "resnet_080.tlt").read_bytes() == before[1]
 
 
-def test_a_failed_test_infer_stops_only_the_summary_as_on_the_cluster(tmp_path):
+def test_a_failed_test_infer_stops_nothing_else_and_the_summary_reports_it(tmp_path):
     """failFast: false in every DAG, and Argo v3.3.8 starts every ready task either way:
-    the exports run on, the summary (which needs test-infer) does not; the exit handler
-    releases the run's claim on the workspace all the same."""
-    workspace = tmp_path / "ws"
-    result, statuses = dry_run("--workspace", str(workspace), env={"FAKE_TAO_FAIL": "inference"})
+    the exports run on. The exit handler, summary, reports the run as Argo would let it
+    (workflow.status, workflow.failures): which step failed with its message, and what
+    was produced; then it releases the run's claim on the workspace."""
+    workspace, out = tmp_path / "ws", tmp_path / "kfp"
+    result, statuses = dry_run("--workspace", str(workspace), "--outputs", str(out),
+                               env={"FAKE_TAO_FAIL": "inference"})
     assert result.returncode == 1
     assert statuses["test-infer"] == ["Failed"]
-    assert statuses["summary"] == ["Omitted"]
-    for step in GATED + ("reevaluate-model", "calibrate-model"):
+    for step in GATED + ("reevaluate-model", "calibrate-model", "summary"):
         assert statuses[step] == ["Succeeded"], step
-    assert re.search(r"Succeeded\s+onExit \(release-claim\)", result.stdout)
     assert list((workspace / ".tao-run-claims").glob("*.json")) == []
+    ui = json.loads((out / "onExit" / "mlpipeline-ui-metadata.json").read_text())
+    text = "\n".join(o["source"] for o in ui["outputs"] if o["type"] == "markdown")
+    assert text.startswith("## Run summary: Failed\n\n- **test-infer** failed: Error (exit "
+                           "code 1)\n\n")
+    assert "**Test inference**: no result: test-infer failed." in text
+    assert "**TensorRT engine**: `tao-experiments/export/final_model.trt`, INT8," in text
+    assert "### Artifacts: 12 of 13 produced by this run" in text
+    assert ("- **predictions** `tao-experiments/data/split/test/person/result.csv`: "
+            "**not produced**") in text
+    # every report output a user looks for, also for a run that failed
+    assert [o["type"] for o in ui["outputs"]] == [
+        "markdown", "web-app", "markdown", "table", "markdown"]
 
 
 def test_running_twice_on_one_workspace_loses_nothing(tmp_path):
@@ -158,7 +173,7 @@ def test_two_dry_runs_on_one_workspace_one_proceeds_the_other_is_refused(tmp_pat
     assert f"python3 -m tao_step release --workspace {workspace} --run {holder}\n" in (
         second.stdout)
     # The refused run's exit handler releases nothing and succeeds; the holder's releases.
-    assert re.search(r"Succeeded\s+onExit \(release-claim\)", second.stdout)
+    assert re.search(r"Succeeded\s+onExit \(summary\)", second.stdout)
     assert first.returncode == 0, rest
     assert f"Workflow {holder}: Succeeded" in rest
     assert list((workspace / ".tao-run-claims").glob("*.json")) == []
@@ -171,11 +186,18 @@ def test_deployment_options_rehearse_too():
     assert all(s == ["Succeeded"] for s in statuses.values())
 
 
-def test_the_key_never_appears_in_the_report():
-    result, _ = dry_run("--param", "api_key=s3cr3t-key-value", env={"FAKE_TAO_FAIL": "train"})
+def test_the_key_never_appears_in_the_report(tmp_path):
+    out = tmp_path / "kfp"
+    result, statuses = dry_run("--param", "api_key=s3cr3t-key-value", "--outputs", str(out),
+                               env={"FAKE_TAO_FAIL": "train"})
     assert result.returncode == 1
     assert "s3cr3t-key-value" not in result.stdout + result.stderr
     assert "-k ***" in result.stdout
+    # nor in anything Kubeflow would show: steps' outputs and logs, the summary's report
+    assert statuses["summary"] == ["Succeeded"]
+    kept = [p for p in out.rglob("*") if p.is_file()]
+    assert out / "onExit" / "mlpipeline-ui-metadata.json" in kept
+    assert not [p for p in kept if "s3cr3t-key-value" in p.read_text()]
 
 
 # ------------------------------------------------------------------ misconfigurations
@@ -354,6 +376,7 @@ def test_workspace_mistakes_are_caught_by_preflight_before_any_gpu_step(tmp_path
     result, statuses = dry_run(*make_args(tmp_path))
     assert result.returncode == 1, result.stdout
     assert statuses.pop("preflight") == ["Failed"]
+    assert statuses.pop("summary") == ["Succeeded"]  # the exit handler reports it
     assert all(s == ["Omitted"] for s in statuses.values()), statuses
     tail = result.stdout[result.stdout.index("(template preflight) failed"):]
     assert expected in tail, tail

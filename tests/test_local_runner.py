@@ -26,6 +26,7 @@ from kubernetes.client import (
 )
 
 from rehearsal import local_runner
+from rehearsal.dag_scheduler import fnv32a
 from rehearsal.local_runner import UnsupportedWorkflowError, evaluate_when, expand_k8s, run_workflow
 from rehearsal.workflow_identity import NAME_ALPHABET
 
@@ -383,7 +384,8 @@ def test_when_expressions_that_fail_the_task(expression, error):
 @dsl.pipeline(name="breaks")
 def breaks_pipeline(mount: str = "/mnt/ws"):
     exit_step = mount_workspace(
-        op("cleanup", WRITE, f"{mount}/exit-status", "{{workflow.status}}"), mount)
+        op("cleanup", WRITE_ARGV, f"{mount}/exit-status", "{{workflow.status}}",
+           "{{workflow.failures}}"), mount)
     with dsl.ExitHandler(exit_step):
         train = op("train", FAIL).set_retry(2)
         evaluate = op("evaluate", "pass").after(train)
@@ -412,7 +414,24 @@ def test_failure_omits_downstream_runs_the_rest_and_the_exit_handler(tmp_path):
     assert train.log_path.read_text().count("about to fail") == 1
     assert result.step("export").message == "upstream evaluate omitted"
     assert (tmp_path / "workspace/independent").read_text() == "ran"
-    assert (tmp_path / "workspace/exit-status").read_text() == "Failed"
+    status, failures = (tmp_path / "workspace/exit-status").read_text().split("\n")
+    assert status == "Failed"
+    # workflow.failures as Argo passes it: strconv.Quote of the JSON list of failed nodes
+    # (operator.go failedNodeStatus, v3.3.8 to v4.0.5): the pod with its message, and the
+    # DAGs holding it (the group and the root) without one; pod names are node ids (v3.3).
+    assert failures.startswith('"[{\\"displayName\\":\\"') and failures.endswith(']"')
+    nodes = json.loads(json.loads(failures))
+    assert [{k: n[k] for k in ("displayName", "message", "templateName", "phase")}
+            for n in nodes] == [
+        {"displayName": "exit-handler-1", "message": "", "templateName": "exit-handler-1",
+         "phase": "Failed"},
+        {"displayName": "train", "message": "Error (exit code 3)", "templateName": "train",
+         "phase": "Failed"},
+        {"displayName": "breaks-local", "message": "", "templateName": "breaks",
+         "phase": "Failed"}]
+    assert nodes[1]["podName"] == f"breaks-local-{fnv32a('breaks-local.exit-handler-1.train')}"
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", n["finishedAt"])
+               for n in nodes)
 
 
 def test_report_shows_the_failed_command_and_its_last_error_lines(tmp_path):
@@ -630,6 +649,17 @@ def test_conditional_output_used_only_outside_its_condition_is_rejected(tmp_path
     with pytest.raises(UnsupportedWorkflowError,
                        match="template 'inner' declares no output parameter 'inner-r'"):
         run(compile_pipeline(leak, tmp_path), tmp_path)
+
+
+def test_workflow_failures_outside_a_workflow_with_an_exit_handler_is_rejected(tmp_path):
+    # Argo's validation knows {{workflow.failures}} only when spec.onExit is set
+    # (workflow/validate/validate.go, v3.3.8 to v4.0.5): a typo'd use fails before any step.
+    @dsl.pipeline(name="no-exit")
+    def no_exit():
+        op("report", WRITE_ARGV, f"{OUT}/f", "{{workflow.failures}}")
+
+    with pytest.raises(UnsupportedWorkflowError, match="set only in a workflow with spec.onExit"):
+        run(compile_pipeline(no_exit, tmp_path), tmp_path)
 
 
 def test_parallel_for_is_rejected_with_the_field(tmp_path):

@@ -18,7 +18,7 @@ def argv(op) -> list:
 
 def wrapper(op) -> list:
     full = op.container.command + op.container.args
-    assert full[:5] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP, "--require-runtime", "2"]
+    assert full[:5] == ["python3", "-c", ops.RUNTIME_BOOTSTRAP, "--require-runtime", "3"]
     assert full[full.index("--") + 1:] == op.tao_command
     return full[5:full.index("--")]
 
@@ -54,7 +54,7 @@ def test_train_requests_the_parameterised_gpu_count():
     assert not op.publishes and op.output_artifact_paths == {} and op.file_outputs == {}
 
 
-def test_evaluate_outputs_its_top1_accuracy():
+def test_evaluate_publishes_and_outputs_no_verdict_without_a_threshold():
     op = ops.EvaluateOp(**P3, name="e", label="baseline", spec="/ws/s.cfg", key="k1",
                         results_dir="/ws/out/evaluate",
                         training_results="/ws/out")
@@ -64,8 +64,7 @@ def test_evaluate_outputs_its_top1_accuracy():
                            "--training-report", f"/ws/out/{ops.TRAINING_REPORT}",
                            "--out-dir", ops.OUTPUTS_DIR]
     assert op.publishes and op.output_artifact_paths == ops.UI_OUTPUTS
-    assert op.file_outputs["top1_accuracy"] == f"{ops.OUTPUTS_DIR}/top1_accuracy"
-    assert "gate" not in op.file_outputs
+    assert op.file_outputs == {}  # the top-1 goes out as a metric, and to the summary
 
 
 def test_evaluate_with_a_threshold_outputs_the_gate_verdict():
@@ -84,7 +83,7 @@ def test_prune():
     assert argv(op) == ["classification", "prune", "-k", "k1", "-m", "/ws/m.tlt",
                         "-o", "/ws/p.tlt", "-pth", "0.6", "-eq", "union"]
     assert gpu_limit(op) == "1"
-    assert op.file_outputs["pruning_ratio"] == f"{ops.OUTPUTS_DIR}/pruning_ratio"
+    assert op.file_outputs == {}  # the ratio is in its markdown, and kept for the summary
     assert wrapper(op)[-2:] == ["--keep-previous", "/ws/p.tlt"]
 
 
@@ -152,17 +151,18 @@ def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
     full = preflight.container.command + preflight.container.args
     assert full[5:] == ["preflight", "--workspace", "/ws", "--run", "{{workflow.name}}",
                         "--run-uid", "{{workflow.uid}}", "--param", "a=1", "--param", "b=x=y"]
-    summary = ops.SummaryOp(profile=TAO_3_0, name="summary", baseline_accuracy="0.9",
-                            retrained_accuracy="0.8", pruning_ratio="0.5", min_accuracy="0",
-                            gate="pass", artifacts={"engine": "/ws/m.trt"})
+    summary = ops.SummaryOp(profile=TAO_3_0, name="summary", workspace="/ws",
+                            artifacts={"engine": "/ws/m.trt", "fp32-model": "/ws/m.etlt"})
     full = summary.container.command + summary.container.args
-    assert full[5:8] == ["report", "summary", "--baseline-accuracy"]
-    assert full[-4:] == ["--artifact", "engine=/ws/m.trt", "--out-dir", ops.OUTPUTS_DIR]
-    release = ops.ReleaseClaimOp(name="release-claim", workspace="/ws")
-    full = release.container.command + release.container.args
-    assert full[5:] == ["release", "--workspace", "/ws", "--run", "{{workflow.name}}",
-                        "--run-uid", "{{workflow.uid}}"]
-    for op in (preflight, summary, release):
+    assert full[5:] == ["summary", "--out-dir", ops.OUTPUTS_DIR, "--workspace", "/ws",
+                        "--run", "{{workflow.name}}", "--run-uid", "{{workflow.uid}}",
+                        "--status", "{{workflow.status}}", "--failures", "{{workflow.failures}}",
+                        "--artifact", "engine", "/ws/m.trt",
+                        "--artifact", "fp32-model", "/ws/m.etlt"]
+    # the exit handler publishes the report (no metrics: the run's two are evaluate's)
+    assert summary.publishes and not preflight.publishes
+    assert summary.output_artifact_paths == ops.UI_OUTPUTS
+    for op in (preflight, summary):
         assert gpu_limit(op) is None and not op.volumes and not op.runs_tao
         # the image's NVIDIA_VISIBLE_DEVICES=all must not give them the node's GPUs
         assert [(e.name, e.value) for e in op.container.env] == [

@@ -201,16 +201,6 @@ def test_log_lines():
     assert not parse.is_log_line("         bicycle       0.96      0.85      0.90        82")
 
 
-def test_plain_decimal_never_uses_an_exponent():
-    assert parse.plain_decimal(0.953125) == "0.953125"
-    assert parse.plain_decimal(1.0) == "1.0"
-    assert parse.plain_decimal(0.0) == "0.0"
-    assert parse.plain_decimal(5e-06) == "0.000005"
-    assert parse.plain_decimal(2 / 3) == "0.666666666667"
-
-
-# --------------------------------------------------------------------------- train
-
 def test_training_csv_from_keras():
     curve, problem = parse.parse_training_csv(sample("train_baseline.training.csv"))
     assert problem is None

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -19,8 +20,10 @@ from report_helpers import (
     csv_rows,
     evaluate_text,
     fake_tao,
+    kept_result,
     metric_values,
     outputs_of,
+    run_env,
     run_report,
 )
 
@@ -52,8 +55,7 @@ def test_failing_command_passes_its_status_and_publishes_nothing(tmp_path):
     assert "Confusion Matrix" in result.stdout  # the log was still streamed
     assert "exited with status 3; nothing is published" in result.stdout
     assert not (out / "mlpipeline-metrics.json").exists()
-    assert not (out / "mlpipeline-ui-metadata.json").exists()
-    assert (out / "top1_accuracy").read_text() == "unknown"
+    assert not list(out.iterdir())
     assert gate.read_text() == "fail"
 
 
@@ -65,8 +67,7 @@ def test_stale_outputs_of_an_earlier_run_are_removed(tmp_path):
     failed = run_report("evaluate", "--out-dir", out, "--label", "baseline",
                         command=fake_tao("exit", 1))
     assert failed.returncode == 1
-    assert sorted(p.name for p in out.iterdir()) == ["top1_accuracy"]
-    assert (out / "top1_accuracy").read_text() == "unknown"
+    assert not list(out.iterdir())
 
 
 def test_command_not_found(tmp_path):
@@ -190,11 +191,7 @@ def test_sigterm_is_passed_to_the_command(tmp_path):
 
 @pytest.mark.parametrize("options, command, message", [
     (["evaluate", "--label", "baseline"], None, "needs the TAO command after --"),
-    (["summary", "--baseline-accuracy", "0.9", "--retrained-accuracy", "0.9",
-      "--pruning-ratio", "0.5"], ["true"], "runs no command"),
     (["evaluate", "--label", "baseline", "--gate-file", "g"], ["true"], "go together"),
-    (["summary", "--baseline-accuracy", "1", "--retrained-accuracy", "1", "--pruning-ratio",
-      "1", "--artifact", "no-equals-sign"], None, "NAME=PATH"),
 ])
 def test_usage_errors(tmp_path, options, command, message):
     result = run_report(*options, "--out-dir", tmp_path, command=command)
@@ -225,7 +222,6 @@ def test_evaluate_two_classes(tmp_path):
     # The run's only metrics are the two top-1 accuracies (docs/tao-step-report.md).
     assert metrics["metrics"] == [{"name": "accuracy-top1-baseline", "numberValue": 303 / 318,
                                    "format": "PERCENTAGE"}]
-    assert float((out / "top1_accuracy").read_text()) == pytest.approx(303 / 318)
     text = markdown_of(ui)
     for measure, value in (("Macro precision", sum(precision) / 2),
                            ("Macro recall", sum(recall) / 2), ("Macro F1", sum(f1) / 2)):
@@ -279,7 +275,6 @@ def test_evaluate_truncated_output_publishes_no_wrong_number(tmp_path):
     assert "WARNING: the confusion matrix is cut off" in result.stdout
     metrics, ui = check_outputs(out)
     assert metrics is None
-    assert (out / "top1_accuracy").read_text() == "unknown"
     assert not outputs_of(ui, "confusion_matrix") and not outputs_of(ui, "table")
     text = markdown_of(ui)
     assert "| Top-1 accuracy | unknown |" in text and "cut off" in text
@@ -324,8 +319,8 @@ def test_quality_gate(tmp_path, minimum, verdict):
                                                                  GATE_MATRIX)))
     assert result.returncode == 0
     assert gate.read_text() == verdict
-    assert (out / "top1_accuracy").read_text() == "0.75"
-    _, ui = check_outputs(out)
+    metrics, ui = check_outputs(out)
+    assert metric_values(metrics) == {"accuracy-top1-retrained": 0.75}
     text = markdown_of(ui)
     if float(minimum) == 0:
         assert "Quality gate: off (min_accuracy 0)" in text
@@ -437,13 +432,15 @@ def test_train_final_values_from_the_csv_when_the_log_has_no_totals(tmp_path):
 
 # --------------------------------------------------------------------------- prune
 
-def prune(tmp_path, *ops):
+def prune(tmp_path, *ops, env=None):
+    """prune as the pipeline runs it (its output moved aside first)."""
     models = tmp_path / "models"
     models.mkdir(exist_ok=True)
     (models / "in.tlt").write_bytes(b"\0" * 4000)
     out = tmp_path / "out"
     result = run_report("prune", "--out-dir", out, "--input-model", models / "in.tlt",
-                        "--output-model", models / "out.tlt", command=fake_tao(*ops))
+                        "--output-model", models / "out.tlt", "--keep-previous",
+                        models / "out.tlt", command=fake_tao(*ops), env=env)
     return result, out, models
 
 
@@ -454,7 +451,6 @@ def test_prune(tmp_path):
     metrics, ui = check_outputs(out)
     assert metrics is None
     assert "| Pruning ratio (pruned / original model) | 0.6354 |" in markdown_of(ui)
-    assert (out / "pruning_ratio").read_text() == "0.635360190029"
     assert "| Size reduction | 75.0% |" in markdown_of(ui)
 
 
@@ -465,7 +461,6 @@ def test_prune_without_ratio_line(tmp_path):
     metrics, ui = check_outputs(out)
     assert metrics is None and "| Pruning ratio (pruned / original model) | unknown |" in (
         markdown_of(ui))
-    assert (out / "pruning_ratio").read_text() == "unknown"
 
 
 def test_prune_that_writes_no_model_fails(tmp_path):
@@ -564,91 +559,45 @@ def test_convert_that_writes_no_engine_fails(tmp_path):
     assert metrics is None and "wrote no engine" in markdown_of(ui)
 
 
-# --------------------------------------------------------------------------- summary
+# --------------------------------------------------------------------------- results
 
-def test_summary(tmp_path):
-    (tmp_path / "unpruned.tlt").write_bytes(b"\0" * 2_000_000)
-    (tmp_path / "pruned.tlt").write_bytes(b"\0" * 500_000)
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "model.etlt").write_bytes(b"\0" * 300_000)
-    out = tmp_path / "out"
-    result = run_report("summary", "--out-dir", out, "--baseline-accuracy", "0.9528",
-                        "--retrained-accuracy", "0.9403", "--pruning-ratio", "0.635",
-                        "--min-accuracy", "0.95",
-                        "--artifact", f"unpruned-model={tmp_path / 'unpruned.tlt'}",
-                        "--artifact", f"pruned-model={tmp_path / 'pruned.tlt'}",
-                        "--artifact", f"export folder={tmp_path / 'export'}",
-                        "--artifact", f"int8-engine={tmp_path / 'model.engine'}")
+def test_each_step_keeps_what_it_found_for_the_summary(tmp_path):
+    """With the run's environment (the pipeline gives it every step), a step keeps its
+    result where the summary reads it: the prune ratio exact, the sizes, what it wrote."""
+    env = run_env(tmp_path, "prune-model")
+    result, out, models = prune(tmp_path, "print", SAMPLES / "prune.log",
+                                "bytes", 1000, tmp_path / "models" / "out.tlt", env=env)
     assert result.returncode == 0, result.stdout
-    metrics, ui = check_outputs(out)
-    assert metrics is None  # the run list's two columns stay the accuracies
-    text = markdown_of(ui)
-    assert "| Top-1 accuracy | 95.28% | 94.03% | -1.25 points |" in text
-    assert "Pruning ratio (pruned / original model): 0.6350." in text
-    assert "Model file: 2.00 MB → 0.50 MB (75.0% smaller)." in text
-    assert "Quality gate: FAILED — retrained top-1 accuracy 94.0% is below min_accuracy" in text
-    assert "### Artifacts: 3 of 4 produced" in text
-    assert not outputs_of(ui, "table")  # in the markdown: in order, on one card
-    rows = text.split("### Artifacts")[1].splitlines()[4:]
-    assert rows[2].startswith("| export folder | `") and rows[2].endswith("| present | 0.30 MB |")
-    assert rows[3].startswith("| int8-engine |") and rows[3].endswith(
-        "| **not produced** | - |")
+    kept = kept_result(tmp_path, "prune-model")
+    assert kept["ratio"] == 0.6353601900291853
+    assert (kept["kind"], kept["step"], kept["status"]) == ("prune", "prune-model", 0)
+    assert (kept["input_size"], kept["output_size"]) == (4000, 1000)
+    assert kept["wrote"] == [str(models / "out.tlt")]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", kept["finished"])
+
+    # A failing attempt of the same step removes it: no stale result in the summary.
+    again, _, _ = prune(tmp_path, "exit", 1, env=env)
+    assert again.returncode == 1
+    assert kept_result(tmp_path, "prune-model") is None
 
 
-def test_summary_with_unknown_values(tmp_path):
-    result = run_report("summary", "--out-dir", tmp_path, "--baseline-accuracy", "unknown",
-                        "--retrained-accuracy", "1.7", "--pruning-ratio", "")
+def test_no_result_is_kept_without_the_step_name(tmp_path):
+    env = run_env(tmp_path, "prune-model")
+    del env["TAO_RUN_STEP"]  # a step run by hand, or by an older pipeline
+    result, _, _ = prune(tmp_path, "print", SAMPLES / "prune.log",
+                         "bytes", 1000, tmp_path / "models" / "out.tlt", env=env)
     assert result.returncode == 0
-    assert "WARNING: retrained accuracy '1.7' is not a valid number" in result.stdout
-    _, ui = check_outputs(tmp_path)
-    text = markdown_of(ui)
-    assert "| Top-1 accuracy | unknown | unknown | - |" in text
-    assert "Quality gate: not configured." in text
+    assert not list(tmp_path.rglob("results"))
 
 
-# --------------------------------------------------------------------------- the whole run
-
-def test_a_whole_run_publishes_valid_files_and_the_accuracies_become_the_columns(tmp_path):
-    """Every step of a pipeline run, then the run list's metric columns as KFP 1.8 picks them."""
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "resnet_080.tlt").write_bytes(b"\0" * 9000)
-    steps = [
-        ("train", ["--results-dir", tmp_path / "r1", "--label", "baseline"],
-         ["copy", SAMPLES / "train_baseline.training.csv", tmp_path / "r1" / "training.csv",
-          "print", SAMPLES / "train_baseline.log"]),
-        ("evaluate", ["--label", "baseline", "--top-k", "3"], ["print", EVALUATE_2]),
-        ("prune", ["--input-model", models / "resnet_080.tlt", "--output-model",
-                   models / "pruned.tlt"],
-         ["print", SAMPLES / "prune.log", "bytes", 5000, models / "pruned.tlt"]),
-        ("train", ["--results-dir", tmp_path / "r2", "--label", "retrained"],
-         ["print", SAMPLES / "train_baseline.log"]),
-        ("evaluate", ["--label", "retrained", "--top-k", "3", "--min-accuracy", "0.5",
-                      "--gate-file", tmp_path / "gate"], ["print", EVALUATE_24]),
-        ("inference", ["--image-dir", tmp_path / "images"],
-         ["subst", "@IMAGE_DIR@", tmp_path / "images", "copy",
-          SAMPLES / "inference_result.csv", tmp_path / "images" / "result.csv"]),
-        ("convert", ["--engine", models / "m.engine", "--precision", "int8"],
-         ["bytes", 4000, models / "m.engine"]),
-    ]
-    names = []
-    for i, (kind, options, ops) in enumerate(steps):
-        result = run_report(kind, "--out-dir", tmp_path / str(i), *options,
-                            command=fake_tao(*ops))
-        assert result.returncode == 0, result.stdout
-        metrics, _ = check_outputs(tmp_path / str(i))
-        names += list(metric_values(metrics))
-    summary = run_report("summary", "--out-dir", tmp_path / "summary",
-                         "--baseline-accuracy", (tmp_path / "1" / "top1_accuracy").read_text(),
-                         "--retrained-accuracy", (tmp_path / "4" / "top1_accuracy").read_text(),
-                         "--pruning-ratio", (tmp_path / "2" / "pruning_ratio").read_text(),
-                         "--min-accuracy", "0.5",
-                         "--artifact", f"unpruned-model={models / 'resnet_080.tlt'}",
-                         "--artifact", f"pruned-model={models / 'pruned.tlt'}")
-    assert summary.returncode == 0
-    assert check_outputs(tmp_path / "summary")[0] is None
-    # The run's only metrics: the two top-1 accuracies (tests/test_run_list.py shows why).
-    assert names == ["accuracy-top1-baseline", "accuracy-top1-retrained"]
+def test_a_result_that_cannot_be_kept_is_a_warning_not_a_failure(tmp_path):
+    env = run_env(tmp_path, "prune-model")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / ".tao-run-claims").write_text("a file where the folder goes")
+    result, _, _ = prune(tmp_path, "print", SAMPLES / "prune.log",
+                         "bytes", 1000, tmp_path / "models" / "out.tlt", env=env)
+    assert result.returncode == 0
+    assert "WARNING: cannot keep this step's result for the summary" in result.stdout
 
 
 # --------------------------------------------------------------------------- Python 3.6
@@ -713,10 +662,8 @@ def test_a_traceback_with_exit_status_0_fails_the_step_and_publishes_nothing(tmp
     assert result.returncode == 1
     assert "exited with status 0 but printed 'Traceback (most recent call last):'" in (
         result.stdout)
-    assert sorted(p.name for p in out.iterdir()) == (["top1_accuracy"] if kind == "evaluate"
-                                                     else [])
+    assert not list(out.iterdir())
     if kind == "evaluate":
-        assert (out / "top1_accuracy").read_text() == "unknown"
         assert (tmp_path / "GATE").read_text() == "fail"
 
 

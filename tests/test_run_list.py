@@ -165,3 +165,14 @@ def test_the_training_report_is_shown_once_with_its_evaluation(rehearsal):
         assert outputs[1]["type"] == "web-app"  # the curve
         assert any(o["source"].startswith(f"### Evaluation: {label} model")
                    for o in outputs if o["type"] == "markdown")
+
+
+def test_the_summary_is_the_exit_handler_and_reports_a_clean_run(rehearsal):
+    """The exit handler's node carries the whole report; with no failed node Argo passes
+    workflow.failures as the quoted JSON null, which the summary reads as none."""
+    _, steps = rehearsal
+    (summary,) = [(template, ui) for path, template, _, ui in steps if path == "onExit"]
+    template, ui = summary
+    assert template == "summary"
+    assert ui["outputs"][0]["source"].startswith("## Run summary: Succeeded\n\nEvery step "
+                                                 "succeeded.\n")

@@ -58,14 +58,18 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     tasks = {t["name"]: t for t in run["tasks"]}
     # named as the compiled DAG's tasks, and the exit handler as Argo names its node
     assert set(tasks) - {"onExit"} <= set(default_workflow.tasks())
-    assert tasks["onExit"]["status"] == "Succeeded"
-    summary = tasks["summary"]
-    assert (summary["status"], summary["exit_code"]) == ("Failed", 1)
+    # the exit handler, template summary, fails on the failed gate: so does the run
+    summary = tasks["onExit"]
+    assert (summary["template"], summary["status"], summary["exit_code"]) == (
+        "summary", "Failed", 1)
     assert summary["message"] == "Error (exit code 1)"
+    assert run["workflow"]["message"] == "exit handler failed: Error (exit code 1)"
     # the failed step's UI metadata is what Kubeflow shows: the gate, in words
     ui = json.loads((out / summary["outputs"]["mlpipeline-ui-metadata"]).read_text())
-    assert any("min_accuracy" in o["source"] for o in ui["outputs"])
-    assert summary["outputs"]["mlpipeline-ui-metadata"] == "summary/mlpipeline-ui-metadata.json"
+    assert ui["outputs"][0]["source"].startswith(
+        "## Run summary: Failed\n\n- **The quality gate failed**")
+    assert any("is below min_accuracy 99.0%" in o["source"] for o in ui["outputs"])
+    assert summary["outputs"]["mlpipeline-ui-metadata"] == "onExit/mlpipeline-ui-metadata.json"
     for gate in ("condition-gate-fp32-export-2", "condition-gate-int8-export-3"):
         assert tasks[gate]["status"] == "Skipped" and tasks[gate]["exit_code"] is None
     for task in run["tasks"]:
@@ -76,7 +80,7 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
             assert relative == f"{task['name']}/{name}.json"
             json.loads((out / relative).read_text())
     published = {t["name"] for t in run["tasks"] if t["outputs"]}
-    assert {"evaluate-model", "reevaluate-model", "summary"} <= published
+    assert {"evaluate-model", "reevaluate-model", "onExit"} <= published
     # train hands its report to evaluate: a retried step publishes nothing (test_run_list.py)
     assert not published & {"train-model", "retrain-model"}
     # every step's python3 ran on the interpreter given (TAO_STEP_PYTHON)

@@ -112,7 +112,7 @@ def test_every_gpu_step_requests_its_gpus_and_the_others_see_none(tao5):
         if name in ("train-model", "retrain-model"):
             assert patch["containers"][0]["resources"]["limits"] == {
                 "nvidia.com/gpu": P("train_num_gpus")}
-        elif name in ("preflight", "download-model", "summary", "release-claim"):
+        elif name in ("preflight", "download-model", "summary"):
             assert not limits and not patch
             assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in env
         else:
