@@ -578,7 +578,7 @@ def report_evaluate(args, output: str, out: Outputs) -> int:
         top1_source=ev.top1_source, top_k=args.top_k, topk=ev.topk, loss=ev.loss,
         classes=classes or None, problems=list(ev.problems), gate=None if not args.gate_file
         else {"min_accuracy": minimum, "verdict": out.files[args.gate_file],
-              "sentence": gate_sentence(label, ev.top1, minimum)})
+              "sentence": gate_sentence(label, ev.top1, minimum, args.profile)})
     if ev.matrix is not None and names is not None:
         if len(names) <= MARKDOWN_MATRIX_MAX_CLASSES:
             out.result.update(class_names=names, matrix=ev.matrix)

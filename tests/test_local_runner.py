@@ -427,9 +427,10 @@ def test_failure_omits_downstream_runs_the_rest_and_the_exit_handler(tmp_path):
          "phase": "Failed"},
         {"displayName": "train", "message": "Error (exit code 3)", "templateName": "train",
          "phase": "Failed"},
-        {"displayName": "breaks-local", "message": "", "templateName": "breaks",
+        {"displayName": result.workflow_name, "message": "", "templateName": "breaks",
          "phase": "Failed"}]
-    assert nodes[1]["podName"] == f"breaks-local-{fnv32a('breaks-local.exit-handler-1.train')}"
+    name = result.workflow_name
+    assert nodes[1]["podName"] == f"{name}-{fnv32a(name + '.exit-handler-1.train')}"
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", n["finishedAt"])
                for n in nodes)
 

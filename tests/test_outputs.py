@@ -118,7 +118,7 @@ def test_the_steps_keep_exactly_the_outputs_of_the_table(compiled, version):
 @pytest.mark.parametrize("version", RELEASES)
 def test_the_summary_lists_every_output(compiled, version):
     args = compiled[version].step("summary")["container"]["args"]
-    listed = {args[i + 1].partition("=")[2] for i, a in enumerate(args) if a == "--artifact"}
+    listed = {args[i + 2] for i, a in enumerate(args) if a == "--artifact"}  # NAME PATH
     for o in preflight.outputs_of(profiles.get(version)):
         assert W(o.parameter) + o.suffix in listed, o.parameter
 

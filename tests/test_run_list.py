@@ -129,7 +129,7 @@ def test_results_are_in_the_steps_panels_and_not_in_the_run_output_tab(rehearsal
     assert kfp_views.run_output_cards(nodes) == []
     panels = [node.task["name"] for node in kfp_views.side_panels(nodes)]
     assert sorted(panels) == sorted(ui)  # one panel per publishing step, even on 2.17
-    assert {"evaluate-model", "reevaluate-model", "summary"} <= set(panels)
+    assert {"evaluate-model", "reevaluate-model", "onExit"} <= set(panels)  # onExit: summary
 
 
 def test_retried_publishing_steps_would_be_stored_twice(rehearsal):
@@ -170,9 +170,8 @@ def test_the_training_report_is_shown_once_with_its_evaluation(rehearsal):
 def test_the_summary_is_the_exit_handler_and_reports_a_clean_run(rehearsal):
     """The exit handler's node carries the whole report; with no failed node Argo passes
     workflow.failures as the quoted JSON null, which the summary reads as none."""
-    _, steps = rehearsal
-    (summary,) = [(template, ui) for path, template, _, ui in steps if path == "onExit"]
-    template, ui = summary
-    assert template == "summary"
-    assert ui["outputs"][0]["source"].startswith("## Run summary: Succeeded\n\nEvery step "
-                                                 "succeeded.\n")
+    tasks, _, ui = rehearsal
+    (summary,) = [task for task in tasks if task["path"] == "onExit"]
+    assert summary["template"] == "summary"
+    report = ui[summary["name"]]["outputs"][0]["source"]
+    assert report.startswith("## Run summary: Succeeded\n\nEvery step succeeded.\n")

@@ -94,15 +94,16 @@ def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(g
     kept = [path for path in out.rglob("*") if path.is_file()]
     assert [p for p in kept if "tao-dry-run-" in p.read_text()] == []  # the local scratch
     cards = {task: json.loads((out / task / "mlpipeline-ui-metadata.json").read_text())
-             for task in ("prune-model", "test-infer", "summary")}
+             for task in ("prune-model", "test-infer", "onExit")}  # onExit: the summary
     assert "`/mnt/workspace/tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt`" \
         in cards["prune-model"]["outputs"][0]["source"]
     assert "Inference on `/mnt/workspace/tao-experiments/data/split/test/person`" \
         in cards["test-infer"]["outputs"][0]["source"]
-    summary = cards["summary"]["outputs"][0]["source"]
+    summary = cards["onExit"]["outputs"][-1]["source"]
     # the gate held back the FP32 and INT8 exports and the engine (the cache goes with INT8)
-    assert "### Artifacts: 9 of 13 produced" in summary
-    assert "| pruned-model | `/mnt/workspace/tao-experiments/output-pruned/" in summary
+    assert "### Artifacts: 9 of 13 produced by this run" in summary
+    assert "- **pruned-model** `tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt`" \
+        in summary
     assert summary.count("**not produced**") == 4
 
 

@@ -63,7 +63,7 @@ def run_summary(tmp_path, status, failures, artifacts=()):
 
 def take_claim(tmp_path):
     (tmp_path / "ws").mkdir(exist_ok=True)
-    assert claims.take(str(tmp_path / "ws"), RUN, RUN_UID, ["tao-experiments"]) == []
+    assert claims.take(str(tmp_path / "ws"), RUN, RUN_UID, ["tao-experiments"]) == ([], [])
 
 
 def claim_released(tmp_path, result) -> bool:
@@ -282,7 +282,7 @@ def test_a_run_with_nothing_kept_says_what_is_missing(tmp_path):
                                   "podName": "p", "finishedAt": "2024-05-01T10:00:00Z"}]))
     result, ui, _ = run_summary(tmp_path, "Failed", failures)
     assert result.returncode == 0
-    assert f"release: run {RUN} holds no claim in {tmp_path / 'ws'}" in result.stdout
+    assert f"release: run {RUN} (uid {RUN_UID}) holds no claim" in result.stdout
     text = markdown(ui)
     assert "- **preflight** failed: Error (exit code 1)" in text
     assert "| Top-1 accuracy | not evaluated | not evaluated | - |" in text

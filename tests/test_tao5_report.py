@@ -89,13 +89,15 @@ def test_a_required_input_that_is_missing_stops_the_step_before_tao_runs(tmp_pat
 
 @pytest.mark.parametrize("release, gated", [("3.0", "export, INT8 export and TensorRT conversion"),
                                             ("5.0", "export and TensorRT conversion")])
-def test_the_gate_names_what_the_releases_build_holds_back(tmp_path, release, gated):
-    out = tmp_path / "out"
-    status = tao_report.main([
-        "summary", "--out-dir", str(out), "--baseline-accuracy", "0.9",
-        "--retrained-accuracy", "0.8", "--pruning-ratio", "0.5", "--min-accuracy", "0.85",
-        "--gate", "fail", *profiles.release_args(release)])
-    assert status == 1
-    (card,) = json.loads((out / "mlpipeline-ui-metadata.json").read_text())["outputs"]
-    assert f"is below min_accuracy 85.0%; {gated} will not run." in card["source"]
-    assert ("INT8 export" in card["source"]) == profiles.get(release).int8_export
+def test_the_gate_names_what_the_releases_build_holds_back(release, gated):
+    """In the reevaluate step's words (before) and the summary's (after the run)."""
+    from tao_step import summary
+
+    profile = profiles.get(release)
+    assert tao_report.gate_sentence("retrained", 0.8, 0.85, profile).endswith(
+        f"is below min_accuracy 85.0%; {gated} will not run.")
+    records = [{"kind": "evaluate", "label": "retrained", "top1": 0.8,
+                "gate": {"verdict": "fail", "min_accuracy": 0.85}}]
+    run = summary.Run("Succeeded", [], None, records, [], [], "/ws", profile)
+    assert summary.gate_line(run).endswith(f"is below min_accuracy 85.0%; {gated} did not run.")
+
