@@ -51,10 +51,10 @@ def run_compiler(*args: str, cwd: Path = REPO, env: dict | None = None
 def main_error(capsys, *args: str) -> str:
     """The one error line of the compile command run in-process on ``args``, which must be
     refused as a usage error (exit status 2) before anything is written or run."""
-    import tao_iva_classification_pipeline as pipeline
+    import tao_iva_classification_cli as cli
 
     try:
-        code = pipeline.main(list(args))
+        code = cli.main(list(args))
     except SystemExit as exit_:
         code = exit_.code
     captured = capsys.readouterr()

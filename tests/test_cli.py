@@ -11,12 +11,14 @@ from pathlib import Path
 import yaml
 from conftest import ENTRY_POINT, REPO, read_package, run_compiler
 
-import tao_iva_classification_pipeline as pipeline
+import tao_iva_classification_cli as cli
 
 
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
-    # A fresh copy, so the test neither depends on nor clobbers the user's own build.
-    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py"):
+    # A fresh copy, so the test neither depends on nor clobbers the user's own build; and
+    # without rehearsal/, which compiling must not need.
+    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py",
+                 "tao_iva_classification_cli.py"):
         shutil.copy(REPO / name, tmp_path)
     shutil.copytree(REPO / "tao_step", tmp_path / "tao_step")
     shutil.copytree(REPO / "docker", tmp_path / "docker")
@@ -30,7 +32,7 @@ def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     # the default hostPath workspace is refused.
     image_note, hostpath_note = result.stderr.splitlines()
     assert "docker/build.sh" in image_note and "--push" in image_note and "--image" in image_note
-    assert hostpath_note == pipeline.HOSTPATH_NOTE
+    assert hostpath_note == cli.HOSTPATH_NOTE
     assert read_package(package)["kind"] == "Workflow"
 
 
@@ -140,15 +142,15 @@ def test_output_onto_an_existing_folder_is_one_line(tmp_path):
 
 def test_with_image_and_claim_given_nothing_is_said(tmp_path, capsys):
     out = str(tmp_path / "p.yaml")
-    assert pipeline.main(["-o", out, "--image", "r.example.com/t:1", "--pvc", "ws"]) == 0
+    assert cli.main(["-o", out, "--image", "r.example.com/t:1", "--pvc", "ws"]) == 0
     assert capsys.readouterr().err == ""
 
 
 def test_the_hostpath_workspace_gets_one_line_on_pod_security(tmp_path, capsys):
     out = str(tmp_path / "p.yaml")
-    assert pipeline.main(["-o", out, "--image", "r.example.com/t:1"]) == 0
+    assert cli.main(["-o", out, "--image", "r.example.com/t:1"]) == 0
     (line,) = capsys.readouterr().err.splitlines()
-    assert line == pipeline.HOSTPATH_NOTE
+    assert line == cli.HOSTPATH_NOTE
     for words in ("Baseline Pod Security Standard", "Kubeflow 1.10.2+ profiles", "KFP >= 2.16",
                   "refuse hostPath", "--pvc", "docs/storage.md"):
         assert words in line

@@ -51,10 +51,10 @@ def test_readme_parameter_table_matches_the_form():
 
 
 def test_readme_documents_every_compile_option():
-    import tao_iva_classification_pipeline as pipeline
+    import tao_iva_classification_cli as cli
 
     text = (REPO / "README.md").read_text()
-    options = [o for action in pipeline.build_parser()._actions for o in action.option_strings
+    options = [o for action in cli.build_parser()._actions for o in action.option_strings
                if o.startswith("--") and o != "--help"]
     assert len(options) >= 11
     for option in options:

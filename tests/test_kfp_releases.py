@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-import tao_iva_classification_pipeline as pipeline
+import tao_iva_classification_cli as cli
 from rehearsal import kfp_releases
 from rehearsal.kfp_releases import BY_KEY, LINES
 
@@ -107,7 +107,7 @@ def test_the_kfp_release_option_takes_a_known_minor_release(capsys):
                            "not a KFP release this pipeline knows; give one of 1.8, 2.0"),
                           (["--kfp-release", "2.15"], "goes with --dry-run --outputs DIR")):
         with pytest.raises(SystemExit) as exit_:
-            pipeline.main(argv)
+            cli.main(argv)
         assert exit_.value.code == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert "--kfp-release" in line and problem in line, line

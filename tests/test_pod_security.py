@@ -13,6 +13,7 @@ from kubernetes.utils import parse_quantity
 from pod_security import BASELINE_CHECKS, baseline_violations
 from validation import kubernetes_problems, pods_with_defaults
 
+import tao_iva_classification_cli as cli
 import tao_iva_classification_pipeline as pipeline
 
 # The securityContext of Argo's init and wait containers: the `executor` entry of the
@@ -47,7 +48,7 @@ def builds(tmp_path_factory) -> dict:
             args = ["-o", str(out), "--tao-version", version, "--image", "r.example.com/t:1"]
             if version == "5.0":
                 args += ["--deploy-image", "r.example.com/d:1"]
-            assert pipeline.main(args + (["--pvc", pvc] if pvc else [])) == 0
+            assert cli.main(args + (["--pvc", pvc] if pvc else [])) == 0
             found[version, pvc] = yaml.safe_load(out.read_text())
     return found
 
