@@ -1,12 +1,14 @@
 """TAO Toolkit image-classification commands as Kubeflow Pipelines (v1) steps.
 
 Each class wraps one command line of the ``ngc`` or TAO classification CLIs in the TAO
-container and states only what is particular to it: its argv and whether it needs GPUs.
+container and states only what is particular to it: its argv, and as class attributes its
+policy: GPUs, whether it publishes KFP outputs, its retry strategy, the Secrets it reads.
 What differs between TAO releases (the CLI's name, which subtasks take ``-k``, which image
 builds the engine, status.json) comes from the step's ``profile``
-(``tao_step.profiles``); what every step shares (workspace volume, caching policy, secrets,
-scheduling, image) is applied once, pipeline-wide, by ``tao_iva_classification_pipeline``;
-the images default to the ones ``docker/`` builds (``default_images``).
+(``tao_step.profiles``). What every step shares (workspace volume, caching policy,
+scheduling, image) and each op's policy are applied once, pipeline-wide, by
+``tao_iva_classification_pipeline``; the images default to the ones ``docker/`` builds
+(``default_images``).
 
 Arguments are keyword-only. Paths are absolute paths inside the container (the pipeline
 derives them from the workspace mount), values may be pipeline parameters, and every value
@@ -20,6 +22,7 @@ pull from.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl._pipeline_param import extract_pipelineparams_from_any
@@ -87,6 +90,38 @@ def runtime_command(*args: Value) -> list:
 BASH_WRAPPERS = frozenset(profile.cli for profile in PROFILES.values())
 
 
+class Retry(NamedTuple):
+    """An Argo retryStrategy, as ``ContainerOp.set_retry`` takes it."""
+
+    num_retries: int
+    policy: str
+    backoff_duration: str
+    backoff_factor: int | None = None
+
+
+# OnError: only when Argo reports an error of the infrastructure (pod deleted, node lost, its
+# own containers failing), never when TAO itself exited non-zero: a TAO failure repeats,
+# wasting GPU hours.
+RETRY_ON_INFRASTRUCTURE_ERROR = Retry(2, "OnError", "1m")
+# NGC downloads fail on network hiccups: retry any failure, backing off 30 s, 60 s, 120 s. No
+# maxDuration: Argo counts it from the first attempt's start, so it would forbid retrying a
+# download that failed after a long transfer.
+RETRY_ANY_FAILURE = Retry(3, "Always", "30s", 2)
+# For a step that publishes KFP outputs: with a retry strategy, Argo (v3.3.8 to v4.0.5)
+# copies the attempt's outputs onto the Retry node (operator.go processNodeRetries) and KFP
+# stores the mlpipeline-metrics of every node that has them, so the Metrics table lists the
+# step twice. These steps take minutes; the long ones (training) publish nothing themselves
+# and keep their retry (docs/tao-step-report.md). KFP 2.17's templateDefaults retry every
+# template anyway, and no template field can opt out (rehearsal/kfp_releases.py,
+# docs/kfp-releases.md).
+NO_RETRY = None
+
+# The Secrets a step can read, when the build names them (--key-secret, --ngc-secret); the
+# pipeline says which environment variable each becomes.
+TAO_KEY = "tao-key"  # the TAO model key, which a TAO command takes as -k
+NGC_KEY = "ngc-key"  # an NGC API key, for private models
+
+
 def _name_value_flags(flag: str, values: dict) -> list:
     """``--flag NAME=VALUE`` for each item; a value may be a pipeline parameter."""
     return [arg for name, value in values.items() for arg in (flag, f"{name}={value}")]
@@ -101,33 +136,39 @@ class TaoOp(dsl.ContainerOp):
     a ``requires`` path is missing, fails when the command exits 0 but recorded a failure
     in ``status_file`` (TAO 5), and then publishes what ``report`` asks for to the KFP UI.
     ``outputs`` names small plain-text results (the gate's verdict, read by the conditions;
-    shown in the step's Input/Output tab). ``publish`` says whether the step writes KFP's
-    UI metadata: by default, a ``report`` kind other than ``run`` does and a runtime command
-    (``runtime_args``) does not. ``gpus`` is how many GPUs
-    to request: 0, an int or a parameter; a step that requests none gets none, so it cannot
-    use a node's GPUs by default visibility.
+    shown in the step's Input/Output tab). ``gpus``, when given, replaces the class's.
+
+    The class attributes are the step's policy, which the pipeline's op transformer applies
+    (``tao_iva_classification_pipeline._step_settings``); a subclass states what differs.
     """
 
-    runs_tao = True  # TAO steps get shared memory and CPU/memory requests
+    # TAO's own command, as opposed to NGC and our checks, report and release: shared
+    # memory, the release's environment, and the TAO steps' CPU and memory requests.
+    runs_tao = True
     image_role = "train"  # which of the release's images runs it (Profile.image_dirs)
-    reads_key_env = False  # whether the key Secret must be in its environment
+    # GPUs to request: 0, an int or a parameter. A step that requests none gets none, so it
+    # cannot use a node's GPUs by default visibility; every TAO subtask needs one (TAO's
+    # wrapper stops without a GPU: CalibrationTensorfileOp).
+    gpus: int | dsl.PipelineParam = 1
+    publishes = False  # whether it writes KFP's metrics and UI metadata (UI_OUTPUTS)
+    retry: Retry | None = RETRY_ON_INFRASTRUCTURE_ERROR
+    secrets: tuple = ()  # TAO_KEY, NGC_KEY: the Secrets it reads, when the build has them
 
     def __init__(
         self,
         *,
         name: str,
         command: Sequence[Value] = (),
-        gpus: int | dsl.PipelineParam,
+        gpus: int | dsl.PipelineParam | None = None,
         report: Sequence[Value] = ("run",),
         writes: Sequence[Value] = (),
         outputs: Sequence[str] = (),
         runtime_args: Sequence[Value] = (),
         requires: Sequence[Value] = (),
         status_file: Value | None = None,
-        publish: bool | None = None,
     ) -> None:
         if runtime_args:  # another tao_step command than report, e.g. preflight
-            argv, publishes = runtime_command(*runtime_args), bool(publish)
+            argv = runtime_command(*runtime_args)
         else:
             keep = [arg for path in writes for arg in ("--keep-previous", path)]
             keep += [arg for path in requires for arg in ("--require", path)]
@@ -135,27 +176,24 @@ class TaoOp(dsl.ContainerOp):
                 keep += ["--status-json", status_file]
             tail = ["--", *command] if command else []
             argv = runtime_command("report", *report, "--out-dir", OUTPUTS_DIR, *keep, *tail)
-            publishes = publish is not False and report[0] != "run"
         super().__init__(
             name=name,
             image=DEFAULT_IMAGE,
             command=argv[:1],
             arguments=argv[1:],
             file_outputs={
-                **(UI_OUTPUTS if publishes else {}),
+                **(UI_OUTPUTS if self.publishes else {}),
                 **{output: f"{OUTPUTS_DIR}/{output}" for output in outputs},
             },
         )
         self.tao_command = list(command)
-        self.gpus = gpus
-        # Whether the step has KFP's mlpipeline-* artifacts (the pipeline gives such steps
-        # no retry strategy: see _step_settings).
-        self.publishes = publishes
-        if isinstance(gpus, dsl.PipelineParam) or gpus:
+        if gpus is not None:
+            self.gpus = gpus
+        if self.uses_gpu:
             # Not set_gpu_limit(): with a parameter it emits the invalid resource key
             # "nvidia". A parameter here is moved into podSpecPatch, where Argo substitutes
             # it; a constant is written as a string, the type Kubernetes quantities have.
-            self.container.add_resource_limit("nvidia.com/gpu", str(gpus))
+            self.container.add_resource_limit("nvidia.com/gpu", str(self.gpus))
         else:
             # TAO images set NVIDIA_VISIBLE_DEVICES=all, so where the NVIDIA runtime honours
             # that variable a pod requesting no GPU would still see (and could hold) every
@@ -169,6 +207,10 @@ class TaoOp(dsl.ContainerOp):
                 k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))
             )
             self.container.add_volume_mount(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
+
+    @property
+    def uses_gpu(self) -> bool:
+        return isinstance(self.gpus, dsl.PipelineParam) or bool(self.gpus)
 
     def bash_read_values(self) -> list:
         """The literals and pipeline parameters in the TAO command's arguments when the
@@ -203,14 +245,15 @@ class PreflightOp(TaoOp):
     expand into the process's command line, readable on the node)."""
 
     runs_tao = False
+    gpus = 0
 
     def __init__(self, *, name: str, workspace: Value, values: dict, tao_version: str,
                  key_from_env: bool = False) -> None:
-        super().__init__(name=name, gpus=0, runtime_args=[
+        super().__init__(name=name, runtime_args=[
             "preflight", "--workspace", workspace, *release_args(tao_version), "--run", RUN_NAME,
             "--run-uid", RUN_UID, *(["--key-from-env"] if key_from_env else []),
             *_name_value_flags("--param", values)])
-        self.reads_key_env = key_from_env
+        self.secrets = (TAO_KEY,) if key_from_env else ()
 
     def check_bash_read(self, names: Sequence[str]) -> None:
         """Hold the values of ``names`` to what TAO's wrappers pass through bash unchanged.
@@ -223,12 +266,14 @@ class DownloadModelOp(TaoOp):
     ``dest/<model>_v<version>/``."""
 
     runs_tao = False
+    gpus = 0
+    retry = RETRY_ANY_FAILURE
+    secrets = (NGC_KEY,)
 
     def __init__(self, *, name: str, model: Value, dest: Value) -> None:
         super().__init__(
             name=name,
             command=["ngc", "registry", "model", "download-version", model, "--dest", dest],
-            gpus=0,
             report=("run", "--ngc-model", model, "--ngc-dest", dest),
         )
 
@@ -245,7 +290,7 @@ def _status_file(profile: Profile, results_dir: Value) -> Value | None:
 
 # The train steps hand their report (curve, final validation figures) to the evaluate step
 # that follows, through this file in their results folder: a train step keeps its retry on
-# infrastructure errors, and a retried step would show its KFP outputs twice (_step_settings).
+# infrastructure errors, and a retried step would show its KFP outputs twice (NO_RETRY).
 TRAINING_REPORT = "tao_step-training-report.json"
 
 
@@ -254,6 +299,8 @@ class TrainOp(TaoOp):
     report (training curve, final validation figures) goes to ``<results_dir>/``
     ``TRAINING_REPORT``, which the following :class:`EvaluateOp` publishes.
     ``label`` is ``baseline`` or ``retrained``."""
+
+    secrets = (TAO_KEY,)
 
     def __init__(
         self, *, profile: Profile, name: str, label: str, spec: Value, results_dir: Value,
@@ -269,7 +316,6 @@ class TrainOp(TaoOp):
                     "--hand-over", f"{results_dir}/{TRAINING_REPORT}"),
             writes=[results_dir],
             status_file=_status_file(profile, results_dir),
-            publish=False,
         )
 
 
@@ -279,6 +325,10 @@ class EvaluateOp(TaoOp):
     confusion matrix and per-class table. With ``min_accuracy`` it outputs ``gate``:
     ``pass`` or ``fail``. On releases with a
     status.json, ``results_dir`` receives it (``-r``)."""
+
+    publishes = True
+    retry = NO_RETRY
+    secrets = (TAO_KEY,)
 
     def __init__(
         self, *, profile: Profile, name: str, label: str, spec: Value, key: Value,
@@ -291,7 +341,6 @@ class EvaluateOp(TaoOp):
             name=name,
             command=[profile.cli, "evaluate", "-e", spec, *_key(profile, "evaluate", key),
                      *(["-r", results_dir] if status else [])],
-            gpus=1,
             report=("evaluate", "--label", label, "--spec", spec,
                     "--training-report", f"{training_results}/{TRAINING_REPORT}",
                     *(gate if min_accuracy is not None else [])),
@@ -303,6 +352,10 @@ class EvaluateOp(TaoOp):
 class PruneOp(TaoOp):
     """``<cli> prune``: remove filters below the threshold; publishes the pruning ratio and
     sizes."""
+
+    publishes = True
+    retry = NO_RETRY
+    secrets = (TAO_KEY,)
 
     def __init__(
         self,
@@ -319,7 +372,6 @@ class PruneOp(TaoOp):
             name=name,
             command=[profile.cli, "prune", *_key(profile, "prune", key), "-m", model,
                      "-o", output_file, "-pth", threshold, "-eq", equalization_criterion],
-            gpus=1,
             report=("prune", "--input-model", model, "--output-model", output_file),
             writes=[output_file],
         )
@@ -328,6 +380,10 @@ class PruneOp(TaoOp):
 class InferenceOp(TaoOp):
     """``<cli> inference`` on a directory: writes ``result.csv`` into it; publishes a table
     of predictions and the count per class."""
+
+    publishes = True
+    retry = NO_RETRY
+    secrets = (TAO_KEY,)
 
     def __init__(
         self,
@@ -345,7 +401,6 @@ class InferenceOp(TaoOp):
             name=name,
             command=[profile.cli, "inference", *_key(profile, "inference", key), "-e", spec,
                      "-m", model, "-d", image_dir, "-b", batch_size, "-cm", class_map],
-            gpus=1,
             report=("inference", "--image-dir", image_dir),
             writes=[f"{image_dir}/result.csv"],
         )
@@ -355,6 +410,8 @@ class ExportOp(TaoOp):
     """``<cli> export``: the FP32 model for deployment (``.etlt`` in 3.0; ONNX in TAO 5,
     whose exporter also reads the spec)."""
 
+    secrets = (TAO_KEY,)
+
     def __init__(
         self, *, profile: Profile, name: str, model: Value, output_file: Value, key: Value,
         spec: Value,
@@ -363,7 +420,6 @@ class ExportOp(TaoOp):
             name=name,
             command=[profile.cli, "export", "-m", model, *_key(profile, "export", key),
                      "-o", output_file, *(["-e", spec] if profile.export_spec else [])],
-            gpus=1,
             writes=[output_file],
         )
 
@@ -384,7 +440,6 @@ class CalibrationTensorfileOp(TaoOp):
             name=name,
             command=[profile.cli, "calibration_tensorfile", "-e", spec, "-m", max_batches,
                      "-o", output_file],
-            gpus=1,
             writes=[output_file],
         )
 
@@ -392,6 +447,8 @@ class CalibrationTensorfileOp(TaoOp):
 class ExportInt8Op(TaoOp):
     """``classification export`` with INT8 calibration (TAO 3.0): the ``.etlt`` and its
     cache."""
+
+    secrets = (TAO_KEY,)
 
     def __init__(
         self,
@@ -412,7 +469,6 @@ class ExportInt8Op(TaoOp):
                      "-o", output_file, "--cal_data_file", calibration_tensorfile,
                      "--data_type", data_type, "--batches", batches,
                      "--cal_cache_file", calibration_cache, "-v"],
-            gpus=1,
             writes=[output_file, calibration_cache],
         )
 
@@ -420,6 +476,10 @@ class ExportInt8Op(TaoOp):
 class ConvertTrtOp(TaoOp):
     """``converter`` (TAO 3.0): build the TensorRT engine on the GPU; without a calibration
     cache, as FP16 and FP32 engines are built."""
+
+    publishes = True
+    retry = NO_RETRY
+    secrets = (TAO_KEY,)
 
     def __init__(
         self,
@@ -442,7 +502,6 @@ class ConvertTrtOp(TaoOp):
             command=["converter", model, "-k", key, "-o", output_node, *cache, "-d", dims,
                      "-i", input_type, "-m", max_batch_size, "-t", precision,
                      "-e", engine_file, "-b", batch_size],
-            gpus=1,
             report=("convert", "--engine", engine_file, "--precision", precision),
             writes=[engine_file],
         )
@@ -469,6 +528,8 @@ class GenTrtEngineOp(TaoOp):
     """
 
     image_role = "deploy"
+    publishes = True
+    retry = NO_RETRY
 
     def __init__(
         self,
@@ -495,7 +556,6 @@ class GenTrtEngineOp(TaoOp):
                      "--data_type", precision, "--engine_file", engine_file, *int8,
                      "--batch_size", batch_size, "--max_batch_size", max_batch_size,
                      "--opt_batch_size", max_batch_size],
-            gpus=1,
             report=("convert", "--engine", engine_file, "--precision", precision),
             writes=[engine_file, results_dir, *([calibration[1]] if calibration else [])],
             requires=[calibration[0]] if calibration else [],
@@ -511,10 +571,13 @@ class SummaryOp(TaoOp):
     Fails when the quality gate failed, so the run shows that the model did not pass."""
 
     runs_tao = False
+    gpus = 0
+    publishes = True
+    retry = NO_RETRY
 
     def __init__(self, *, profile: Profile, name: str, workspace: Value,
                  artifacts: dict) -> None:
-        super().__init__(name=name, gpus=0, publish=True, runtime_args=[
+        super().__init__(name=name, runtime_args=[
             "summary", "--out-dir", OUTPUTS_DIR, "--workspace", workspace, "--run", RUN_NAME,
             "--run-uid", RUN_UID, "--status", WORKFLOW_STATUS, "--failures", WORKFLOW_FAILURES,
             *release_args(profile.version),

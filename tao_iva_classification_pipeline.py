@@ -422,8 +422,9 @@ SUMMARY_ARTIFACTS = (
 
 
 def _step_settings(mount_dir, options: CompileOptions) -> Callable:
-    """What every step gets, applied once for the whole pipeline."""
-    from kfp.onprem import mount_pvc, use_k8s_secret
+    """What every step gets, applied once for the whole pipeline: the build's options and
+    each op's own policy (its class attributes in tao_iva_classification_ops)."""
+    from kfp.onprem import use_k8s_secret
     from kubernetes import client as k8s
 
     if options.image_pull_secrets:
@@ -433,7 +434,19 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
     # A hostPath is node-local: every step must land on the node that holds it, so
     # scheduling constraints then apply to all steps, not only to the GPU ones.
     pin_all_steps = options.pvc is None
+    if options.pvc:
+        source = {"persistent_volume_claim":
+                  k8s.V1PersistentVolumeClaimVolumeSource(claim_name=options.pvc)}
+    else:  # Directory: a node without the workspace fails the pod instead of creating it
+        source = {"host_path": k8s.V1HostPathVolumeSource(path=str(mount_dir), type="Directory")}
+    workspace = k8s.V1Volume(name=WORKSPACE_VOLUME, **source)
     images = options.images()
+    # The Secret behind each kind an op may read, and the variable it is read from.
+    secrets = {ops.TAO_KEY: (options.key_secret, KEY_ENV),
+               ops.NGC_KEY: (options.ngc_secret, NGC_KEY_ENV)}
+
+    def env(op, name: str, value: str) -> None:
+        op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
 
     def apply(op):
         op.container.image = images[op.image_role]
@@ -441,69 +454,39 @@ def _step_settings(mount_dir, options: CompileOptions) -> Callable:
         # same form would silently skip all training. P0D is the switch it honours.
         op.execution_options.caching_strategy.max_cache_staleness = "P0D"
         op.set_caching_options(False)  # the label alone does nothing on v1; keeps YAML honest
-        if options.pvc:
-            op.apply(mount_pvc(options.pvc, WORKSPACE_VOLUME, str(mount_dir)))
-        else:
-            op.add_volume(k8s.V1Volume(
-                name=WORKSPACE_VOLUME,
-                host_path=k8s.V1HostPathVolumeSource(path=str(mount_dir), type="Directory"),
-            ))
-            op.container.add_volume_mount(
-                k8s.V1VolumeMount(name=WORKSPACE_VOLUME, mount_path=str(mount_dir))
-            )
+        op.add_volume(workspace)
+        op.container.add_volume_mount(
+            k8s.V1VolumeMount(name=WORKSPACE_VOLUME, mount_path=str(mount_dir)))
 
         # Which run the step belongs to: a step that writes re-takes the run's claim on the
-        # workspace (tao_step.claims), so a run resumed by KFP's Retry is covered again.
+        # workspace (tao_step.claims), so a run resumed by KFP's Retry is covered again ...
         run = (str(mount_dir), ops.RUN_NAME, ops.RUN_UID)
         for name, value in zip(claims.RUN_ENV, run, strict=True):
-            op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
-        step = op.human_name
+            env(op, name, value)
         # ... and its name, which names the result it keeps for the summary (tao_step.results).
-        op.container.add_env_variable(k8s.V1EnvVar(name=results.STEP_ENV, value=step))
-        uses_gpu = bool(isinstance(op.gpus, dsl.PipelineParam) or op.gpus)
-        if options.key_secret and (op.reads_key_env
-                                   or any(KEY_REFERENCE in str(a) for a in op.container.args)):
-            op.apply(use_k8s_secret(options.key_secret.name, {options.key_secret.key: KEY_ENV}))
-        if options.ngc_secret and step == "download-model":
-            op.apply(use_k8s_secret(options.ngc_secret.name,
-                                    {options.ngc_secret.key: NGC_KEY_ENV}))
-        if uses_gpu or pin_all_steps:
+        env(op, results.STEP_ENV, op.human_name)
+        for kind in op.secrets:
+            secret, variable = secrets[kind]
+            if secret:
+                op.apply(use_k8s_secret(secret.name, {secret.key: variable}))
+        if op.uses_gpu or pin_all_steps:
             for label, value in options.node_selector:
                 op.add_node_selector_constraint(label, value)
             if options.gpu_toleration:
                 op.add_toleration(k8s.V1Toleration(
                     key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"))
-        if op.runs_tao:  # TAO's own commands, as opposed to NGC and our checks and report
+        if op.runs_tao:
             for name, value in options.profile.env:
-                op.container.add_env_variable(k8s.V1EnvVar(name=name, value=value))
-        # TAO's own commands, as opposed to NGC and our checks, report and release
+                env(op, name, value)
         cpu, memory = ((options.cpu_request, options.memory_request) if op.runs_tao else
                        (options.light_cpu_request, options.light_memory_request))
         if cpu != "0":
             op.container.add_resource_request("cpu", cpu)
         if memory != "0":
             op.container.add_resource_request("memory", memory)
-
-        if step == "download-model":
-            # NGC downloads fail on network hiccups: retry any failure, backing off 30 s,
-            # 60 s, 120 s. No maxDuration: Argo counts it from the first attempt's start, so
-            # it would forbid retrying a download that failed after a long transfer.
-            op.set_retry(3, policy="Always", backoff_duration="30s", backoff_factor=2)
-        elif op.publishes:
-            # No retry strategy: with one, Argo (v3.3.8 to v4.0.5) copies the attempt's
-            # outputs onto the Retry node (operator.go processNodeRetries) and KFP stores the
-            # mlpipeline-metrics of every node that has them, so the Metrics table lists the
-            # step twice. These steps take minutes; the long ones (training) publish nothing
-            # themselves and keep their retry (docs/tao-step-report.md). KFP 2.17's
-            # templateDefaults retry every template anyway, and no template field can opt out
-            # (rehearsal/kfp_releases.py, docs/kfp-releases.md).
-            pass
-        else:
-            # OnError: only when Argo reports an error of the infrastructure (pod deleted,
-            # node lost, its own containers failing), never when TAO itself exited non-zero:
-            # a TAO failure repeats, wasting GPU hours.
-            op.set_retry(2, policy="OnError", backoff_duration="1m")
-        op.set_timeout(options.timeout(step))
+        if op.retry:
+            op.set_retry(**op.retry._asdict())
+        op.set_timeout(options.timeout(op.human_name))
         return op
 
     return apply

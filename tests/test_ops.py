@@ -173,3 +173,58 @@ def test_preflight_and_summary_run_the_runtime_without_gpu_or_shared_memory():
 def test_arguments_are_keyword_only(op_class):
     with pytest.raises(TypeError):
         op_class("name", "/ws/a", "/ws/b")
+
+
+def op_classes() -> list:
+    """Every step class the ops module defines."""
+    found, todo = [], [ops.TaoOp]
+    while todo:
+        subclasses = todo.pop().__subclasses__()
+        found += [c for c in subclasses if c.__module__ == ops.__name__]
+        todo += subclasses
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def test_a_step_that_publishes_is_never_retried():
+    # A Retry node would carry its metrics too, listing the step twice (ops.NO_RETRY).
+    publishing = [c.__name__ for c in op_classes() if c.publishes]
+    assert publishing == ["ConvertTrtInt8Op", "ConvertTrtOp", "EvaluateOp", "GenTrtEngineOp",
+                          "InferenceOp", "PruneOp", "SummaryOp"]
+    assert [c.__name__ for c in op_classes() if c.publishes and c.retry] == []
+
+
+def test_the_op_transformer_applies_the_ops_policy_not_its_name():
+    import tao_iva_classification_pipeline as pipeline
+
+    class Fetch(ops.TaoOp):  # a step the pipeline has never heard of
+        runs_tao = False
+        gpus = 0
+        retry = ops.RETRY_ANY_FAILURE
+        secrets = (ops.NGC_KEY,)
+
+    class Publish(ops.TaoOp):
+        publishes = True
+        retry = ops.NO_RETRY
+        secrets = (ops.TAO_KEY,)
+
+    options = pipeline.CompileOptions(key_secret=pipeline.SecretRef("tao", "key"),
+                                      ngc_secret=pipeline.SecretRef("ngc", "api"))
+    apply = pipeline._step_settings("/ws", options)
+    # Named like the steps that get the opposite policy, to show names play no part.
+    fetch = apply(Fetch(name="train-model", command=["ngc", "x"]))
+    publish = apply(Publish(name="download-model", command=["classification", "x"],
+                            report=("prune",)))
+
+    def secrets(op) -> dict:
+        return {e.name: e.value_from.secret_key_ref.name for e in op.container.env
+                if e.value_from}
+
+    assert secrets(fetch) == {"NGC_CLI_API_KEY": "ngc"}
+    assert (fetch.num_retries, fetch.retry_policy, fetch.backoff_duration,
+            fetch.backoff_factor) == (3, "Always", "30s", 2)
+    assert fetch.container.resources.requests == {"cpu": "250m", "memory": "512Mi"}
+    assert gpu_limit(fetch) is None
+    assert secrets(publish) == {"TAO_API_KEY": "tao"}
+    assert publish.num_retries == 0 and publish.output_artifact_paths == ops.UI_OUTPUTS
+    assert publish.container.resources.requests == {"cpu": "4", "memory": "16Gi"}
+    assert gpu_limit(publish) == "1"
