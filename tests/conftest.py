@@ -64,6 +64,16 @@ def main_error(capsys, *args: str) -> str:
     return lines[0]
 
 
+def compile_in_process(tmp_path: Path, *args: str) -> dict:
+    """The workflow the compile command writes for ``args``, run in this process: for tests
+    of what is compiled, where starting the script is not what they test."""
+    import tao_iva_classification_cli as cli
+
+    out = tmp_path / "pipeline.yaml"
+    assert cli.main(["--output", str(out), *args]) == 0
+    return yaml.safe_load(out.read_text())
+
+
 def compile_workflow(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "pipeline.yaml"
     result = run_compiler("--output", str(out), *args)
