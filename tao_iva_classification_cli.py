@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -196,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="change a Create Run default (repeatable), to ship a pre-filled form; checked "
         "like the form itself",
     )
+    _add_rehearsal_options(parser)
+    _add_cluster_options(parser)
+    return parser
+
+
+def _add_rehearsal_options(parser: argparse.ArgumentParser) -> None:
     rehearsal = parser.add_argument_group(
         "rehearsal", "run the whole pipeline on this machine against a fake TAO")
     rehearsal.add_argument(
@@ -225,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
         "whose UI the preview shows (default: the KFP of the current Kubeflow release; "
         "docs/kfp-releases.md says what differs)",
     )
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """What a real cluster needs: storage, secrets, scheduling, failure policy."""
     storage = parser.add_argument_group("storage")
     storage.add_argument(
         "--pvc", type=_object_name("PersistentVolumeClaim"), metavar="CLAIM",
@@ -278,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
         f"train-model and retrain-model {DEFAULT_TIMEOUTS['train-model'] // 3600}h, "
         f"others {DEFAULT_TIMEOUT // 3600}h",
     )
-    return parser
 
 
 def options_from_args(args: argparse.Namespace) -> CompileOptions:
@@ -389,9 +400,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write_package(options: CompileOptions, output: Path) -> None:
     """Compile into a scratch folder, then copy: a failed write leaves no partial file."""
-    import shutil
-    import tempfile
-
     existed = output.exists()
     with tempfile.TemporaryDirectory(prefix="tao-compile-") as scratch:
         package = Path(scratch) / f"pipeline{''.join(output.suffixes[-2:])}"
@@ -415,9 +423,6 @@ def _dry_run(options: CompileOptions, args: argparse.Namespace,
 
 def _rehearse(options: CompileOptions, args: argparse.Namespace,
               parser: argparse.ArgumentParser) -> int:
-    import shutil
-    import tempfile
-
     import yaml
 
     from rehearsal import dry_run, interrupts
@@ -480,8 +485,6 @@ def _dry_run_outcome(result, rehearsal, args: argparse.Namespace,
                      parser: argparse.ArgumentParser, scratch: Path) -> int:
     """Report a finished rehearsal, keep its outputs, and remove the scratch folder unless
     the logs of a failed step are in it."""
-    import shutil
-
     print(result.format_report())
     if args.outputs is not None:
         from rehearsal import kfp_releases

@@ -7,6 +7,10 @@
 Upload the package in the Kubeflow Pipelines UI (or with ``kfp pipeline upload``) and fill
 the Create Run form; the parameters keep the names of NVIDIA's original sample.
 
+This module is the pipeline: the form, the compile-time options, the DAG, what every step
+gets (one op transformer) and compiling. The command's options, notes and dry run are in
+``tao_iva_classification_cli.py``; the steps are in ``tao_iva_classification_ops.py``.
+
 What must exist on the cluster before a run:
 - the image(s) built from ``docker/`` in a registry the nodes can pull from (``--image``;
   with TAO 5 also ``--deploy-image``);

@@ -1,4 +1,5 @@
-"""The compile command as users run it."""
+"""The compile command as users run it: the script for what only the script shows (where
+the package goes, help, an error without a traceback, dsl-compile), in-process otherwise."""
 
 from __future__ import annotations
 
@@ -9,19 +10,25 @@ import zipfile
 from pathlib import Path
 
 import yaml
-from conftest import ENTRY_POINT, REPO, read_package, run_compiler
+from conftest import REPO, compile_in_process, main_error, read_package, run_compiler
 
 import tao_iva_classification_cli as cli
 
+PIPELINE_MODULES = ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py")
+
+
+def copy_without_rehearsal(folder: Path, *modules: str) -> None:
+    """``modules`` and what they need in the image's build (tao_step/, docker/), and no
+    rehearsal/: a fresh copy neither depends on nor clobbers the user's own build, and an
+    import of the rehearsal fails in it."""
+    for name in modules:
+        shutil.copy(REPO / name, folder)
+    shutil.copytree(REPO / "tao_step", folder / "tao_step")
+    shutil.copytree(REPO / "docker", folder / "docker")
+
 
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
-    # A fresh copy, so the test neither depends on nor clobbers the user's own build; and
-    # without rehearsal/, which compiling must not need.
-    for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py",
-                 "tao_iva_classification_cli.py"):
-        shutil.copy(REPO / name, tmp_path)
-    shutil.copytree(REPO / "tao_step", tmp_path / "tao_step")
-    shutil.copytree(REPO / "docker", tmp_path / "docker")
+    copy_without_rehearsal(tmp_path, *PIPELINE_MODULES, "tao_iva_classification_cli.py")
     result = subprocess.run([sys.executable, "tao_iva_classification_pipeline.py"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -37,17 +44,15 @@ def test_default_run_writes_the_package_next_to_the_script(tmp_path):
 
 
 def test_zip_and_yaml_outputs(tmp_path):
-    assert run_compiler("--output", str(tmp_path / "p.zip")).returncode == 0
+    assert cli.main(["--output", str(tmp_path / "p.zip")]) == 0
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         assert yaml.safe_load(archive.read("pipeline.yaml"))["kind"] == "Workflow"
-    assert run_compiler("-o", str(tmp_path / "p.yaml")).returncode == 0
+    assert cli.main(["-o", str(tmp_path / "p.yaml")]) == 0
     assert yaml.safe_load((tmp_path / "p.yaml").read_text())["kind"] == "Workflow"
 
 
 def test_image_option_changes_every_step(tmp_path):
-    out = tmp_path / "p.yaml"
-    assert run_compiler("-o", str(out), "--image", "registry.example.com/ml/tao:7").returncode == 0
-    doc = yaml.safe_load(out.read_text())
+    doc = compile_in_process(tmp_path, "--image", "registry.example.com/ml/tao:7")
     images = {t["container"]["image"] for t in doc["spec"]["templates"] if "container" in t}
     assert images == {"registry.example.com/ml/tao:7"}
 
@@ -69,72 +74,74 @@ def one_error_line(result) -> str:
 
 
 def test_bad_output_suffix_is_one_clear_line(tmp_path):
+    # Through the script: one line, no traceback, and the script's name as the prefix.
     line = one_error_line(run_compiler("--output", str(tmp_path / "p.json")))
-    assert "--output" in line and ".tar.gz" in line and "p.json" in line
+    assert line.startswith("tao_iva_classification_pipeline.py: error: argument --output")
+    assert ".tar.gz" in line and "p.json" in line
     assert not (tmp_path / "p.json").exists()
 
 
-def test_unknown_option_is_one_clear_line():
-    line = one_error_line(run_compiler("--outptu", "x.yaml"))
+def test_unknown_option_is_one_clear_line(capsys):
+    line = main_error(capsys, "--outptu", "x.yaml")
     assert "--outptu" in line
 
 
-def test_missing_output_directory_is_one_clear_line(tmp_path):
-    line = one_error_line(run_compiler("-o", str(tmp_path / "nope" / "p.yaml")))
+def test_missing_output_directory_is_one_clear_line(tmp_path, capsys):
+    line = main_error(capsys, "-o", str(tmp_path / "nope" / "p.yaml"))
     assert "nope" in line and "does not exist" in line
 
 
-def test_image_with_spaces_is_rejected():
-    line = one_error_line(run_compiler("--image", "my image"))
+def test_image_with_spaces_is_rejected(capsys):
+    line = main_error(capsys, "--image", "my image")
     assert "--image" in line
 
 
-def test_dsl_compile_finds_the_pipeline(tmp_path):
+def test_dsl_compile_finds_the_pipeline_in_the_pipeline_module_alone(tmp_path):
+    # Neither the command line nor the rehearsal is needed to compile.
+    copy_without_rehearsal(tmp_path, *PIPELINE_MODULES)
     # The console script kfp installs next to this interpreter.
     dsl_compile = str(Path(sys.executable).with_name("dsl-compile"))
     out = tmp_path / "x.tar.gz"
-    result = subprocess.run([dsl_compile, "--py", str(ENTRY_POINT), "--output", str(out)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [dsl_compile, "--py", str(tmp_path / PIPELINE_MODULES[0]), "--output", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     doc = read_package(out)
     assert doc["spec"]["arguments"]["parameters"][0]["name"] == "pretrained_model_name"
 
 
 def test_param_prefills_the_form(tmp_path):
-    out = tmp_path / "p.yaml"
-    result = run_compiler("-o", str(out), "--param", "train_num_gpus=4",
-                          "--param", "min_accuracy=0.85")
-    assert result.returncode == 0, result.stderr
-    form = {p["name"]: p["value"] for p in
-            yaml.safe_load(out.read_text())["spec"]["arguments"]["parameters"]}
+    doc = compile_in_process(tmp_path, "--param", "train_num_gpus=4",
+                             "--param", "min_accuracy=0.85")
+    form = {p["name"]: p["value"] for p in doc["spec"]["arguments"]["parameters"]}
     assert form["train_num_gpus"] == "4" and form["min_accuracy"] == "0.85"
     assert form["prune_threshold"] == "0.6"  # the rest keeps the defaults
 
 
-def test_param_api_key_with_a_key_secret_is_refused():
-    line = one_error_line(run_compiler("--key-secret", "tao-key", "--param", "api_key=x"))
+def test_param_api_key_with_a_key_secret_is_refused(capsys):
+    line = main_error(capsys, "--key-secret", "tao-key", "--param", "api_key=x")
     assert "--param api_key" in line and "--key-secret" in line
 
 
-def test_rehearsal_options_need_dry_run(tmp_path):
-    line = one_error_line(run_compiler("--specs", str(tmp_path)))
+def test_rehearsal_options_need_dry_run(tmp_path, capsys):
+    line = main_error(capsys, "--specs", str(tmp_path))
     assert "--specs goes with --dry-run" in line
 
 
-def test_output_into_a_read_only_folder_is_one_line():
+def test_output_into_a_read_only_folder_is_one_line(capsys):
     # /sys refuses new files to every user, root included.
-    line = one_error_line(run_compiler("-o", "/sys/p.yaml", "--image", "r.example.com/t:1"))
+    line = main_error(capsys, "-o", "/sys/p.yaml", "--image", "r.example.com/t:1")
     assert "--output" in line and "/sys/p.yaml" in line and "Permission denied" in line
 
 
-def test_output_under_proc_is_one_line():
-    line = one_error_line(run_compiler("-o", "/proc/p.yaml", "--image", "r.example.com/t:1"))
+def test_output_under_proc_is_one_line(capsys):
+    line = main_error(capsys, "-o", "/proc/p.yaml", "--image", "r.example.com/t:1")
     assert "--output" in line and "/proc/p.yaml" in line and "cannot write" in line
 
 
-def test_output_onto_an_existing_folder_is_one_line(tmp_path):
+def test_output_onto_an_existing_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "p.yaml").mkdir()
-    line = one_error_line(run_compiler("-o", str(tmp_path / "p.yaml")))
+    line = main_error(capsys, "-o", str(tmp_path / "p.yaml"))
     assert "--output" in line and "is a folder" in line
     assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]
     assert list((tmp_path / "p.yaml").iterdir()) == []
