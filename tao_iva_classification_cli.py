@@ -513,5 +513,5 @@ def run() -> None:
         sys.exit(main())
     except KeyboardInterrupt as interrupt:  # a dry run handles its own (and SIGTERM, as
         # rehearsal.interrupts.Terminated); a compile leaves no partial file
-        print(f"{Path(sys.argv[0]).name}: {interrupt or 'interrupted'}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_status", 130))

@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, compile_in_process, main_error, read_package, run_compiler
 
@@ -162,3 +163,14 @@ def test_the_hostpath_workspace_gets_one_line_on_pod_security(tmp_path, capsys):
                   "refuse hostPath", "--pvc", "docs/storage.md"):
         assert words in line
     assert (REPO / "docs" / "storage.md").is_file()
+
+
+def test_ctrl_c_while_compiling_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1].endswith(": interrupted")
