@@ -52,45 +52,8 @@ LABELS = ("baseline", "retrained")
 # --------------------------------------------------------------------------- kinds
 
 def report_train(args, output: str, out: Outputs) -> int:
-    csv_path = os.path.join(args.results_dir, "training.csv")
-    notes = []  # why the curve is not (or not only) from training.csv
-    curve = None
-    if os.path.isfile(csv_path):
-        last_epoch = parse.last_keras_epoch(output)
-        if last_epoch is None:
-            weights = os.path.join(args.results_dir, "weights")
-            last_epoch = parse.last_checkpoint_epoch(
-                os.listdir(weights) if os.path.isdir(weights) else [])
-        curve, problem = parse.parse_training_csv(read_text(csv_path), last_epoch)
-        if curve is not None and not curve.has_points():
-            curve, problem = None, "%s has no values" % csv_path
-        if problem:
-            notes.append(problem)
-    else:
-        notes.append("there is no %s" % csv_path)
-    if curve is None:
-        curve, problem = parse.parse_training_log(output)
-        if problem:
-            notes.append(problem)
-    if curve is None:
-        warn("training curve unavailable: " + "; ".join(notes))
-
-    final = OrderedDict()  # type: OrderedDict
-    for key, label, series in (("acc", "Total Val accuracy:", "val_acc"),
-                               ("loss", "Total Val Loss:", "val_loss")):
-        value = parse.last_value(output, label)
-        source = "TAO's '%s'" % label.rstrip(":")
-        if value is None and curve is not None:
-            value, source = curve.last(series), "the last epoch in " + curve.source
-        if key == "acc":
-            value = parse.fraction(value)
-        final[key] = (value, source)
-        if value is None:
-            warn("no final validation %s in the output or the curve"
-                 % ("accuracy" if key == "acc" else "loss"))
-
-    acc, acc_source = final["acc"]
-    loss, loss_source = final["loss"]
+    curve, notes = _training_curve(args.results_dir, output)
+    (acc, acc_source), (loss, loss_source) = _final_validation(output, curve)
     rows = [("Final validation accuracy",
              "%s (from %s)" % (pct(acc), md_escape(acc_source)) if acc is not None else "unknown"),
             ("Final validation loss",
@@ -115,6 +78,55 @@ def report_train(args, output: str, out: Outputs) -> int:
         out.ui.append(kfp_ui.web_app(training_curves_html(
             curve, title, "Train (solid) and validation (dashed) per epoch, from %s."
             % curve.source)))
+    return 0
+
+
+def _training_curve(results_dir: str, output: str
+                    ) -> Tuple[Optional[parse.TrainingCurve], List[str]]:
+    """The curve from ``training.csv``, else from the log's Keras lines; and why it is not
+    (or not only) from training.csv."""
+    csv_path = os.path.join(results_dir, "training.csv")
+    notes = []  # type: List[str]
+    curve = None
+    if os.path.isfile(csv_path):
+        last_epoch = parse.last_keras_epoch(output)
+        if last_epoch is None:
+            weights = os.path.join(results_dir, "weights")
+            last_epoch = parse.last_checkpoint_epoch(
+                os.listdir(weights) if os.path.isdir(weights) else [])
+        curve, problem = parse.parse_training_csv(read_text(csv_path), last_epoch)
+        if curve is not None and not curve.has_points():
+            curve, problem = None, "%s has no values" % csv_path
+        if problem:
+            notes.append(problem)
+    else:
+        notes.append("there is no %s" % csv_path)
+    if curve is None:
+        curve, problem = parse.parse_training_log(output)
+        if problem:
+            notes.append(problem)
+    if curve is None:
+        warn("training curve unavailable: " + "; ".join(notes))
+    return curve, notes
+
+
+def _final_validation(output: str, curve: Optional[parse.TrainingCurve]) -> List[tuple]:
+    """``[(accuracy, its source), (loss, its source)]``: TAO's final lines, else the
+    curve's last epoch."""
+    final = []
+    for key, label, series in (("acc", "Total Val accuracy:", "val_acc"),
+                               ("loss", "Total Val Loss:", "val_loss")):
+        value = parse.last_value(output, label)
+        source = "TAO's '%s'" % label.rstrip(":")
+        if value is None and curve is not None:
+            value, source = curve.last(series), "the last epoch in " + curve.source
+        if key == "acc":
+            value = parse.fraction(value)
+        final.append((value, source))
+        if value is None:
+            warn("no final validation %s in the output or the curve"
+                 % ("accuracy" if key == "acc" else "loss"))
+    return final
 
 
 def report_prune(args, output: str, out: Outputs) -> int:
@@ -217,6 +229,7 @@ def report_convert(args, output: str, out: Outputs) -> int:
             text + "\n**The converter reported success but wrote no engine.**\n"))
         return 1
     out.ui.append(kfp_ui.markdown(text))
+    return 0
 
 
 # --------------------------------------------------------------------------- command line

@@ -581,6 +581,24 @@ def test_each_step_keeps_what_it_found_for_the_summary(tmp_path):
     assert kept_result(tmp_path, "prune-model") is None
 
 
+def test_every_kind_that_succeeds_exits_0_and_keeps_status_0(tmp_path):
+    """What the report exited with is the step's status and what it keeps for the summary
+    (tao_step/results.py): 0 for each kind's success, not a missing value."""
+    engine = tmp_path / "model.engine"
+    runs = (
+        ("train-model", ("train", "--results-dir", tmp_path / "results", "--label", "baseline"),
+         fake_tao("print", SAMPLES / "train_baseline.log")),
+        ("export-engine", ("convert", "--engine", engine, "--precision", "fp16"),
+         fake_tao("print", SAMPLES / "convert.log", "bytes", 1000, engine)),
+    )
+    for step, (kind, *options), command in runs:
+        result = run_report(kind, "--out-dir", tmp_path / step, *options, command=command,
+                            env=run_env(tmp_path, step))
+        assert result.returncode == 0, result.stdout
+        assert (kept_result(tmp_path, step)["kind"], kept_result(tmp_path, step)["status"]) == (
+            kind, 0)
+
+
 def test_no_result_is_kept_without_the_step_name(tmp_path):
     env = run_env(tmp_path, "prune-model")
     del env["TAO_RUN_STEP"]  # a step run by hand, or by an older pipeline
