@@ -11,7 +11,7 @@ import math
 from typing import List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
-from tao_step.parse import TrainingCurve
+from tao_step.training_log import TrainingCurve
 
 TRAIN_COLOUR = "#1f77b4"
 VALIDATION_COLOUR = "#e8710a"

@@ -8,7 +8,7 @@ other key (the backend rejects the whole file otherwise); names must match
 the TAO workspace). The frontend parses CSV sources with d3's ``csvParseRows`` after
 trimming, and a confusion matrix needs exactly ``len(labels) ** 2`` rows.
 
-Which metrics become run-list columns: see ``top1_metric`` in ``tao_step/report.py``.
+Which metrics become run-list columns: see ``top1_metric`` in ``tao_step/evaluate_report.py``.
 """
 
 import csv

@@ -35,16 +35,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from tao_step import claims, kfp_ui, profiles, results
 from tao_step.chart import compared_curves_html
+from tao_step.evaluate_report import MAX_CONFUSED_PAIRS, matrix_markdown
 from tao_step.kfp_ui import md_escape, md_table
-from tao_step.parse import TrainingCurve
-from tao_step.report import (
-    MAX_CONFUSED_PAIRS,
-    matrix_markdown,
-    md_code,
-    path_size,
-    pct,
-    pct_pair,
-)
+from tao_step.publish import md_code, path_size, pct, pct_pair
+from tao_step.training_log import TrainingCurve
 
 STATUSES = ("Succeeded", "Failed", "Error")
 # Classes named in the inference line; the rest are counted.

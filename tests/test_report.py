@@ -27,7 +27,7 @@ from report_helpers import (
     run_report,
 )
 
-from tao_step import report
+from tao_step import console, guard
 
 EVALUATE_2 = SAMPLES / "evaluate_2class.txt"
 EVALUATE_24 = SAMPLES / "evaluate_24class.txt"
@@ -121,9 +121,9 @@ def test_a_secret_key_in_any_other_argument_is_refused_before_anything_runs(tmp_
 
 
 def test_redaction_forms():
-    assert report.redact(["c", "-k", "K1", "-kK2", "--key=K3", "--key", "K4", "-e", "s"]) == [
+    assert console.redact(["c", "-k", "K1", "-kK2", "--key=K3", "--key", "K4", "-e", "s"]) == [
         "c", "-k", "***", "-k***", "--key=***", "--key", "***", "-e", "s"]
-    assert report.secrets_in(["c", "-k", "K1xx", "-kK2xx", "--key=K3xx", "-k", "ab"]) == [
+    assert console.secrets_in(["c", "-k", "K1xx", "-kK2xx", "--key=K3xx", "-k", "ab"]) == [
         "K1xx", "K2xx", "K3xx"]
 
 
@@ -162,7 +162,7 @@ def test_the_kept_copy_equals_what_was_printed():
     sink = io.BytesIO()
     command = [sys.executable, str(FAKE_TAO), "say", "to stdout", "err", "to stderr",
                "rawhex", "c3a9ff0a", "print", str(EVALUATE_2), "rawhex", "6e6f206e65776c696e65"]
-    status, copy = report.run_streaming(command, sink)
+    status, copy = guard.run_streaming(command, sink)
     assert status == 0
     printed = sink.getvalue()
     assert copy == printed.decode("utf-8", "replace")
@@ -579,6 +579,24 @@ def test_each_step_keeps_what_it_found_for_the_summary(tmp_path):
     again, _, _ = prune(tmp_path, "exit", 1, env=env)
     assert again.returncode == 1
     assert kept_result(tmp_path, "prune-model") is None
+
+
+def test_every_kind_that_succeeds_exits_0_and_keeps_status_0(tmp_path):
+    """What the report exited with is the step's status and what it keeps for the summary
+    (tao_step/results.py): 0 for each kind's success, not a missing value."""
+    engine = tmp_path / "model.engine"
+    runs = (
+        ("train-model", ("train", "--results-dir", tmp_path / "results", "--label", "baseline"),
+         fake_tao("print", SAMPLES / "train_baseline.log")),
+        ("export-engine", ("convert", "--engine", engine, "--precision", "fp16"),
+         fake_tao("print", SAMPLES / "convert.log", "bytes", 1000, engine)),
+    )
+    for step, (kind, *options), command in runs:
+        result = run_report(kind, "--out-dir", tmp_path / step, *options, command=command,
+                            env=run_env(tmp_path, step))
+        assert result.returncode == 0, result.stdout
+        assert (kept_result(tmp_path, step)["kind"], kept_result(tmp_path, step)["status"]) == (
+            kind, 0)
 
 
 def test_no_result_is_kept_without_the_step_name(tmp_path):

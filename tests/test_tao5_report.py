@@ -11,8 +11,7 @@ import pytest
 from conftest import REPO
 from in_container import PYTHON
 
-from tao_step import parse, profiles
-from tao_step import report as tao_report
+from tao_step import evaluate_report, parse, profiles
 
 TAO5_LOG = "2023-07-11 10:00:00,123 [TAO Toolkit] [INFO] root 2102: Evaluation in progress."
 
@@ -94,7 +93,7 @@ def test_the_gate_names_what_the_releases_build_holds_back(release, gated):
     from tao_step import summary
 
     profile = profiles.get(release)
-    assert tao_report.gate_sentence("retrained", 0.8, 0.85, profile).endswith(
+    assert evaluate_report.gate_sentence("retrained", 0.8, 0.85, profile).endswith(
         f"is below min_accuracy 85.0%; {gated} will not run.")
     records = [{"kind": "evaluate", "label": "retrained", "top1": 0.8,
                 "gate": {"verdict": "fail", "min_accuracy": 0.85}}]
