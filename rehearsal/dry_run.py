@@ -27,12 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rehearsal import local_runner
-from rehearsal.fake_tao import fake_tao5
-from rehearsal.fake_tao.fake_tao import FAIL_ENV, SUBTASKS
+from rehearsal.fake_tao import experiment
 from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from rehearsal.fake_tao.releases import FAIL_ENV, RELEASES
 from rehearsal.outputs import staging_folder
 from tao_iva_classification_ops import RUNTIME_BOOTSTRAP
-from tao_step.specs import check_spec_file
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_BIN = Path(__file__).resolve().parent / "fake_tao" / "bin"
@@ -50,11 +49,9 @@ STEP_PYTHON_ENV = "TAO_STEP_PYTHON"
 MAX_GENERATED_TRAIN_IMAGES = 2560
 SPEC_PARAMETERS = ("train_classification_spec", "retrain_classification_spec",
                    "calibrate_classification_spec")
-# What FAKE_TAO_FAIL may name, per TAO release: subtasks of the fake `classification`
-# (fake_tao.py) or `classification_tf1` (fake_tao5.py, where SUBTASK:status makes the subtask
-# record a failure in status.json yet exit 0).
-FAILABLE = {"3.0": SUBTASKS,
-            "5.0": fake_tao5.SUBTASKS + tuple(f"{s}:status" for s in fake_tao5.SUBTASKS)}
+# What FAKE_TAO_FAIL may name, per TAO release: the subtasks of its fake classification
+# command, and SUBTASK:status where a subtask may record a failure in status.json yet exit 0.
+FAILABLE = {version: release.failable for version, release in RELEASES.items()}
 
 
 class RehearsalError(Exception):
@@ -147,8 +144,7 @@ def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | No
 def _train_images_needed(batches_text: str, spec_file: Path | None) -> tuple[int, int]:
     """(images per class, batch size): enough training images for calibrate_max_batches
     batches of the calibration spec's batch size."""
-    spec, _ = check_spec_file(str(spec_file)) if spec_file else (None, [])
-    batch = spec.field("train_config.batch_size_per_gpu")[0] if spec else None
+    batch = _spec_batch_size(spec_file) if spec_file else None
     try:
         batches = int(batches_text)
     except ValueError:
@@ -156,6 +152,16 @@ def _train_images_needed(batches_text: str, spec_file: Path | None) -> tuple[int
     if not isinstance(batch, int) or batch < 1 or batches < 1:
         return SMALL_SPLIT, 0
     return max(SMALL_SPLIT, math.ceil(batches * batch / len(DEFAULT_CLASSES))), batch
+
+
+def _spec_batch_size(spec_file: Path) -> int | None:
+    """batch_size_per_gpu as TAO reads the spec (0 when unset), None when it does not parse;
+    read with the most lenient release's protos, since only this number matters here."""
+    try:
+        spec = experiment.parse(spec_file.read_text(), RELEASES["3.0"].spec_format)
+    except (OSError, UnicodeDecodeError, experiment.SpecError):
+        return None
+    return spec.train_config.batch_size_per_gpu
 
 
 def plan_dataset(form: Mapping[str, str], spec_file: Path | None) -> int:
