@@ -19,8 +19,10 @@ folder is rehearsed as it is: nothing is generated into it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,7 @@ from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
 from rehearsal.fake_tao.releases import FAIL_ENV, RELEASES
 from rehearsal.outputs import staging_folder
 from tao_iva_classification_ops import RUNTIME_BOOTSTRAP
+from tao_step import profiles
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_BIN = Path(__file__).resolve().parent / "fake_tao" / "bin"
@@ -47,8 +50,10 @@ STEP_PYTHON_ENV = "TAO_STEP_PYTHON"
 # The most training images a rehearsal generates (a few seconds of work): 40 batches of the
 # shipped specs' 64. A larger calibrate_max_batches is refused rather than filling the disk.
 MAX_GENERATED_TRAIN_IMAGES = 2560
-SPEC_PARAMETERS = ("train_classification_spec", "retrain_classification_spec",
-                   "calibrate_classification_spec")
+# The Create Run parameter of the workspace's mount point (original-interface.md).
+MOUNT_PARAMETER = "tao_mount_dir"
+# TAO's experiment spec option, which a step passes to TAO's classification command.
+SPEC_FLAG = "-e"
 # What FAKE_TAO_FAIL may name, per TAO release: the subtasks of its fake classification
 # command, and SUBTASK:status where a subtask may record a failure in status.json yet exit 0.
 FAILABLE = {version: release.failable for version, release in RELEASES.items()}
@@ -89,11 +94,29 @@ def check_fail_setting(value: str, failable: Sequence[str]) -> None:
                              f"subtask; use a comma-separated list of {', '.join(failable)}")
 
 
-def spec_sources(form: Mapping[str, str], specs_dir: Path) -> dict[str, Path]:
+def spec_parameters(workflow: Mapping) -> tuple[str, ...]:
+    """The Create Run parameters that name a TAO spec, read from the compiled workflow: those
+    a step passes after ``-e`` to TAO's classification command (the profiles' CLI), in the
+    form's order."""
+    commands = {profile.cli for profile in profiles.PROFILES.values()}
+    named = set()
+    for template in workflow["spec"]["templates"]:
+        args = (template.get("container") or {}).get("args") or []
+        first = next((i for i, arg in enumerate(args) if arg in commands), len(args))
+        for flag, value in itertools.pairwise(args[first:]):
+            if flag == SPEC_FLAG:
+                named.update(re.findall(r"\{\{inputs\.parameters\.(\w+)\}\}", value))
+    return tuple(p["name"] for p in workflow["spec"]["arguments"]["parameters"]
+                 if p["name"] in named and p["name"] != MOUNT_PARAMETER)
+
+
+def spec_sources(form: Mapping[str, str], specs_dir: Path,
+                 names: Sequence[str]) -> dict[str, Path]:
     """Workspace-relative spec path -> the file of ``specs_dir`` with its name, for each
-    spec the form names and ``specs_dir`` holds; RehearsalError for one that is not text."""
+    spec parameter in ``names`` and ``specs_dir`` holds; RehearsalError for one that is not
+    text."""
     sources = {}
-    for name in SPEC_PARAMETERS:
+    for name in names:
         source = specs_dir / Path(form[name]).name
         if not source.is_file():
             continue  # a missing spec is the preflight's to report
@@ -109,20 +132,21 @@ def spec_sources(form: Mapping[str, str], specs_dir: Path) -> dict[str, Path]:
     return sources
 
 
-def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | None,
-               fresh: bool, shipped: Path = SHIPPED_SPECS
+def plan_specs(form: Mapping[str, str], workspace: Path, *, names: Sequence[str],
+               specs_dir: Path | None, fresh: bool, shipped: Path = SHIPPED_SPECS
                ) -> tuple[dict[str, Path], list[str]]:
     """The spec files to copy into ``workspace`` (relative path -> source) and a line per
-    spec saying which file the rehearsal uses. Copies only into a new workspace or what
-    ``--specs`` names explicitly, and never over a workspace's own spec."""
-    sources = spec_sources(form, specs_dir or shipped) if (specs_dir or fresh) else {}
+    spec parameter in ``names`` saying which file the rehearsal uses. Copies only into a
+    new workspace or what ``--specs`` names explicitly, and never over a workspace's own
+    spec."""
+    sources = spec_sources(form, specs_dir or shipped, names) if (specs_dir or fresh) else {}
     if specs_dir is not None and not sources:
-        names = ", ".join(dict.fromkeys(Path(form[name]).name for name in SPEC_PARAMETERS))
+        files = ", ".join(dict.fromkeys(Path(form[name]).name for name in names))
         raise RehearsalError(f"--specs {specs_dir}: holds none of the spec files the form "
-                             f"names ({names}); name the folder that holds them")
+                             f"names ({files}); name the folder that holds them")
     copies, used = {}, []
-    for relative in dict.fromkeys(form[name] for name in SPEC_PARAMETERS):
-        roles = ", ".join(n.split("_")[0] for n in SPEC_PARAMETERS if form[n] == relative)
+    for relative in dict.fromkeys(form[name] for name in names):
+        roles = ", ".join(n.split("_")[0] for n in names if form[n] == relative)
         target = workspace / relative
         source = sources.get(relative)
         if target.exists() and not fresh:
@@ -200,10 +224,12 @@ def write_seed(workspace: Path, *, spec_copies: Mapping[str, Path], data: Path,
 
 
 def seed_workspace(workspace: Path, *, form: Mapping[str, str], specs_dir: Path) -> None:
-    """What a new rehearsal workspace gets: the form's spec files from ``specs_dir``, copied
-    unchanged, and a generated dataset sized for calibrate_max_batches (RehearsalError
-    beyond the bound). Read the specs with ``tao_mount_dir`` mapped onto ``workspace``."""
-    copies, _ = plan_specs(form, workspace, specs_dir=specs_dir, fresh=True)
+    """What a new rehearsal workspace gets: the form's spec files from ``specs_dir`` (the
+    values that name one of its files), copied unchanged, and a generated dataset sized for
+    calibrate_max_batches (RehearsalError beyond the bound). Read the specs with
+    ``tao_mount_dir`` mapped onto ``workspace``."""
+    names = [name for name, value in form.items() if (specs_dir / Path(value).name).is_file()]
+    copies, _ = plan_specs(form, workspace, names=names, specs_dir=specs_dir, fresh=True)
     per_class = plan_dataset(form, copies.get(form["calibrate_classification_spec"]))
     write_seed(workspace, spec_copies=copies, data=workspace / form["train_classification_data"],
                train_per_class=per_class)
@@ -228,7 +254,8 @@ class Rehearsal:
         self.workspace = workspace
         self.fresh = fresh
         self.spec_copies, self.spec_lines = plan_specs(
-            self.form, workspace, specs_dir=specs_dir, fresh=fresh, shipped=shipped_specs)
+            self.form, workspace, names=spec_parameters(workflow), specs_dir=specs_dir,
+            fresh=fresh, shipped=shipped_specs)
         self.data = workspace / self.form["train_classification_data"]
         self.train_per_class = None
         if fresh:
@@ -299,7 +326,7 @@ class Rehearsal:
             self.workflow,
             self.overrides,
             workdir=logs,
-            host_paths={self.form["tao_mount_dir"]: workspace},
+            host_paths={self.form[MOUNT_PARAMETER]: workspace},
             claims=claims,
             per_step_dirs=["/tmp/kfp-outputs"],
             base_env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
