@@ -94,14 +94,28 @@ def check_fail_setting(value: str, failable: Sequence[str]) -> None:
                              f"subtask; use a comma-separated list of {', '.join(failable)}")
 
 
+def _container_args(workflow: Mapping) -> list[list[str]]:
+    return [(t.get("container") or {}).get("args") or [] for t in workflow["spec"]["templates"]]
+
+
+def compiled_release(workflow: Mapping) -> str:
+    """The TAO release the workflow was compiled for, read from it: the one whose
+    classification command (its profile's CLI) the steps run."""
+    used = {arg for args in _container_args(workflow) for arg in args}
+    found = [p.version for p in profiles.PROFILES.values() if p.cli in used]
+    if len(found) != 1:
+        raise RehearsalError(f"the compiled workflow runs {' and '.join(found) or 'none'} of "
+                             "the TAO releases' classification commands, not one")
+    return found[0]
+
+
 def spec_parameters(workflow: Mapping) -> tuple[str, ...]:
     """The Create Run parameters that name a TAO spec, read from the compiled workflow: those
     a step passes after ``-e`` to TAO's classification command (the profiles' CLI), in the
     form's order."""
     commands = {profile.cli for profile in profiles.PROFILES.values()}
     named = set()
-    for template in workflow["spec"]["templates"]:
-        args = (template.get("container") or {}).get("args") or []
+    for args in _container_args(workflow):
         first = next((i for i, arg in enumerate(args) if arg in commands), len(args))
         for flag, value in itertools.pairwise(args[first:]):
             if flag == SPEC_FLAG:
@@ -179,13 +193,18 @@ def _train_images_needed(batches_text: str, spec_file: Path | None) -> tuple[int
 
 
 def _spec_batch_size(spec_file: Path) -> int | None:
-    """batch_size_per_gpu as TAO reads the spec (0 when unset), None when it does not parse;
-    read with the most lenient release's protos, since only this number matters here."""
+    """batch_size_per_gpu as TAO reads the spec (0 when unset), None when no release's
+    protos parse it; only this number matters here, so any release that reads it will do."""
     try:
-        spec = experiment.parse(spec_file.read_text(), RELEASES["3.0"].spec_format)
-    except (OSError, UnicodeDecodeError, experiment.SpecError):
+        text = spec_file.read_text()
+    except (OSError, UnicodeDecodeError):
         return None
-    return spec.train_config.batch_size_per_gpu
+    for release in RELEASES.values():
+        try:
+            return experiment.parse(text, release.spec_format).train_config.batch_size_per_gpu
+        except experiment.SpecError:
+            continue
+    return None
 
 
 def plan_dataset(form: Mapping[str, str], spec_file: Path | None) -> int:
@@ -240,14 +259,15 @@ class Rehearsal:
 
     def __init__(self, workflow: dict, *, overrides: Mapping[str, str],
                  specs_dir: Path | None, workspace: Path, fresh: bool,
-                 shipped_specs: Path = SHIPPED_SPECS, tao_version: str = "3.0"):
+                 shipped_specs: Path = SHIPPED_SPECS, tao_version: str | None = None):
         defaults = {p["name"]: p["value"]
                     for p in workflow["spec"]["arguments"]["parameters"]}
         unknown = sorted(set(overrides) - set(defaults))
         if unknown:
             raise RehearsalError(f"--param {unknown[0]}: not a Create Run parameter of this "
                                  "build")
-        check_fail_setting(os.environ.get(FAIL_ENV, ""), FAILABLE[tao_version])
+        check_fail_setting(os.environ.get(FAIL_ENV, ""),
+                           FAILABLE[tao_version or compiled_release(workflow)])
         self.workflow = workflow
         self.overrides = dict(overrides)
         self.form = {**defaults, **overrides}

@@ -617,3 +617,4 @@ def test_the_specs_to_seed_are_read_from_the_compiled_workflow(default_workflow)
     assert rehearsal_module.spec_parameters(default_workflow.doc) == (
         "train_classification_spec", "retrain_classification_spec",
         "calibrate_classification_spec")
+    assert rehearsal_module.compiled_release(default_workflow.doc) == "3.0"

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from rehearsal.fake_tao.releases import RELEASES, FakeRelease
+from rehearsal.fake_tao.releases import RELEASES, TAO_3_0, FakeRelease
 
 MAGIC = b"FAKE-TAO-MODEL 1\n"
 INPUT_NODE = "input_1"
@@ -30,8 +30,9 @@ class Failure(Exception):
     """A subtask failing the way TAO would; the message is logged as the error."""
 
 
-# The release the running command emulates (fake_tao5.py selects 5.0 with ``use``).
-RELEASE: FakeRelease = RELEASES["3.0"]
+# The release the running command emulates: ``classification`` is TAO 3.0's command;
+# fake_tao5.py selects 5.0 with ``use``.
+RELEASE: FakeRelease = TAO_3_0
 
 
 def use(version: str) -> None:
