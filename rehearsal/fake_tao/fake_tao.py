@@ -69,7 +69,7 @@ def load_spec(path, required_messages=experiment.TRAINVAL_REQUIRED):
             spec = experiment.parse(handle.read(), spec_format)
         if required_messages is not None:
             experiment.validate(spec, spec_format, required_messages)
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise Failure(f"{type(error).__name__}: {error}") from None
     except experiment.SpecError as error:
         raise Failure(str(error)) from None
