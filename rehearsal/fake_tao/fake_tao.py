@@ -46,8 +46,7 @@ from rehearsal.path_map import PathMap
 from rehearsal.step_executor import PATH_MAP_ENV
 
 SUBTASKS = TAO_3_0.subtasks
-# Keras' flow_from_directory (training, evaluation, calibration) reads these (keras 2.2.4
-# preprocessing/image.py white_list_formats), in any case.
+# The images TAO's data loaders read (tao-classification-cli.md, "Data"), in any case.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # classification inference -d reads only these (makenet/scripts/inference.py VALID_IMAGE_EXT).
 INFERENCE_EXTENSIONS = (".jpg", ".jpeg", ".png")
