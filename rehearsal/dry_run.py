@@ -19,20 +19,22 @@ folder is rehearsed as it is: nothing is generated into it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rehearsal import local_runner
-from rehearsal.fake_tao import fake_tao5
-from rehearsal.fake_tao.fake_tao import FAIL_ENV, SUBTASKS
+from rehearsal.fake_tao import experiment
 from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from rehearsal.fake_tao.releases import FAIL_ENV, RELEASES
 from rehearsal.outputs import staging_folder
 from tao_iva_classification_ops import RUNTIME_BOOTSTRAP
-from tao_step.specs import check_spec_file
+from tao_step import profiles
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_BIN = Path(__file__).resolve().parent / "fake_tao" / "bin"
@@ -48,13 +50,13 @@ STEP_PYTHON_ENV = "TAO_STEP_PYTHON"
 # The most training images a rehearsal generates (a few seconds of work): 40 batches of the
 # shipped specs' 64. A larger calibrate_max_batches is refused rather than filling the disk.
 MAX_GENERATED_TRAIN_IMAGES = 2560
-SPEC_PARAMETERS = ("train_classification_spec", "retrain_classification_spec",
-                   "calibrate_classification_spec")
-# What FAKE_TAO_FAIL may name, per TAO release: subtasks of the fake `classification`
-# (fake_tao.py) or `classification_tf1` (fake_tao5.py, where SUBTASK:status makes the subtask
-# record a failure in status.json yet exit 0).
-FAILABLE = {"3.0": SUBTASKS,
-            "5.0": fake_tao5.SUBTASKS + tuple(f"{s}:status" for s in fake_tao5.SUBTASKS)}
+# The Create Run parameter of the workspace's mount point (original-interface.md).
+MOUNT_PARAMETER = "tao_mount_dir"
+# TAO's experiment spec option, which a step passes to TAO's classification command.
+SPEC_FLAG = "-e"
+# What FAKE_TAO_FAIL may name, per TAO release: the subtasks of its fake classification
+# command, and SUBTASK:status where a subtask may record a failure in status.json yet exit 0.
+FAILABLE = {version: release.failable for version, release in RELEASES.items()}
 
 
 class RehearsalError(Exception):
@@ -92,11 +94,43 @@ def check_fail_setting(value: str, failable: Sequence[str]) -> None:
                              f"subtask; use a comma-separated list of {', '.join(failable)}")
 
 
-def spec_sources(form: Mapping[str, str], specs_dir: Path) -> dict[str, Path]:
+def _container_args(workflow: Mapping) -> list[list[str]]:
+    return [(t.get("container") or {}).get("args") or [] for t in workflow["spec"]["templates"]]
+
+
+def compiled_release(workflow: Mapping) -> str:
+    """The TAO release the workflow was compiled for, read from it: the one whose
+    classification command (its profile's CLI) the steps run."""
+    used = {arg for args in _container_args(workflow) for arg in args}
+    found = [p.version for p in profiles.PROFILES.values() if p.cli in used]
+    if len(found) != 1:
+        raise RehearsalError(f"the compiled workflow runs {' and '.join(found) or 'none'} of "
+                             "the TAO releases' classification commands, not one")
+    return found[0]
+
+
+def spec_parameters(workflow: Mapping) -> tuple[str, ...]:
+    """The Create Run parameters that name a TAO spec, read from the compiled workflow: those
+    a step passes after ``-e`` to TAO's classification command (the profiles' CLI), in the
+    form's order."""
+    commands = {profile.cli for profile in profiles.PROFILES.values()}
+    named = set()
+    for args in _container_args(workflow):
+        first = next((i for i, arg in enumerate(args) if arg in commands), len(args))
+        for flag, value in itertools.pairwise(args[first:]):
+            if flag == SPEC_FLAG:
+                named.update(re.findall(r"\{\{inputs\.parameters\.(\w+)\}\}", value))
+    return tuple(p["name"] for p in workflow["spec"]["arguments"]["parameters"]
+                 if p["name"] in named and p["name"] != MOUNT_PARAMETER)
+
+
+def spec_sources(form: Mapping[str, str], specs_dir: Path,
+                 names: Sequence[str]) -> dict[str, Path]:
     """Workspace-relative spec path -> the file of ``specs_dir`` with its name, for each
-    spec the form names and ``specs_dir`` holds; RehearsalError for one that is not text."""
+    spec parameter in ``names`` and ``specs_dir`` holds; RehearsalError for one that is not
+    text."""
     sources = {}
-    for name in SPEC_PARAMETERS:
+    for name in names:
         source = specs_dir / Path(form[name]).name
         if not source.is_file():
             continue  # a missing spec is the preflight's to report
@@ -112,20 +146,21 @@ def spec_sources(form: Mapping[str, str], specs_dir: Path) -> dict[str, Path]:
     return sources
 
 
-def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | None,
-               fresh: bool, shipped: Path = SHIPPED_SPECS
+def plan_specs(form: Mapping[str, str], workspace: Path, *, names: Sequence[str],
+               specs_dir: Path | None, fresh: bool, shipped: Path = SHIPPED_SPECS
                ) -> tuple[dict[str, Path], list[str]]:
     """The spec files to copy into ``workspace`` (relative path -> source) and a line per
-    spec saying which file the rehearsal uses. Copies only into a new workspace or what
-    ``--specs`` names explicitly, and never over a workspace's own spec."""
-    sources = spec_sources(form, specs_dir or shipped) if (specs_dir or fresh) else {}
+    spec parameter in ``names`` saying which file the rehearsal uses. Copies only into a
+    new workspace or what ``--specs`` names explicitly, and never over a workspace's own
+    spec."""
+    sources = spec_sources(form, specs_dir or shipped, names) if (specs_dir or fresh) else {}
     if specs_dir is not None and not sources:
-        names = ", ".join(dict.fromkeys(Path(form[name]).name for name in SPEC_PARAMETERS))
+        files = ", ".join(dict.fromkeys(Path(form[name]).name for name in names))
         raise RehearsalError(f"--specs {specs_dir}: holds none of the spec files the form "
-                             f"names ({names}); name the folder that holds them")
+                             f"names ({files}); name the folder that holds them")
     copies, used = {}, []
-    for relative in dict.fromkeys(form[name] for name in SPEC_PARAMETERS):
-        roles = ", ".join(n.split("_")[0] for n in SPEC_PARAMETERS if form[n] == relative)
+    for relative in dict.fromkeys(form[name] for name in names):
+        roles = ", ".join(n.split("_")[0] for n in names if form[n] == relative)
         target = workspace / relative
         source = sources.get(relative)
         if target.exists() and not fresh:
@@ -147,8 +182,7 @@ def plan_specs(form: Mapping[str, str], workspace: Path, *, specs_dir: Path | No
 def _train_images_needed(batches_text: str, spec_file: Path | None) -> tuple[int, int]:
     """(images per class, batch size): enough training images for calibrate_max_batches
     batches of the calibration spec's batch size."""
-    spec, _ = check_spec_file(str(spec_file)) if spec_file else (None, [])
-    batch = spec.field("train_config.batch_size_per_gpu")[0] if spec else None
+    batch = _spec_batch_size(spec_file) if spec_file else None
     try:
         batches = int(batches_text)
     except ValueError:
@@ -156,6 +190,21 @@ def _train_images_needed(batches_text: str, spec_file: Path | None) -> tuple[int
     if not isinstance(batch, int) or batch < 1 or batches < 1:
         return SMALL_SPLIT, 0
     return max(SMALL_SPLIT, math.ceil(batches * batch / len(DEFAULT_CLASSES))), batch
+
+
+def _spec_batch_size(spec_file: Path) -> int | None:
+    """batch_size_per_gpu as TAO reads the spec (0 when unset), None when no release's
+    protos parse it; only this number matters here, so any release that reads it will do."""
+    try:
+        text = spec_file.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for release in RELEASES.values():
+        try:
+            return experiment.parse(text, release.spec_format).train_config.batch_size_per_gpu
+        except experiment.SpecError:
+            continue
+    return None
 
 
 def plan_dataset(form: Mapping[str, str], spec_file: Path | None) -> int:
@@ -194,10 +243,12 @@ def write_seed(workspace: Path, *, spec_copies: Mapping[str, Path], data: Path,
 
 
 def seed_workspace(workspace: Path, *, form: Mapping[str, str], specs_dir: Path) -> None:
-    """What a new rehearsal workspace gets: the form's spec files from ``specs_dir``, copied
-    unchanged, and a generated dataset sized for calibrate_max_batches (RehearsalError
-    beyond the bound). Read the specs with ``tao_mount_dir`` mapped onto ``workspace``."""
-    copies, _ = plan_specs(form, workspace, specs_dir=specs_dir, fresh=True)
+    """What a new rehearsal workspace gets: the form's spec files from ``specs_dir`` (the
+    values that name one of its files), copied unchanged, and a generated dataset sized for
+    calibrate_max_batches (RehearsalError beyond the bound). Read the specs with
+    ``tao_mount_dir`` mapped onto ``workspace``."""
+    names = [name for name, value in form.items() if (specs_dir / Path(value).name).is_file()]
+    copies, _ = plan_specs(form, workspace, names=names, specs_dir=specs_dir, fresh=True)
     per_class = plan_dataset(form, copies.get(form["calibrate_classification_spec"]))
     write_seed(workspace, spec_copies=copies, data=workspace / form["train_classification_data"],
                train_per_class=per_class)
@@ -208,21 +259,23 @@ class Rehearsal:
 
     def __init__(self, workflow: dict, *, overrides: Mapping[str, str],
                  specs_dir: Path | None, workspace: Path, fresh: bool,
-                 shipped_specs: Path = SHIPPED_SPECS, tao_version: str = "3.0"):
+                 shipped_specs: Path = SHIPPED_SPECS, tao_version: str | None = None):
         defaults = {p["name"]: p["value"]
                     for p in workflow["spec"]["arguments"]["parameters"]}
         unknown = sorted(set(overrides) - set(defaults))
         if unknown:
             raise RehearsalError(f"--param {unknown[0]}: not a Create Run parameter of this "
                                  "build")
-        check_fail_setting(os.environ.get(FAIL_ENV, ""), FAILABLE[tao_version])
+        check_fail_setting(os.environ.get(FAIL_ENV, ""),
+                           FAILABLE[tao_version or compiled_release(workflow)])
         self.workflow = workflow
         self.overrides = dict(overrides)
         self.form = {**defaults, **overrides}
         self.workspace = workspace
         self.fresh = fresh
         self.spec_copies, self.spec_lines = plan_specs(
-            self.form, workspace, specs_dir=specs_dir, fresh=fresh, shipped=shipped_specs)
+            self.form, workspace, names=spec_parameters(workflow), specs_dir=specs_dir,
+            fresh=fresh, shipped=shipped_specs)
         self.data = workspace / self.form["train_classification_data"]
         self.train_per_class = None
         if fresh:
@@ -293,7 +346,7 @@ class Rehearsal:
             self.workflow,
             self.overrides,
             workdir=logs,
-            host_paths={self.form["tao_mount_dir"]: workspace},
+            host_paths={self.form[MOUNT_PARAMETER]: workspace},
             claims=claims,
             per_step_dirs=["/tmp/kfp-outputs"],
             base_env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),

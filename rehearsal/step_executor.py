@@ -40,7 +40,7 @@ PathLike = str | os.PathLike[str]
 
 
 class StepFailure(Exception):
-    """A step cannot run, the way a pod fails to start; the message says why."""
+    """The step fails, the way Argo would mark its pod Failed; the message says why."""
 
 
 class WorkflowDeadlineExceeded(Exception):
@@ -91,40 +91,82 @@ class StepExecutor:
             ) -> tuple[str, str, dict[str, str]]:
         """Run one container template whose ``{{tags}}`` resolve in ``scope``; its log,
         working directory and emptyDirs go under ``step_dir``. Returns (status, message,
-        output parameters). Raises :class:`WorkflowDeadlineExceeded` when the workflow's
-        remaining time (``workflow_remaining`` seconds) ran out while it ran."""
-        tmpl = substitute(tmpl, scope, keep=lambda tag: False)
-        container = tmpl["container"]
+        output parameters): every way a step fails (its pod cannot start, its command is
+        missing, exits non-zero, outlives its deadline, or leaves an output unwritten) is a
+        :class:`StepFailure` inside, reported here as (FAILED, why, {}). What is not the
+        step's failure is raised: :class:`WorkflowDeadlineExceeded` when the workflow's
+        remaining time (``workflow_remaining`` seconds) ran out while it ran, and the
+        errors of a workflow or a runner configuration that cannot run at all."""
+        try:
+            return SUCCEEDED, "", self._run(substitute(tmpl, scope, keep=lambda tag: False),
+                                            step_dir, record, workflow_remaining)
+        except StepFailure as failure:
+            return FAILED, str(failure), {}
+
+    def _run(self, tmpl: Mapping[str, Any], step_dir: Path, record: StepRecord,
+             workflow_remaining: float | None) -> dict[str, str]:
         record.annotations = dict((tmpl.get("metadata") or {}).get("annotations") or {})
         record.retry_strategy = tmpl.get("retryStrategy")
         record.log_path = step_dir / "log.txt"
         step_dir.mkdir(parents=True)
-        try:
-            record.resources = self._resources(tmpl)
-            if "activeDeadlineSeconds" in tmpl:
-                try:
-                    record.timeout = int(tmpl["activeDeadlineSeconds"])
-                except ValueError:
-                    raise StepFailure("activeDeadlineSeconds is not a whole number: "
-                                       f"{tmpl['activeDeadlineSeconds']!r}") from None
-            path_map = self._mounts(tmpl, step_dir)
-            record.mounts = {prefix: host for prefix, host in path_map.pairs}
-            for output in output_parameters(tmpl) + list(
-                    (tmpl.get("outputs") or {}).get("artifacts") or []):
-                path = output.get("path") or output["valueFrom"]["path"]
-                if path_map.lookup(path) is None:
-                    raise fail(tmpl["name"], f"outputs[{output['name']}]",
-                                f"{path} is not under a volume mount or one of "
-                                "per_step_dirs, so it cannot be read back")
-            container_env, env, secret_values = self._env(container, path_map)
-        except StepFailure as e:
-            return FAILED, str(e), {}
+        path_map, container_env, env, secret_values = self._pod(tmpl, step_dir, record)
 
         def mask(text: str) -> str:
             for secret in secret_values + self.masked:
                 text = text.replace(secret, SECRET_MASK)
             return text
 
+        argv, cwd = self._command(tmpl, path_map, container_env, env, step_dir, record, mask)
+        timeout = record.timeout if workflow_remaining is None else (
+            workflow_remaining if record.timeout is None
+            else min(record.timeout, workflow_remaining))
+        if self.echo is not None:
+            self.echo(f"[{record.display_name}] started: {shlex.join(record.argv)}")
+        exit_code, timed_out, tail = self._execute(argv, env, cwd, record, timeout)
+        record.exit_code = exit_code
+        record.error_tail = [mask(line) for line in tail]
+        if timed_out:
+            if record.timeout is None or timeout != record.timeout:
+                raise WorkflowDeadlineExceeded("stopped: workflow activeDeadlineSeconds "
+                                               "exceeded")
+            self._keep_failed_artifacts(tmpl, path_map, record)
+            raise StepFailure("Pod was active on the node longer than the specified "
+                              f"deadline (activeDeadlineSeconds={record.timeout})")
+        if exit_code is None:
+            raise StepFailure(record.error_tail[-1])
+        if exit_code != 0:
+            self._keep_failed_artifacts(tmpl, path_map, record)
+            raise StepFailure(f"Error (exit code {exit_code})")
+        return self._collect_outputs(tmpl, path_map, record)
+
+    def _pod(self, tmpl: Mapping[str, Any], step_dir: Path, record: StepRecord
+             ) -> tuple[PathMap, dict[str, str], dict[str, str], list[str]]:
+        """What the pod starts with: (its mounts, the container env, the process env, the
+        secret values). StepFailure where Kubernetes would refuse the pod."""
+        record.resources = self._resources(tmpl)
+        if "activeDeadlineSeconds" in tmpl:
+            try:
+                record.timeout = int(tmpl["activeDeadlineSeconds"])
+            except ValueError:
+                raise StepFailure("activeDeadlineSeconds is not a whole number: "
+                                  f"{tmpl['activeDeadlineSeconds']!r}") from None
+        path_map = self._mounts(tmpl, step_dir)
+        record.mounts = {prefix: host for prefix, host in path_map.pairs}
+        for output in output_parameters(tmpl) + list(
+                (tmpl.get("outputs") or {}).get("artifacts") or []):
+            path = output.get("path") or output["valueFrom"]["path"]
+            if path_map.lookup(path) is None:
+                raise fail(tmpl["name"], f"outputs[{output['name']}]",
+                           f"{path} is not under a volume mount or one of "
+                           "per_step_dirs, so it cannot be read back")
+        return (path_map, *self._env(tmpl["container"], path_map))
+
+    def _command(self, tmpl: Mapping[str, Any], path_map: PathMap,
+                 container_env: dict[str, str], env: dict[str, str], step_dir: Path,
+                 record: StepRecord, mask: Callable[[str], str]) -> tuple[list[str], str]:
+        """The host argv and working folder of the container's command (``env`` gets the
+        path map and PATH); StepFailure when the executable is not found."""
+        container = tmpl["container"]
         argv = [expand_k8s(a, container_env) for a in
                 list(container.get("command") or []) + list(container.get("args") or [])]
         record.argv = [mask(a) for a in argv]
@@ -136,36 +178,15 @@ class StepExecutor:
         executable = (host_argv[0] if "/" in host_argv[0]
                       else shutil.which(host_argv[0], path=env["PATH"]))
         if not executable or not os.access(executable, os.X_OK):
-            return FAILED, (f'exec: "{host_argv[0]}": executable file not found in $PATH '
-                            f"({env['PATH']})"), {}
+            raise StepFailure(f'exec: "{host_argv[0]}": executable file not found in $PATH '
+                              f"({env['PATH']})")
         cwd = path_map.lookup(container["workingDir"]) if container.get("workingDir") \
             else str(step_dir / "cwd")
         if cwd is None:
             raise fail(tmpl["name"], "container.workingDir",
-                        f"{container['workingDir']} is not under a mapped path")
+                       f"{container['workingDir']} is not under a mapped path")
         Path(cwd).mkdir(parents=True, exist_ok=True)
-
-        timeout = record.timeout if workflow_remaining is None else (
-            workflow_remaining if record.timeout is None
-            else min(record.timeout, workflow_remaining))
-        if self.echo is not None:
-            self.echo(f"[{record.display_name}] started: {shlex.join(record.argv)}")
-        exit_code, timed_out, tail = self._execute(
-            [executable] + host_argv[1:], env, cwd, record, timeout)
-        record.exit_code = exit_code
-        record.error_tail = [mask(line) for line in tail]
-        if timed_out:
-            if record.timeout is not None and timeout == record.timeout:
-                self._keep_failed_artifacts(tmpl, path_map, record)
-                return FAILED, ("Pod was active on the node longer than the specified "
-                                f"deadline (activeDeadlineSeconds={record.timeout})"), {}
-            raise WorkflowDeadlineExceeded("stopped: workflow activeDeadlineSeconds exceeded")
-        if exit_code is None:
-            return FAILED, record.error_tail[-1], {}
-        if exit_code != 0:
-            self._keep_failed_artifacts(tmpl, path_map, record)
-            return FAILED, f"Error (exit code {exit_code})", {}
-        return self._collect_outputs(tmpl, path_map, record)
+        return [executable] + host_argv[1:], cwd
 
     # -- container helpers --------------------------------------------------------------
 
@@ -340,7 +361,9 @@ class StepExecutor:
                 record.artifacts[art["name"]] = host
 
     def _collect_outputs(self, tmpl: Mapping[str, Any], path_map: PathMap,
-                         record: StepRecord) -> tuple[str, str, dict[str, str]]:
+                         record: StepRecord) -> dict[str, str]:
+        """The output parameters, read back as Argo's wait container does; StepFailure for
+        one that is missing without a default, or a missing required artifact."""
         outputs = {}
         for param in output_parameters(tmpl):
             value_from = param["valueFrom"]
@@ -348,9 +371,9 @@ class StepExecutor:
                 value = path_map.host(value_from["path"]).read_bytes().decode("utf-8", "replace")
             except OSError as e:
                 if "default" not in value_from:
-                    return FAILED, (f"failed to save outputs: output parameter "
-                                    f"{param['name']}: open {value_from['path']}: "
-                                    f"{e.strerror.lower() if e.strerror else e}"), {}
+                    raise StepFailure(f"failed to save outputs: output parameter "
+                                      f"{param['name']}: open {value_from['path']}: "
+                                      f"{e.strerror.lower() if e.strerror else e}") from None
                 value = str(value_from["default"])
             outputs[param["name"]] = value.removesuffix("\n")
         record.outputs = outputs
@@ -361,6 +384,6 @@ class StepExecutor:
             elif art.get("optional") or art["name"] in KFP_OPTIONAL_ARTIFACTS:
                 record.artifacts[art["name"]] = None
             else:
-                return FAILED, (f"failed to save outputs: output artifact {art['name']}: "
-                                f"{art['path']} does not exist"), {}
-        return SUCCEEDED, "", outputs
+                raise StepFailure(f"failed to save outputs: output artifact {art['name']}: "
+                                  f"{art['path']} does not exist")
+        return outputs

@@ -608,3 +608,13 @@ def test_ctrl_c_or_sigterm_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and said in lines[0], stderr
     assert not list(tmp_path.iterdir())  # the scratch folder, its compiled package included
+
+
+def test_the_specs_to_seed_are_read_from_the_compiled_workflow(default_workflow):
+    """The parameters a step passes to TAO after -e, not a list kept beside the pipeline."""
+    from rehearsal import dry_run as rehearsal_module
+
+    assert rehearsal_module.spec_parameters(default_workflow.doc) == (
+        "train_classification_spec", "retrain_classification_spec",
+        "calibrate_classification_spec")
+    assert rehearsal_module.compiled_release(default_workflow.doc) == "3.0"

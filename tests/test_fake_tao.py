@@ -14,8 +14,9 @@ import zlib
 import pytest
 from conftest import COUNTS, MOUNT, ROOT
 
-from rehearsal.fake_tao import fake_tao
+from rehearsal.fake_tao import experiment, fake_tao, releases
 from rehearsal.fake_tao.make_dataset import DEFAULT_CLASSES, make_dataset
+from tao_step import profiles
 
 BIN = os.path.join(ROOT, "rehearsal", "fake_tao", "bin")
 KEY = "nvidia_tlt"
@@ -202,11 +203,49 @@ def test_train_fails_without_the_pretrained_model(ws):
     assert not (ws / "out" / "weights").exists()
 
 
-def test_train_fails_on_a_bad_spec_with_its_line(ws):
+def test_train_fails_on_a_bad_spec_with_taos_error(ws):
     spec = ws / "specs" / "classification_spec.cfg"
     spec.write_text(spec.read_text().replace("n_epochs: 80", "n_epochs: 0"))
     failed(tao("classification", "train", "-k", KEY, "-e", spec, "-r", ws / "out"),
-           f"{spec}:26: train_config.n_epochs: 0 must be at least 1")
+           "AssertionError: Experiment Spec Setting Error: n_epochs should > 0. Wrong value: 0")
+    assert not (ws / "out").exists()
+
+
+# What TAO's loader says (tao_tensorflow1_backend@d73dcfc cv/common/spec_validator.py,
+# makenet/spec_handling/constants.py; text_format's ParseError), and what 3.0 tolerates.
+@pytest.mark.parametrize("version, old, new, error", [
+    ("3.0", "use_batch_norm", "use_batchnorm",
+     '8:3 : Message type "ModelConfig" has no field named "use_batchnorm".'),
+    ("3.0", "use_batch_norm", "use_imagenet_head", None),
+    ("5.0", "use_batch_norm", "use_imagenet_head",
+     'Message type "ModelConfig" has no field named "use_imagenet_head".'),
+    ("3.0", "  n_workers: 16\n", "", None),  # an unwritten field is checked in 5.0 only
+    ("5.0", "  n_workers: 16\n", "", "n_workers should > 0. Wrong value: 0"),
+    ("5.0", 'preprocess_mode: "caffe"', 'preprocess_mode: "bgr"',
+     "preprocess_mode should in ['tf', 'caffe', 'torch']. Wrong value: bgr"),
+    ("3.0", "reg_config {", "regularizer_config {", 'has no field named "regularizer_config"'),
+    ("3.0", "  lr_config {\n    step {\n      learning_rate: 0.006\n      step_size: 10\n"
+     "      gamma: 0.1\n    }\n  }\n", "", "lr_config should be set in experiment spec file."),
+    ("3.0", "  batch_size_per_gpu: 64\n", "",
+     "batch_size_per_gpu should > 0. Wrong value: 0"),  # required in 3.0 too
+])
+def test_specs_are_read_as_taos_loader_reads_them(version, old, new, error):
+    release = releases.RELEASES[version]
+    folder = os.path.join(ROOT, profiles.get(version).specs_dir)
+    with open(os.path.join(folder, "classification_spec.cfg")) as handle:
+        text = handle.read()
+    assert old in text
+    try:
+        spec = experiment.parse(text.replace(old, new), release.spec_format)
+        experiment.validate(spec, release.spec_format, experiment.VALIDATION_REQUIRED)
+    except experiment.SpecError as refused:
+        assert error is not None and error in str(refused), refused
+    else:
+        assert error is None
+
+
+def test_every_release_the_pipeline_builds_for_has_a_fake():
+    assert list(releases.RELEASES) == list(profiles.PROFILES)
 
 
 def test_train_fails_when_val_classes_differ(ws):

@@ -21,7 +21,7 @@ import pytest
 from conftest import main_error, run_compiler
 from in_container import PYTHON
 
-from rehearsal import kfp_releases, run_page
+from rehearsal import kfp_releases, kfp_viewers, run_page
 from rehearsal.kfp_releases import LINES
 from rehearsal.workflow_view import CompiledWorkflow
 
@@ -262,17 +262,17 @@ def test_the_page_shows_each_steps_panel_then_what_kfp_1_8_lists(gate_failure, t
     for small in facts["small"]:
         assert small["labels"] == 0 and small["cells"] in {len(m["labels"]) ** 2
                                                            for m in matrices}
-        assert small["width"] <= run_page.PANEL_DIMENSION
+        assert small["width"] <= kfp_viewers.PANEL_DIMENSION
         assert not any(label in small["text"] for label in labels)
     assert all(full in [m["labels"][::-1] for m in matrices] for full in facts["full"])
     # tables: first page only, sorted by the first column in string order
     for table in facts["tables"]:
-        assert len(table["first"]) <= run_page.ROWS_PER_PAGE
-        assert table["first"] == sorted(table["first"], key=run_page.js_sort_key)
+        assert len(table["first"]) <= kfp_viewers.ROWS_PER_PAGE
+        assert table["first"] == sorted(table["first"], key=kfp_viewers.js_sort_key)
         assert re.search(rf"1-{len(table['first'])} of \d+", table["pagination"])
     # web apps in a sandbox, panel-card high; nothing loaded from the network
     assert facts["frames"] and all(f["sandbox"] == "allow-scripts"
-                                   and f["height"] == run_page.PANEL_DIMENSION
+                                   and f["height"] == kfp_viewers.PANEL_DIMENSION
                                    and f["srcdoc"] > 0 for f in facts["frames"])
     assert not [link for link in facts["links"] if re.match(r"(https?:)?//", link)]
 
@@ -309,26 +309,26 @@ def test_each_release_fills_the_run_output_tab_run_list_and_compare_runs(gate_fa
 
 def test_tables_start_sorted_by_the_first_column_in_string_order_ten_a_page():
     rows = [[str(n), "x"] for n in (9, 10, 100, 2)] + [["B", ""], ["a", ""], ["\u00e9", ""]]
-    assert [r[0] for r in run_page.paged_table_order(rows)] == [
+    assert [r[0] for r in kfp_viewers.paged_table_order(rows)] == [
         "10", "100", "2", "9", "B", "a", "\u00e9"]
-    page = run_page.render_table({"labels": ["n", "v"],
+    page = kfp_viewers.render_table({"labels": ["n", "v"],
                                   "data": [[f"{i:02d}", ""] for i in range(13)]})
     assert "1-10 of 13" in page and "3 more row(s) on later pages" in page
 
 
 def test_a_matrix_is_transposed_and_unlabelled_on_a_card():
-    config = run_page.load_output({
+    config = kfp_viewers.load_output({
         "type": "confusion_matrix", "storage": "inline", "format": "csv",
         "labels": ["cat", "dog"], "schema": [{"name": "target"}, {"name": "predicted"},
                                              {"name": "count"}],
         "source": "cat,cat,7\ncat,dog,1\ndog,cat,2\ndog,dog,9\n"})
     assert config["data"] == [[7, 1], [2, 9]] and config["axes"] == ["target", "predicted"]
-    card = run_page._matrix(config, run_page.CARD_DIMENSION)
+    card = kfp_viewers._matrix(config, kfp_viewers.CARD_DIMENSION)
     cells = re.findall(r'class="cm-cell"[^>]*>(\d+)<', card)
     # top row: predicted dog (last label), columns: true cat, dog
     assert cells == ["1", "9", "7", "2"]
     assert "cat" not in card and "predicted" not in card
-    assert 'class="ylabel">dog' in run_page._matrix(config, run_page.POPOUT_DIMENSION)
+    assert 'class="ylabel">dog' in kfp_viewers._matrix(config, kfp_viewers.POPOUT_DIMENSION)
 
 
 

@@ -262,3 +262,12 @@ def test_committed_tao5_dag_picture_matches_the_compiled_pipeline(tao5):
         "DAG changed: regenerate with `.venv/bin/python docs/render_dag.py`")
     assert "classification_tf1 gen_trt_engine" in committed
     assert "export-int8-model" not in committed
+
+
+def test_the_rehearsal_reads_the_release_and_its_specs_from_the_workflow(tao5):
+    from rehearsal import dry_run
+
+    assert dry_run.compiled_release(tao5.doc) == "5.0"
+    assert dry_run.spec_parameters(tao5.doc) == (
+        "train_classification_spec", "retrain_classification_spec",
+        "calibrate_classification_spec")

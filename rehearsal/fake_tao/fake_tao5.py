@@ -30,9 +30,8 @@ is what puts gen_trt_engine in the deploy image.
 import argparse
 import os
 
-from rehearsal.fake_tao import fake_tao, wrapper
-from rehearsal.fake_tao.fake_tao import (
-    FAIL_ENV,
+from rehearsal.fake_tao import common, experiment, fake_tao, wrapper
+from rehearsal.fake_tao.common import (
     Failure,
     file_digest,
     log,
@@ -40,12 +39,9 @@ from rehearsal.fake_tao.fake_tao import (
     say,
     write_model,
 )
+from rehearsal.fake_tao.releases import FAIL_ENV, TAO_5_0
 
-SUBTASKS = ("train", "evaluate", "prune", "inference", "export", "calibration_tensorfile",
-            "gen_trt_engine")
-TAO5 = {"log_format": "{stamp} [TAO Toolkit] [{level}] {logger} 42: {message}",
-        "log_stream": "stdout", "checkpoint_suffix": ".hdf5", "model_format": "hdf5",
-        "encrypts": False, "spec_schema": "5.0"}
+SUBTASKS = TAO_5_0.subtasks
 
 
 class _StatusFile:
@@ -59,13 +55,13 @@ class _StatusFile:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path, "a") as handle:
-            fake_tao._status(handle, status, message, **values)
+            common.status_line(handle, status, message, **values)
 
 
 def read_model5(path, key):
     """TAO 5's model_io: .hdf5 loads without a key, .tlt needs it, anything else fails."""
     if path.endswith(".tlt"):
-        return fake_tao.read_encrypted(path, key or "")
+        return common.read_encrypted(path, key or "")
     if not path.endswith(".hdf5"):
         raise Failure(f"NotImplementedError: {path}: only .hdf5 and .tlt models can be loaded")
     return read_model(path)
@@ -78,9 +74,8 @@ def train(arguments, status):
 
 def evaluate(arguments, status):
     status.write("STARTED", "Starting evaluation.")
-    spec = fake_tao.load_spec(arguments.experiment_spec_file,
-                              ("model_config", "train_config", "eval_config"))
-    read_model5(spec.message.eval_config.model_path, arguments.key)
+    spec = fake_tao.load_spec(arguments.experiment_spec_file, experiment.VALIDATION_REQUIRED)
+    read_model5(spec.eval_config.model_path, arguments.key)
     captured = []
     real_say = fake_tao.say
     fake_tao.say = lambda text="": (captured.append(text), real_say(text))
@@ -132,7 +127,7 @@ def export(arguments, status):
     if not arguments.experiment_spec_file:
         raise Failure("TypeError: stat: path should be string, bytes, os.PathLike or integer, "
                       "not NoneType")
-    fake_tao.load_spec(arguments.experiment_spec_file, ("model_config", "train_config"))
+    fake_tao.load_spec(arguments.experiment_spec_file)
     output = arguments.output_file or os.path.splitext(arguments.model)[0] + ".onnx"
     if "onnx" not in output:
         output += ".onnx"
@@ -142,7 +137,7 @@ def export(arguments, status):
     exported = {key: header[key] for key in ("arch", "n_layers", "input_image_size", "classes",
                                              "parameters", "val_acc", "seed")}
     exported.update({"format": "onnx", "key": None, "from_digest": file_digest(arguments.model),
-                     "input_node": fake_tao.INPUT_NODE, "output_node": fake_tao.OUTPUT_NODE})
+                     "input_node": common.INPUT_NODE, "output_node": common.OUTPUT_NODE})
     write_model(output, exported)
     status.write("SUCCESS", "Export finished successfully.")
 
@@ -157,7 +152,7 @@ def gen_trt_engine(arguments, status):
         raise Failure(f"ValueError: {arguments.model_path}: the model must be .onnx, .etlt "
                       "or .uff")
     header = read_model(arguments.model_path, "onnx model")
-    fake_tao.load_spec(arguments.experiment_spec, ("model_config",))
+    fake_tao.load_spec(arguments.experiment_spec, None)  # TAO Deploy does not validate
     if arguments.data_type == "int8":
         if arguments.cal_data_file is None or arguments.cal_cache_file is None:
             raise Failure("TypeError: stat: path should be string, bytes, os.PathLike or "
@@ -277,7 +272,7 @@ def _parser():
 def classification_tf1_main(argv):
     """``classification_tf1 SUBTASK ...``: 0 on success (also for the failures TAO 5 records
     only in status.json), 255 on failure, 2 on a usage error."""
-    fake_tao.RELEASE.update(TAO5)
+    common.use(TAO_5_0.version)
     if not argv or argv[0] not in SUBTASKS:
         # entrypoint.py: task = sys.argv[1] if it is a task, else None -> modules[None]
         say("Traceback (most recent call last):")
