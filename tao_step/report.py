@@ -36,7 +36,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from tao_step import kfp_ui, parse, profiles, results
+from tao_step import form, kfp_ui, parse, profiles, results
 from tao_step.chart import training_curves_html
 from tao_step.kfp_ui import PERCENTAGE, md_escape, md_table
 
@@ -86,7 +86,7 @@ def _write_out(data: bytes) -> None:
 # Keys to mask in everything we print (set by main from the command and the environment).
 _SECRETS = []  # type: List[str]
 # Where a --key-secret build puts the TAO key (Kubernetes expands $(TAO_API_KEY) from it).
-KEY_ENV = "TAO_API_KEY"
+KEY_ENV = form.KEY_ENV
 
 
 def mask(text: str) -> str:
