@@ -9,9 +9,9 @@ derived from the parameters' ``writer``.
 
 The pipeline module derives its signature, defaults, step names, timeouts and the summary's
 artifacts from here; preflight its categories; the README its form table
-(``python3 -m tao_step.form --write``, checked by tests/test_form.py); the tests compare the
-form with the original sample's (shared/reference/original-interface.md). A TAO release's
-differences from this (3.0) form are in its profile (``tao_step.profiles``).
+(``.venv/bin/python -m tao_step.form --write``, checked by tests/test_form.py); the tests
+compare the form with the original sample's (shared/reference/original-interface.md). A TAO
+release's differences from this (3.0) form are in its profile (``tao_step.profiles``).
 
 Adding a parameter: one row here (with a new kind, its check in ``tao_step.values``), and
 the step in the pipeline module that uses it.
@@ -227,7 +227,7 @@ def summary_artifacts(parameters):
 
 # -- the README's table -------------------------------------------------------------------
 README = "README.md"
-BEGIN = "<!-- BEGIN form table: python3 -m tao_step.form --write -->"
+BEGIN = "<!-- BEGIN form table: .venv/bin/python -m tao_step.form --write -->"
 END = "<!-- END form table -->"
 
 
@@ -252,7 +252,7 @@ def main(argv):
     import argparse
     import os
 
-    parser = argparse.ArgumentParser(prog="python3 -m tao_step.form",
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m tao_step.form",
                                      description="Print or rewrite the README's form table.")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--markdown", action="store_true", help="print the table")
