@@ -104,8 +104,15 @@ def original_steps() -> tuple:
 # The eleven steps of the original sample.
 ORIGINAL_STEPS = original_steps()
 assert len(ORIGINAL_STEPS) == 11, ORIGINAL_STEPS
-# The original Create Run defaults, plus the accuracy gate.
-ORIGINAL_DEFAULTS = dict(original_form(), min_accuracy="0.5")
+def _added_defaults() -> dict:
+    """The defaults of the parameters this project added after the original's."""
+    from tao_step import form
+
+    return {p.name: p.default for p in form.PARAMETERS[len(original_form()):]}
+
+
+# The original Create Run defaults, plus those of the added fields, with a gate to pass.
+ORIGINAL_DEFAULTS = {**dict(original_form()), **_added_defaults(), "min_accuracy": "0.5"}
 assert ORIGINAL_DEFAULTS["tao_mount_dir"] == MOUNT
 # The same with the checkpoint names the 80-epoch specs really produce.
 GOOD_VALUES = dict(

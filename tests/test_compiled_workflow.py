@@ -63,8 +63,9 @@ ORIGINAL_ARGV = {
 ORIGINAL_FORM = [(name, default.replace("/resnet_020.tlt", "/resnet_080.tlt"))
                  for name, default in original_form()]
 assert sum("resnet_080" in default for _, default in ORIGINAL_FORM) == 3
-# Added by this project, after the original's fields.
-ADDED_FORM = [("min_accuracy", "0")]
+# Added by this project, after the original's fields (tao_step/form.py: min_accuracy, ...).
+ADDED_FORM = [(p.name, p.default) for p in pipeline.PARAMETERS[len(ORIGINAL_FORM):]]
+assert ADDED_FORM[0] == ("min_accuracy", "0")
 
 # An edge exists only where a step reads what another writes.
 DATA_EDGES = {
