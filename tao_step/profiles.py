@@ -17,7 +17,7 @@ library only.
 from collections import OrderedDict
 from typing import NamedTuple, Tuple
 
-from tao_step.form import FOLDER_OUT, PARAMETERS, WRITTEN, Parameter
+from tao_step.form import FOLDER_OUT, PARAMETERS, STEP_NAMES, WRITTEN, Parameter
 
 # Subtasks that read a model and so take -k (the key of a .tlt/.etlt); the same in both
 # releases (TAO 5's calibration_tensorfile reads no model and has no -k; gen_trt_engine
@@ -191,3 +191,11 @@ def all_parameters():
     releases add."""
     return PARAMETERS + tuple(p for profile in PROFILES.values()
                               for p in profile.added_parameters)
+
+
+def step_names(profile):
+    """The steps of ``profile``'s build, in the UI's order: every step of the form's table
+    but the engine steps only other releases have."""
+    others = {step for other in PROFILES.values() for step in other.engine.steps}
+    return tuple(step for step in STEP_NAMES
+                 if step not in others or step in profile.engine.steps)

@@ -82,3 +82,9 @@ def test_write_refuses_a_readme_without_the_markers():
         form.replace_table("# no table here\n")
     replaced = form.replace_table(f"a\n{form.BEGIN}\nold\n{form.END}\nb\n")
     assert replaced == f"a\n{form.BEGIN}\n{form.markdown_table()}{form.END}\nb\n"
+
+
+def test_each_build_has_the_steps_of_its_engine():
+    assert profiles.step_names(profiles.TAO_3_0) == form.STEP_NAMES
+    assert profiles.step_names(profiles.TAO_5_0) == tuple(
+        s for s in form.STEP_NAMES if s != "export-int8-model")
