@@ -32,8 +32,8 @@ SPEC = "spec"  # a TAO spec file (a file the run reads, parsed and checked)
 FOLDER_OUT = "folder-out"  # a results folder a step fills, relative to tao_mount_dir
 FILE_OUT = "file-out"  # a file a step writes, relative to tao_mount_dir
 COUNT = "count"  # a whole number from 1 to a bound; rule: (what it counts, bound)
-THRESHOLD = "threshold"  # a decimal number in (0, 1]
-FRACTION = "fraction"  # a decimal number in [0, 1]
+THRESHOLD = "threshold"  # a decimal number in (0, 1]; rule: (what it is, a note)
+FRACTION = "fraction"  # a decimal number in [0, 1]; rule: (what it is, a note)
 CHOICE = "choice"  # one of a few words; rule: the words
 DIMS = "dims"  # C,H,W
 MOUNT = "mount"  # the absolute folder the workspace is mounted at
@@ -67,7 +67,8 @@ class Parameter(NamedTuple):
     suffix: str = ""
     # What preflight's messages suggest instead of a wrong value.
     example: str = ""
-    # Kind-specific: COUNT (what, most), CHOICE (words), KEY (who reads it as an option).
+    # Kind-specific: COUNT (what, most), CHOICE (words), KEY (who reads it as an option),
+    # THRESHOLD and FRACTION (what it is, a note on its values).
     rule: tuple = ()
 
 
@@ -111,7 +112,7 @@ PARAMETERS = (
       "`union`, `intersection`, `arithmetic_mean` or `geometric_mean`", CHOICE,
       rule=("union", "intersection", "arithmetic_mean", "geometric_mean")),
     P("prune_threshold", "0.6", "pruning threshold: higher prunes more", THRESHOLD,
-      example="0.6"),
+      example="0.6", rule=("the pruning threshold", "higher prunes more")),
     P("retrain_classification_spec", "specs/classification_retrain_spec.cfg",
       "spec of the retraining, also read by reevaluate-model and test-infer", SPEC, GIVEN,
       example="specs/classification_retrain_spec.cfg"),
@@ -171,7 +172,8 @@ PARAMETERS = (
     P("min_accuracy", "0",
       "quality gate: top-1 accuracy (fraction 0–1) the retrained model needs before "
       "export-model, export-int8-model and convert-trt run; `0` turns the gate off",
-      FRACTION, example="0.8"),
+      FRACTION, example="0.8",
+      rule=("the accuracy the retrained model must reach, as a fraction", "0 accepts any")),
 )
 del P
 

@@ -208,20 +208,24 @@ def _choice_error(name, parameter, text):
     return None
 
 
-def _threshold_error(name, parameter, text):
+def _decimal_error(name, parameter, text, low_included):
+    """A decimal number from 0 to 1, 0 itself included or not; ``parameter.rule``: what it
+    is and a note on its values, which the message repeats."""
     number = _real_number(text)
-    if number is None or not 0 < number <= 1:
-        return (f'{name}: "{text}" is not a number in (0, 1] (the pruning threshold, e.g. '
-                f"{parameter.example}; higher prunes more)")
+    interval = "[0, 1]" if low_included else "(0, 1]"
+    if number is None or not (0 <= number if low_included else 0 < number) or number > 1:
+        what, note = parameter.rule
+        return (f'{name}: "{text}" is not a number in {interval} ({what}, e.g. '
+                f"{parameter.example}; {note})")
     return None
+
+
+def _threshold_error(name, parameter, text):
+    return _decimal_error(name, parameter, text, low_included=False)
 
 
 def _fraction_error(name, parameter, text):
-    number = _real_number(text)
-    if number is None or not 0 <= number <= 1:
-        return (f'{name}: "{text}" is not a number in [0, 1] (the accuracy the retrained '
-                f"model must reach, as a fraction, e.g. {parameter.example}; 0 accepts any)")
-    return None
+    return _decimal_error(name, parameter, text, low_included=True)
 
 
 def _dims_error(name, parameter, text):
