@@ -32,13 +32,15 @@ class Output(NamedTuple):
 
 
 def _outputs():
-    # In step order, as the run summary lists them (every output is one of its artifacts).
+    # In step order, as the run summary lists them; then any output it does not list.
     parameters = {p.name: p for p in profiles.all_parameters()}
+    listed = [(name, suffix) for _, name, suffix in form.summary_artifacts(parameters.values())]
+    written = [name for name, _ in listed] + [name for name in parameters
+                                              if name not in dict(listed)]
     return tuple(
         Output(name, FOLDER if parameters[name].kind == form.FOLDER_OUT else FILE,
-               parameters[name].writer, suffix)
-        for _, name, suffix in form.summary_artifacts(parameters.values())
-        if parameters[name].writer)
+               parameters[name].writer, parameters[name].suffix)
+        for name in written if parameters[name].writer)
 
 
 OUTPUTS = _outputs()
