@@ -107,8 +107,7 @@ def _form_value(text: str) -> tuple:
     name, sep, value = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    known = {name for version in profiles.PROFILES
-             for name, _, _ in CompileOptions(tao_version=version).parameters()}
+    known = {p.name for p in profiles.all_parameters()}
     if name not in known:
         raise argparse.ArgumentTypeError(
             f"{name!r} is not a Create Run parameter (see the table in README.md)")
@@ -301,7 +300,7 @@ def options_from_args(args: argparse.Namespace) -> CompileOptions:
                              f"({value!r} and {selector[label]!r})")
     profile = profiles.get(args.tao_version)
     # A release without a separate INT8 export has no export-int8-model step.
-    steps = tuple(s for s in STEP_NAMES if profile.int8_export or s != "export-int8-model")
+    steps = profiles.step_names(profile)
     timeouts = {}
     # A limit for all steps first, then per-step ones, whatever the order given.
     for step, seconds in sorted(args.step_timeout, key=lambda item: item[0] != "*"):

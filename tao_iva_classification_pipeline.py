@@ -36,7 +36,7 @@ from typing import NamedTuple
 from kfp import dsl
 
 import tao_iva_classification_ops as ops
-from tao_step import claims, profiles, results
+from tao_step import claims, form, profiles, results
 
 PIPELINE_NAME = "tao-iva-classification"
 
@@ -44,89 +44,20 @@ PIPELINE_NAME = "tao-iva-classification"
 WORKSPACE_VOLUME = "nvidia-workspace"
 
 
-class Param(NamedTuple):
-    name: str
-    default: str
-    help: str
-
-
-# The Create Run form, in the original sample's order. Every path except tao_mount_dir is
-# relative to tao_mount_dir. Defaults agree with specs/*.cfg (80 epochs -> resnet_080.tlt).
-PARAMETERS = (
-    Param("pretrained_model_name", "nvidia/tao/pretrained_classification:resnet18",
-          "NGC model to download, org/team/model:version"),
-    Param("pretrained_model_dir", "models",
-          "where download-model stores it; the train spec's pretrained_model_path points "
-          "inside"),
-    Param("train_classification_data", "tao-experiments/data",
-          "dataset root (documentation only: TAO reads the dataset paths from the specs)"),
-    Param("train_classification_spec", "specs/classification_spec.cfg",
-          "spec of the first training; evaluate-model scores its eval_config.model_path"),
-    Param("train_classification_output", "tao-experiments/output",
-          "results directory of the first training (weights/, classmap.json)"),
-    Param("train_num_gpus", "1", "GPUs for train-model and retrain-model"),
-    Param("prune_model_input_file", "tao-experiments/output/weights/resnet_080.tlt",
-          "model to prune: the first training's last checkpoint"),
-    Param("prune_model_output_file",
-          "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt",
-          "pruned model; the retrain spec's pretrained_model_path"),
-    Param("prune_equalization_criterion", "union",
-          "union, intersection, arithmetic_mean or geometric_mean"),
-    Param("prune_threshold", "0.6", "pruning threshold: higher prunes more"),
-    Param("retrain_classification_spec", "specs/classification_retrain_spec.cfg",
-          "spec of the retraining; also read by reevaluate-model and test-infer"),
-    Param("retrain_classification_output", "tao-experiments/output-retrain",
-          "results directory of the retraining"),
-    Param("test_infer_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.tlt",
-          "model test-infer runs: the retraining's last checkpoint"),
-    Param("test_infer_image_path", "tao-experiments/data/split/test/person",
-          "directory of images to classify; result.csv is written into it"),
-    Param("test_infer_class_map", "tao-experiments/output-retrain/classmap.json",
-          "class map the retraining wrote"),
-    Param("test_infer_batch_size", "16", "inference batch size"),
-    Param("export_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.tlt",
-          "model to export (both exports)"),
-    Param("export_model_output_file", "tao-experiments/export/final_model.etlt",
-          "FP32 exported model"),
-    Param("calibrate_classification_spec", "specs/classification_retrain_spec.cfg",
-          "spec whose training data feeds INT8 calibration"),
-    Param("calibrate_max_batches", "10", "batches in the calibration tensorfile"),
-    Param("calibrate_output_file", "tao-experiments/export/calibration.tensor",
-          "calibration tensorfile"),
-    Param("export_int8_cache_file", "tao-experiments/export/final_model_int8_cache.bin",
-          "INT8 calibration cache written by export-int8-model, read by convert-trt"),
-    Param("export_int8_batches", "10", "calibration batches used by the INT8 export"),
-    Param("export_int8_model_output_file", "tao-experiments/export/final_int8_model.etlt",
-          "INT8 exported model; convert-trt builds the engine from it"),
-    Param("convert_trt_output_file", "tao-experiments/export/final_model.trt",
-          "TensorRT engine"),
-    Param("convert_trt_output_layer", "predictions/Softmax", "output node of the network"),
-    Param("convert_trt_dims", "3,224,224", "input dimensions C,H,W (the spec's input_image_size)"),
-    Param("convert_trt_input_type", "nchw", "nchw, nhwc or nc"),
-    Param("convert_trt_max_batch_size", "64", "largest batch the engine accepts"),
-    Param("convert_trt_precision", "int8",
-          "int8, fp16 or fp32: the engine's precision and the data type of export-int8-model"),
-    Param("convert_trt_batch_size", "64", "calibration batch size of the converter"),
-    Param("tao_mount_dir", "/mnt/workspace",
-          "absolute path of the workspace on the node, mounted at the same path in every step"),
-    Param("api_key", "nvidia_tlt",
-          "TAO model key (-k); nvidia_tlt for NGC's public TAO models; not an NGC API key"),
-    # Added after the original's form, so its order is kept.
-    Param("min_accuracy", "0",
-          "quality gate: the retrained model's top-1 accuracy (fraction, 0-1) needed for the "
-          "exports and TensorRT engine to be built; 0 builds them whatever the accuracy"),
-)
-
-
+# The Create Run form (in the original sample's order, then min_accuracy) and the steps,
+# from the one table in tao_step/form.py; a release's differences are in its profile.
+Param = form.Parameter
+PARAMETERS = form.PARAMETERS
 # Per-step time limits (activeDeadlineSeconds) unless --step-timeout says otherwise.
-DEFAULT_TIMEOUTS = {
-    "preflight": 600, "summary": 600, "download-model": 3600,
-    "train-model": 72 * 3600, "retrain-model": 72 * 3600,
-}
-DEFAULT_TIMEOUT = 6 * 3600
+DEFAULT_TIMEOUTS = form.DEFAULT_TIMEOUTS
+DEFAULT_TIMEOUT = form.DEFAULT_TIMEOUT
+STEP_NAMES = form.STEP_NAMES
+# What the run summary lists: the name it shows, the parameter giving the path, and what
+# follows it; folders are listed with the size of all they hold.
+SUMMARY_ARTIFACTS = form.summary_artifacts(profiles.all_parameters())
 
 # Where a --key-secret value reaches TAO: Kubernetes expands $(TAO_API_KEY) in the args.
-KEY_ENV = "TAO_API_KEY"
+KEY_ENV = form.KEY_ENV
 KEY_REFERENCE = f"$({KEY_ENV})"
 # What the NGC CLI reads for authenticated downloads.
 NGC_KEY_ENV = "NGC_CLI_API_KEY"
@@ -185,12 +116,7 @@ class CompileOptions:
     def parameters(self) -> tuple:
         """The release's Create Run parameters (PARAMETERS changed as its profile says),
         with the key field whatever the secrets."""
-        profile = self.profile
-        changed = dict(profile.changed_defaults)
-        return tuple(
-            p._replace(default=changed.get(p.name, p.default))
-            for p in PARAMETERS if p.name not in profile.dropped_parameters
-        ) + tuple(Param(*added) for added in profile.added_parameters)
+        return form.parameters_of(self.profile)
 
     def form(self) -> tuple:
         """The Create Run parameters this build shows, with their defaults."""
@@ -339,7 +265,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
             output_file=ws("export_model_output_file"), key=key,
             spec=ws("retrain_classification_spec"),
         ).after(retrain)
-    ENGINE_WIRING[profile.engine_builder](
+    ENGINE_WIRING[profile.engine.wiring](
         p, ws, key, profile, passed, after_export=[retrain, export], calibrate=calibrate)
 
     return preflight
@@ -401,28 +327,8 @@ def _wire_gen_trt_engine(p, ws, key, profile, passed, *, after_export, calibrate
     return [convert_int8, convert_fp]
 
 
-# How each release builds the TensorRT engine (Profile.engine_builder).
+# How each release builds the TensorRT engine (Profile.engine.wiring).
 ENGINE_WIRING = {"converter": _wire_converter, "gen_trt_engine": _wire_gen_trt_engine}
-
-
-# What the run summary lists: the name it shows, the parameter giving the path, and what
-# follows it; folders are listed with the size of all they hold.
-SUMMARY_ARTIFACTS = (
-    ("pretrained-models", "pretrained_model_dir", ""),
-    ("baseline-results", "train_classification_output", ""),
-    ("unpruned-model", "prune_model_input_file", ""),
-    ("pruned-model", "prune_model_output_file", ""),
-    ("retrained-results", "retrain_classification_output", ""),
-    ("retrained-model", "export_model_input_file", ""),
-    ("class-map", "test_infer_class_map", ""),
-    ("predictions", "test_infer_image_path", "/result.csv"),
-    ("fp32-model", "export_model_output_file", ""),
-    ("calibration-tensorfile", "calibrate_output_file", ""),
-    ("int8-model", "export_int8_model_output_file", ""),
-    ("int8-calibration-cache", "export_int8_cache_file", ""),
-    ("tensorrt-engine", "convert_trt_output_file", ""),
-    ("tensorrt-results", "convert_trt_results_dir", ""),
-)
 
 
 def _step_settings(mount_dir, options: CompileOptions) -> Callable:
@@ -531,11 +437,6 @@ def _kfp_quiet():
         yield
 
 
-STEP_NAMES = (
-    "preflight", "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
-    "reevaluate-model", "test-infer", "export-model", "calibrate-model", "export-int8-model",
-    "convert-trt", "summary",
-)
 
 
 # The default build, which `dsl-compile --py` finds when it imports this module.

@@ -9,10 +9,12 @@ import shlex
 import sys
 from typing import List, Optional, Sequence
 
+from tao_step import form
+
 REDACTED = "***"
 KEY_FLAGS = ("-k", "--key")
 # Where a --key-secret build puts the TAO key (Kubernetes expands $(TAO_API_KEY) from it).
-KEY_ENV = "TAO_API_KEY"
+KEY_ENV = form.KEY_ENV
 # Keys to mask in everything we print (set by protect_key from the command and the environment).
 _SECRETS = []  # type: List[str]
 

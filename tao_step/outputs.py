@@ -1,18 +1,19 @@
-"""What a run writes, by Create Run parameter: one table for both TAO releases.
+"""What a run writes, by Create Run parameter, for both TAO releases: derived from the form
+(``tao_step.form``: the parameters a step writes, ``writer``).
 
 Each row names the parameter that gives an output's path (relative to tao_mount_dir), what
-is written there and by which step. Preflight derives its path categories from it (which
-parameters name files, which results folders may hold nothing else, what is checked for
-collisions, claimed and warned about on a re-run), and the tests hold the compiled steps'
-``--keep-previous`` paths and the summary's artifacts against it. A release whose form has
-no such parameter has no such output; a release where another step writes it says so in
-its profile (``Profile.output_steps``).
+is written there and by which step. Preflight derives its path checks from it (collisions,
+claims, warnings on a re-run), and the tests hold the compiled steps' ``--keep-previous``
+paths and the summary's artifacts against it. A release whose form has no such parameter
+has no such output; a release where another step writes it says so in its profile's engine
+(``Engine.writes``).
 
-Data only, so that it can grow into the table of the whole form. Runs inside the TAO images
-(Python 3.6) and on the host: standard library only.
+Runs inside the TAO images (Python 3.6) and on the host: standard library only.
 """
 
 from typing import NamedTuple
+
+from tao_step import form, profiles
 
 # The step writes one file at the path.
 FILE = "file"
@@ -30,19 +31,19 @@ class Output(NamedTuple):
     suffix: str
 
 
-OUTPUTS = (
-    Output("train_classification_output", FOLDER, "train-model", ""),
-    Output("prune_model_output_file", FILE, "prune-model", ""),
-    Output("retrain_classification_output", FOLDER, "retrain-model", ""),
-    Output("test_infer_image_path", FILE, "test-infer", "/result.csv"),
-    Output("export_model_output_file", FILE, "export-model", ""),
-    Output("calibrate_output_file", FILE, "calibrate-model", ""),
-    Output("export_int8_model_output_file", FILE, "export-int8-model", ""),
-    Output("export_int8_cache_file", FILE, "export-int8-model", ""),
-    Output("convert_trt_output_file", FILE, "convert-trt", ""),
-    # TAO 5's gen_trt_engine -r: its status.json and log.
-    Output("convert_trt_results_dir", FOLDER, "convert-trt", ""),
-)
+def _outputs():
+    # In step order, as the run summary lists them; then any output it does not list.
+    parameters = {p.name: p for p in profiles.all_parameters()}
+    listed = [(name, suffix) for _, name, suffix in form.summary_artifacts(parameters.values())]
+    written = [name for name, _ in listed] + [name for name in parameters
+                                              if name not in dict(listed)]
+    return tuple(
+        Output(name, FOLDER if parameters[name].kind == form.FOLDER_OUT else FILE,
+               parameters[name].writer, parameters[name].suffix)
+        for name in written if parameters[name].writer)
+
+
+OUTPUTS = _outputs()
 
 
 def of_release(profile, parameters):

@@ -17,50 +17,91 @@ library only.
 from collections import OrderedDict
 from typing import NamedTuple, Tuple
 
+from tao_step.form import FOLDER_OUT, PARAMETERS, STEP_NAMES, WRITTEN, Parameter
+
+# Subtasks that read a model and so take -k (the key of a .tlt/.etlt); the same in both
+# releases (TAO 5's calibration_tensorfile reads no model and has no -k; gen_trt_engine
+# reads the plain ONNX, its -k is for .etlt only).
+KEY_SUBTASKS = ("train", "evaluate", "prune", "inference", "export")
+
+
+class Engine(NamedTuple):
+    """How a release builds the TensorRT engine: the pipeline's wiring for it
+    (``ENGINE_WIRING`` in the pipeline module) and the steps that wiring adds."""
+    # "converter" (tao-converter on the INT8 .etlt) or "gen_trt_engine" (classification_tf1
+    # gen_trt_engine on the ONNX, in the deploy image).
+    wiring: str
+    steps: Tuple[str, ...]
+    # The image folder under docker/ of its own image ("deploy"), if it has one.
+    image_dir: str = ""
+    # Outputs its steps write that another step writes in 3.0: (parameter, step).
+    writes: Tuple[Tuple[str, str], ...] = ()
+
 
 class Profile(NamedTuple):
+    """A release: what differs from the 3.0 build. Fields left out are as in 3.0."""
     version: str
     # The compiled pipeline's description, as the Kubeflow UI shows it.
     description: str
     # The classification CLI in the training image; its first argument is the subtask. It is
     # a wrapper that re-reads its arguments with bash (tao_step/shell.py).
     cli: str
-    # Image folders under docker/: "train" runs every TAO step, "deploy" (if any) builds
-    # the TensorRT engine. Each holds a Dockerfile and IMAGE (docker/image_tag.py).
-    image_dirs: Tuple[Tuple[str, str], ...]
-    # Which spec schema tao_step.specs checks against (the release's protos and rules).
-    spec_schema: str
     # What training writes each epoch: <results>/weights/<arch>_<epoch:03d><suffix>.
     checkpoint_suffix: str
-    # Whether a separate INT8 .etlt export (with its cache) exists.
-    int8_export: bool
-    # How the TensorRT engine is built: "converter" (tao-converter on the .etlt) or
-    # "gen_trt_engine" (classification_tf1 gen_trt_engine on the ONNX, deploy image).
-    engine_builder: str
+    engine: Engine
+    # The image folder under docker/ that runs every TAO step (docker/image_tag.py).
+    image_dir: str = "docker"
+    # Where the shipped specs for this release live in the repository.
+    specs_dir: str = "specs"
     # Environment of every TAO step.
-    env: Tuple[Tuple[str, str], ...]
-    # Subtasks that read a model and so take -k (the key of a .tlt/.etlt).
-    key_subtasks: Tuple[str, ...]
+    env: Tuple[Tuple[str, str], ...] = ()
     # Whether subtasks append JSON status lines to <results_dir>/status.json, where a
     # failure may be recorded although the command exits 0.
-    status_json: bool
-    # The Create Run form: parameters this release has no use for, new ones
-    # (name, default, help), and defaults that differ from the 3.0 form.
-    dropped_parameters: Tuple[str, ...]
-    added_parameters: Tuple[Tuple[str, str, str], ...]
-    changed_defaults: Tuple[Tuple[str, str], ...]
-    # Where the shipped specs for this release live in the repository.
-    specs_dir: str
+    status_json: bool = False
     # Whether export needs the spec (-e): TAO 5's ONNX exporter reads it.
-    export_spec: bool
+    export_spec: bool = False
+    # The Create Run form (tao_step.form): parameters this release has no use for, new
+    # ones, and defaults that differ.
+    dropped_parameters: Tuple[str, ...] = ()
+    added_parameters: Tuple[Parameter, ...] = ()
+    changed_defaults: Tuple[Tuple[str, str], ...] = ()
     # Output parameters whose value must end in a suffix, and why: TAO 5's prune saves
     # <o>.hdf5 and then fails on <o>; its export appends .onnx to a path without "onnx".
-    required_suffixes: Tuple[Tuple[str, str, str], ...]
+    required_suffixes: Tuple[Tuple[str, str, str], ...] = ()
     # Parameters that may be left empty: TAO 5 needs a key only for .tlt/.etlt models, and
     # its wrapper drops an empty -k.
-    optional_parameters: Tuple[str, ...]
-    # Outputs another step writes than in 3.0 (tao_step.outputs): (parameter, step).
-    output_steps: Tuple[Tuple[str, str], ...]
+    optional_parameters: Tuple[str, ...] = ()
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def spec_schema(self):
+        """Which spec schema tao_step.specs checks against: the release's own."""
+        return self.version
+
+    @property
+    def key_subtasks(self):
+        return KEY_SUBTASKS
+
+    @property
+    def engine_builder(self):
+        return self.engine.wiring
+
+    @property
+    def int8_export(self):
+        """Whether a separate INT8 .etlt export (with its cache) exists."""
+        return "export-int8-model" in self.engine.steps
+
+    @property
+    def image_dirs(self):
+        """Image folders under docker/ by role: "train" runs every TAO step, "deploy" (if
+        any) builds the TensorRT engine."""
+        return (("train", self.image_dir),) + (
+            (("deploy", self.engine.image_dir),) if self.engine.image_dir else ())
+
+    @property
+    def output_steps(self):
+        """Outputs another step writes than in 3.0 (tao_step.outputs): (parameter, step)."""
+        return self.engine.writes
 
 
 TAO_3_0 = Profile(
@@ -70,22 +111,8 @@ TAO_3_0 = Profile(
         "evaluate, prune, retrain, evaluate again, test inference, export FP32 and INT8, and "
         "build a TensorRT engine."),
     cli="classification",
-    image_dirs=(("train", "docker"),),
-    spec_schema="3.0",
     checkpoint_suffix=".tlt",
-    int8_export=True,
-    engine_builder="converter",
-    env=(),
-    key_subtasks=("train", "evaluate", "prune", "inference", "export"),
-    status_json=False,
-    dropped_parameters=(),
-    added_parameters=(),
-    changed_defaults=(),
-    specs_dir="specs",
-    export_spec=False,
-    required_suffixes=(),
-    optional_parameters=(),
-    output_steps=(),
+    engine=Engine("converter", ("export-int8-model", "convert-trt")),
 )
 
 TAO_5_0 = Profile(
@@ -95,25 +122,26 @@ TAO_5_0 = Profile(
         "train, evaluate, prune, retrain, evaluate again, test inference, export ONNX, and "
         "build a TensorRT engine with TAO Deploy."),
     cli="classification_tf1",
-    image_dirs=(("train", "docker/tao5/tf1"), ("deploy", "docker/tao5/deploy")),
-    spec_schema="5.0",
     checkpoint_suffix=".hdf5",
-    int8_export=False,
-    engine_builder="gen_trt_engine",
+    # No INT8 export: gen_trt_engine calibrates and writes the cache itself.
+    engine=Engine("gen_trt_engine", ("convert-trt",), "docker/tao5/deploy",
+                  (("export_int8_cache_file", "convert-trt"),)),
+    image_dir="docker/tao5/tf1",
+    specs_dir="specs/tao5",
     # The wrappers send telemetry after every subtask unless opted out; on an offline
     # cluster each send waits for its timeout (cv/common/telemetry/telemetry.py).
     env=(("TELEMETRY_OPT_OUT", "yes"),),
-    # calibration_tensorfile reads no model and has no -k; gen_trt_engine reads the plain
-    # ONNX (its -k is for .etlt only).
-    key_subtasks=("train", "evaluate", "prune", "inference", "export"),
     status_json=True,
+    export_spec=True,
     # The ONNX is precision-free (no INT8 export), and gen_trt_engine reads the input
     # layer, dimensions and output node from it.
     dropped_parameters=("export_int8_model_output_file", "convert_trt_output_layer",
                         "convert_trt_dims", "convert_trt_input_type"),
     added_parameters=(
-        ("convert_trt_results_dir", "tao-experiments/export/gen_trt_engine",
-         "gen_trt_engine's results folder (-r): its status.json and log"),
+        Parameter("convert_trt_results_dir", "tao-experiments/export/gen_trt_engine",
+                  "gen_trt_engine's results folder (-r): its status.json and log",
+                  FOLDER_OUT, WRITTEN, "convert-trt",
+                  example="tao-experiments/export/gen_trt_engine"),
     ),
     changed_defaults=(
         ("prune_model_input_file", "tao-experiments/output/weights/resnet_080.hdf5"),
@@ -124,8 +152,6 @@ TAO_5_0 = Profile(
         ("export_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.hdf5"),
         ("export_model_output_file", "tao-experiments/export/final_model.onnx"),
     ),
-    specs_dir="specs/tao5",
-    export_spec=True,
     required_suffixes=(
         ("prune_model_output_file", ".hdf5",
          "TAO 5 prune saves <name>.hdf5 and then fails looking for <name>"),
@@ -133,8 +159,6 @@ TAO_5_0 = Profile(
          "TAO 5 export appends .onnx to any other name, where no later step looks"),
     ),
     optional_parameters=("api_key",),
-    # No INT8 export: gen_trt_engine calibrates and writes the cache itself.
-    output_steps=(("export_int8_cache_file", "convert-trt"),),
 )
 
 PROFILES = OrderedDict((profile.version, profile) for profile in (TAO_3_0, TAO_5_0))
@@ -162,8 +186,16 @@ def release_args(version):
     return [] if version == DEFAULT_VERSION else ["--tao-version", version]
 
 
-def form_names(profile, names):
-    """The Create Run parameter names of ``profile``, from the 3.0 form's ``names``."""
-    dropped = set(profile.dropped_parameters)
-    return tuple(n for n in names if n not in dropped) + tuple(
-        name for name, _, _ in profile.added_parameters)
+def all_parameters():
+    """Every release's Create Run parameters, each once: the 3.0 form, then the ones
+    releases add."""
+    return PARAMETERS + tuple(p for profile in PROFILES.values()
+                              for p in profile.added_parameters)
+
+
+def step_names(profile):
+    """The steps of ``profile``'s build, in the UI's order: every step of the form's table
+    but the engine steps only other releases have."""
+    others = {step for other in PROFILES.values() for step in other.engine.steps}
+    return tuple(step for step in STEP_NAMES
+                 if step not in others or step in profile.engine.steps)

@@ -4,6 +4,7 @@ workspace laid out as original-interface.md documents, and Create Run values for
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,14 +31,6 @@ def pytest_report_header(config) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     # Repeated at the end, where a reader of CI's output looks: 3.6 untested must be seen.
     terminalreporter.write_line(config.stash.get(CONTAINER_PYTHON, describe_container_python()))
-
-# The eleven steps of the original sample, by the name the UI shows.
-ORIGINAL_STEPS = (
-    "download-model", "train-model", "evaluate-model", "prune-model", "retrain-model",
-    "reevaluate-model", "test-infer", "export-model", "calibrate-model",
-    "export-int8-model", "convert-trt",
-)
-
 
 def run_compiler(*args: str, cwd: Path = REPO, env: dict | None = None
                  ) -> subprocess.CompletedProcess:
@@ -96,43 +89,41 @@ ROOT = str(REPO)
 MOUNT = "/mnt/workspace"
 SPECS = os.path.join(ROOT, "tests", "data", "specs")
 
-# The original Create Run defaults (original-interface.md), plus the accuracy gate.
-ORIGINAL_DEFAULTS = {
-    "pretrained_model_name": "nvidia/tao/pretrained_classification:resnet18",
-    "pretrained_model_dir": "models",
-    "train_classification_data": "tao-experiments/data",
-    "train_classification_spec": "specs/classification_spec.cfg",
-    "train_classification_output": "tao-experiments/output",
-    "train_num_gpus": "1",
-    "prune_model_input_file": "tao-experiments/output/weights/resnet_020.tlt",
-    "prune_model_output_file": "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt",
-    "prune_equalization_criterion": "union",
-    "prune_threshold": "0.6",
-    "retrain_classification_spec": "specs/classification_retrain_spec.cfg",
-    "retrain_classification_output": "tao-experiments/output-retrain",
-    "test_infer_model_input_file": "tao-experiments/output-retrain/weights/resnet_020.tlt",
-    "test_infer_image_path": "tao-experiments/data/split/test/person",
-    "test_infer_class_map": "tao-experiments/output-retrain/classmap.json",
-    "test_infer_batch_size": "16",
-    "export_model_input_file": "tao-experiments/output-retrain/weights/resnet_020.tlt",
-    "export_model_output_file": "tao-experiments/export/final_model.etlt",
-    "calibrate_classification_spec": "specs/classification_retrain_spec.cfg",
-    "calibrate_max_batches": "10",
-    "calibrate_output_file": "tao-experiments/export/calibration.tensor",
-    "export_int8_cache_file": "tao-experiments/export/final_model_int8_cache.bin",
-    "export_int8_batches": "10",
-    "export_int8_model_output_file": "tao-experiments/export/final_int8_model.etlt",
-    "convert_trt_output_file": "tao-experiments/export/final_model.trt",
-    "convert_trt_output_layer": "predictions/Softmax",
-    "convert_trt_dims": "3,224,224",
-    "convert_trt_input_type": "nchw",
-    "convert_trt_max_batch_size": "64",
-    "convert_trt_precision": "int8",
-    "convert_trt_batch_size": "64",
-    "tao_mount_dir": MOUNT,
-    "api_key": "nvidia_tlt",
-    "min_accuracy": "0.5",
-}
+# The original sample's interface, an external fact: CI has ../shared beside the clone.
+ORIGINAL_INTERFACE = REPO.parent / "shared" / "reference" / "original-interface.md"
+
+
+def original_form() -> list:
+    """The original sample's Create Run form, ``[(name, default)]`` in its order, read from
+    the table under "Create Run form parameters" in original-interface.md."""
+    text = ORIGINAL_INTERFACE.read_text(encoding="utf-8")
+    section = text.split("## Create Run form parameters", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([a-z0-9_]+) \| (.*?) \|$", section, flags=re.M)[1:]  # no header
+    assert len(rows) >= 30, f"no form table in {ORIGINAL_INTERFACE}"
+    return rows
+
+
+def original_steps() -> tuple:
+    """The original sample's steps, by the name the UI shows, from the table under "Steps"
+    in original-interface.md."""
+    text = ORIGINAL_INTERFACE.read_text(encoding="utf-8")
+    section = text.split("## Steps", 1)[1].split("\n## ", 1)[0]
+    return tuple(re.findall(r"^\| ([a-z0-9-]+) \| `", section, flags=re.M))
+
+
+# The eleven steps of the original sample.
+ORIGINAL_STEPS = original_steps()
+assert len(ORIGINAL_STEPS) == 11, ORIGINAL_STEPS
+def _added_defaults() -> dict:
+    """The defaults of the parameters this project added after the original's."""
+    from tao_step import form
+
+    return {p.name: p.default for p in form.PARAMETERS[len(original_form()):]}
+
+
+# The original Create Run defaults, plus those of the added fields, with a gate to pass.
+ORIGINAL_DEFAULTS = {**dict(original_form()), **_added_defaults(), "min_accuracy": "0.5"}
+assert ORIGINAL_DEFAULTS["tao_mount_dir"] == MOUNT
 # The same with the checkpoint names the 80-epoch specs really produce.
 GOOD_VALUES = dict(
     ORIGINAL_DEFAULTS,

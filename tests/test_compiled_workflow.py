@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ORIGINAL_STEPS
+from conftest import ORIGINAL_STEPS, original_form
 
 import tao_iva_classification_ops as ops
 import tao_iva_classification_pipeline as pipeline
@@ -58,45 +58,14 @@ ORIGINAL_ARGV = {
                     "-e", W("convert_trt_output_file"), "-b", P("convert_trt_batch_size")],
 }
 
-# The original's Create Run form, in order, with its defaults; the three checkpoint
-# defaults are corrected from resnet_020 to the 80-epoch specs' resnet_080.
-ORIGINAL_FORM = [
-    ("pretrained_model_name", "nvidia/tao/pretrained_classification:resnet18"),
-    ("pretrained_model_dir", "models"),
-    ("train_classification_data", "tao-experiments/data"),
-    ("train_classification_spec", "specs/classification_spec.cfg"),
-    ("train_classification_output", "tao-experiments/output"),
-    ("train_num_gpus", "1"),
-    ("prune_model_input_file", "tao-experiments/output/weights/resnet_080.tlt"),
-    ("prune_model_output_file", "tao-experiments/output-pruned/resnet18_nopool_bn_pruned.tlt"),
-    ("prune_equalization_criterion", "union"),
-    ("prune_threshold", "0.6"),
-    ("retrain_classification_spec", "specs/classification_retrain_spec.cfg"),
-    ("retrain_classification_output", "tao-experiments/output-retrain"),
-    ("test_infer_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.tlt"),
-    ("test_infer_image_path", "tao-experiments/data/split/test/person"),
-    ("test_infer_class_map", "tao-experiments/output-retrain/classmap.json"),
-    ("test_infer_batch_size", "16"),
-    ("export_model_input_file", "tao-experiments/output-retrain/weights/resnet_080.tlt"),
-    ("export_model_output_file", "tao-experiments/export/final_model.etlt"),
-    ("calibrate_classification_spec", "specs/classification_retrain_spec.cfg"),
-    ("calibrate_max_batches", "10"),
-    ("calibrate_output_file", "tao-experiments/export/calibration.tensor"),
-    ("export_int8_cache_file", "tao-experiments/export/final_model_int8_cache.bin"),
-    ("export_int8_batches", "10"),
-    ("export_int8_model_output_file", "tao-experiments/export/final_int8_model.etlt"),
-    ("convert_trt_output_file", "tao-experiments/export/final_model.trt"),
-    ("convert_trt_output_layer", "predictions/Softmax"),
-    ("convert_trt_dims", "3,224,224"),
-    ("convert_trt_input_type", "nchw"),
-    ("convert_trt_max_batch_size", "64"),
-    ("convert_trt_precision", "int8"),
-    ("convert_trt_batch_size", "64"),
-    ("tao_mount_dir", "/mnt/workspace"),
-    ("api_key", "nvidia_tlt"),
-]
-# Added by this project, after the original's fields.
-ADDED_FORM = [("min_accuracy", "0")]
+# The original's Create Run form, in order, with its defaults (original-interface.md); the
+# three checkpoint defaults are corrected from resnet_020 to the 80-epoch specs' resnet_080.
+ORIGINAL_FORM = [(name, default.replace("/resnet_020.tlt", "/resnet_080.tlt"))
+                 for name, default in original_form()]
+assert sum("resnet_080" in default for _, default in ORIGINAL_FORM) == 3
+# Added by this project, after the original's fields (tao_step/form.py: min_accuracy, ...).
+ADDED_FORM = [(p.name, p.default) for p in pipeline.PARAMETERS[len(ORIGINAL_FORM):]]
+assert ADDED_FORM[0] == ("min_accuracy", "0")
 
 # An edge exists only where a step reads what another writes.
 DATA_EDGES = {

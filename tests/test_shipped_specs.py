@@ -45,11 +45,3 @@ def test_defaults_pass_the_form_checks_and_agree_with_the_specs(tmp_path):
     # preflight reads as this folder, where the workspace is mounted
     check = Preflight(str(workspace), DEFAULTS, None).run()
     assert check.problems == []
-
-
-def test_the_preflight_knows_the_same_form_as_the_pipeline():
-    # tao_step runs in the container and cannot import the pipeline module: the two lists
-    # of names are kept equal by this test.
-    from tao_step import preflight
-
-    assert list(preflight.PARAMETERS) == [p.name for p in pipeline.PARAMETERS]
