@@ -304,16 +304,19 @@ class TrainOp(TaoOp):
 
     def __init__(
         self, *, profile: Profile, name: str, label: str, spec: Value, results_dir: Value,
-        num_gpus: Value, key: Value,
+        num_gpus: Value, key: Value, use_amp: Value,
     ) -> None:
         # The subtask comes first: TAO 5's wrapper looks for it in the first argument only.
+        # --use_amp (TAO's mixed precision, train only) is a flag without a value, so the
+        # runtime adds it after the subtask when the form says "true" (--switch FLAG=VALUE).
         super().__init__(
             name=name,
             command=[profile.cli, "train", "--gpus", num_gpus, *_key(profile, "train", key),
                      "-e", spec, "-r", results_dir],
             gpus=num_gpus,
             report=("train", "--results-dir", results_dir, "--label", label,
-                    "--hand-over", f"{results_dir}/{TRAINING_REPORT}"),
+                    "--hand-over", f"{results_dir}/{TRAINING_REPORT}",
+                    "--switch", f"use_amp={use_amp}"),
             writes=[results_dir],
             status_file=_status_file(profile, results_dir),
         )

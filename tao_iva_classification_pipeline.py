@@ -222,6 +222,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
     train = ops.TrainOp(
         **tao, name="train-model", label="baseline", spec=ws("train_classification_spec"),
         results_dir=ws("train_classification_output"), num_gpus=p["train_num_gpus"], key=key,
+        use_amp=p["train_use_amp"],
     ).after(download)
     ops.EvaluateOp(
         **tao, name="evaluate-model", label="baseline", spec=ws("train_classification_spec"),
@@ -236,6 +237,7 @@ def _steps(p: dict, options: CompileOptions) -> ops.PreflightOp:
     retrain = ops.TrainOp(
         **tao, name="retrain-model", label="retrained", spec=ws("retrain_classification_spec"),
         results_dir=ws("retrain_classification_output"), num_gpus=p["train_num_gpus"], key=key,
+        use_amp=p["retrain_use_amp"],
     ).after(prune)
     reevaluate = ops.EvaluateOp(
         **tao, name="reevaluate-model", label="retrained",

@@ -174,6 +174,12 @@ PARAMETERS = (
       "export-model, export-int8-model and convert-trt run; `0` turns the gate off",
       FRACTION, example="0.8",
       rule=("the accuracy the retrained model must reach, as a fraction", "0 accepts any")),
+    P("train_use_amp", "false",
+      "`true`: train-model trains in automatic mixed precision (TAO's `train --use_amp`; "
+      "faster on GPUs with Tensor Cores, Volta and newer)", CHOICE, rule=("false", "true")),
+    P("retrain_use_amp", "false",
+      "`true`: retrain-model trains in automatic mixed precision (`train --use_amp`)",
+      CHOICE, rule=("false", "true")),
 )
 del P
 

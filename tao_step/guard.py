@@ -23,6 +23,22 @@ from tao_step import parse
 from tao_step.console import REDACTED, error, masked_keys, say, shown_command, warn
 
 
+def with_switches(command: Sequence[str], switches: Sequence[str]
+                  ) -> Tuple[List[str], Optional[str]]:
+    """``command`` with ``--FLAG`` after its subtask (the second argument: TAO's wrappers
+    read the subtask first) for each ``FLAG=true`` switch; or a problem for a switch whose
+    value is not ``true`` or ``false``."""
+    command = list(command)
+    for switch in switches:
+        flag, _, value = switch.partition("=")
+        if not flag or value not in ("true", "false"):
+            return command, ("--switch %r: give FLAG=true or FLAG=false (the form's value for "
+                             "the flag)" % switch)
+        if value == "true":
+            command[2:2] = ["--" + flag]
+    return command, None
+
+
 def run_guarded(command: Sequence[str], *, require: Sequence[str], outputs: Sequence[str],
                 status_json: Optional[str], env: dict,
                 whole_arrays: bool = False) -> Tuple[int, str]:

@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--status-json", metavar="PATH",
                          help="the status.json TAO 5 appends to: the step fails if the "
                               "command recorded a FAILURE there, even when it exited 0")
+        sub.add_argument("--switch", action="append", default=[], metavar="FLAG=VALUE",
+                         help="add --FLAG to the command after its subtask when VALUE is "
+                              "'true' (a form switch; 'false' adds nothing; repeatable)")
         return sub
 
     sub = kind("run", "run a command with the re-run policy, publishing nothing")
@@ -352,6 +355,10 @@ def main(argv: Sequence[str]) -> int:
     if args is None:
         return status
     kind = KINDS[args.kind]
+    command, problem = guard.with_switches(command, args.switch)
+    if problem:
+        error(problem)
+        return 2
     out = _fresh_outputs(args)
     outputs = args.keep_previous + guard.ngc_model_folder(args)
     status, output = guard.run_guarded(

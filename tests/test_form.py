@@ -88,3 +88,13 @@ def test_each_build_has_the_steps_of_its_engine():
     assert profiles.step_names(profiles.TAO_3_0) == form.STEP_NAMES
     assert profiles.step_names(profiles.TAO_5_0) == tuple(
         s for s in form.STEP_NAMES if s != "export-int8-model")
+
+
+@pytest.mark.parametrize("name", ["train_use_amp", "retrain_use_amp"])
+def test_mixed_precision_is_off_by_default_and_only_true_or_false(name):
+    """Issue 17: TAO's train --use_amp as a form switch, off as in the original sample."""
+    (row,) = [p for p in form.PARAMETERS if p.name == name]
+    assert row.default == "false"
+    assert values.value_error(name, "true") is None
+    assert values.value_error(name, "yes") == (
+        f'{name}: "yes" is not one of false, true (enter one of them)')

@@ -43,12 +43,13 @@ def test_download_model_uses_the_ngc_cli_on_path_and_no_gpu():
 def test_train_requests_the_parameterised_gpu_count():
     gpus = dsl.PipelineParam(name="train_num_gpus")
     op = ops.TrainOp(**P3, name="t", label="baseline", spec="/ws/s.cfg", results_dir="/ws/out",
-                     num_gpus=gpus, key="k1")
+                     num_gpus=gpus, key="k1", use_amp="false")
     assert argv(op) == ["classification", "train", "--gpus", str(gpus), "-k", "k1",
                         "-e", "/ws/s.cfg", "-r", "/ws/out"]
     assert gpu_limit(op) == str(gpus)
     assert wrapper(op) == ["report", "train", "--results-dir", "/ws/out", "--label", "baseline",
                            "--hand-over", f"/ws/out/{ops.TRAINING_REPORT}",
+                           "--switch", "use_amp=false",
                            "--out-dir", ops.OUTPUTS_DIR, "--keep-previous", "/ws/out"]
     # Its report goes to the evaluate step: no mlpipeline-* artifacts of its own.
     assert not op.publishes and op.output_artifact_paths == {} and op.file_outputs == {}

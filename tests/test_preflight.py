@@ -412,7 +412,7 @@ def test_cli_passes_a_good_workspace_quickly(workspace, values):
     assert time.monotonic() - started < 10
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
-        ("preflight OK: 34 values, 2 spec files, 4 classes (bicycle, car, dog, person), "
+        ("preflight OK: 36 values, 2 spec files, 4 classes (bicycle, car, dog, person), "
          "0 warnings")]
 
 
@@ -574,7 +574,7 @@ def test_only_values_reaching_a_tao_wrapper_are_held_to_the_bash_rule(workspace,
 
     three, five = (pipeline.CompileOptions(tao_version=v).bash_read() for v in ("3.0", "5.0"))
     elsewhere = {"pretrained_model_name", "pretrained_model_dir", "train_classification_data",
-                 "min_accuracy"}  # ngc, nothing, the report
+                 "min_accuracy", "train_use_amp", "retrain_use_amp"}  # ngc, nothing, the report
     converter = {"convert_trt_output_file", "convert_trt_output_layer", "convert_trt_dims",
                  "convert_trt_input_type", "convert_trt_max_batch_size",
                  "convert_trt_batch_size"}  # 3.0's tao-converter, a binary
@@ -597,7 +597,7 @@ def test_with_a_key_secret_the_key_comes_from_the_environment(workspace, values,
     bash_read = preflight.parameters_of(preflight.profiles.TAO_3_0)
     monkeypatch.setenv(preflight.KEY_ENV, "nv-key_1")
     assert preflight_step(workspace, values, bash_read, "--key-from-env") == 0
-    assert capsys.readouterr().out.startswith("preflight OK: 34 values")
+    assert capsys.readouterr().out.startswith("preflight OK: 36 values")
     monkeypatch.setenv(preflight.KEY_ENV, "nv$key`id`")
     assert preflight_step(workspace, values, bash_read, "--key-from-env") == 1
     out = capsys.readouterr().out

@@ -820,3 +820,28 @@ def test_a_failed_train_leaves_no_earlier_hand_over(tmp_path):
                         tmp_path / "results", "--label", "baseline", "--hand-over", hand_over,
                         command=fake_tao("exit", 2))
     assert result.returncode == 2 and not hand_over.exists()
+
+
+@pytest.mark.parametrize("switch, ran", [
+    ("use_amp=true", ["train", "--use_amp", "-e", "s.cfg"]),
+    ("use_amp=false", ["train", "-e", "s.cfg"]),
+])
+def test_a_form_switch_adds_its_flag_after_the_subtask_only_when_true(tmp_path, switch, ran):
+    """train_use_amp / retrain_use_amp: TAO's --use_amp takes no value, so the runtime adds
+    it after the subtask (where TAO 5's wrapper reads its own options) when the form says
+    true."""
+    cli = tmp_path / "classification"  # prints the argv it was given
+    cli.write_text(f"#!{PYTHON}\nimport sys\nprint(sys.argv[1:])\n")
+    cli.chmod(0o755)
+    result = run_report("run", "--out-dir", tmp_path / "out", "--switch", switch,
+                        command=[str(cli), "train", "-e", "s.cfg"])
+    assert result.returncode == 0, result.stdout
+    assert repr(ran) in result.stdout
+
+
+def test_a_switch_that_is_neither_true_nor_false_is_one_line_and_status_2(tmp_path):
+    result = run_report("run", "--out-dir", tmp_path / "out", "--switch", "use_amp=yes",
+                        command=[PYTHON, "-c", "print('ran')"])
+    assert result.returncode == 2
+    assert "ran" not in result.stdout.replace("--switch", "")
+    assert "--switch 'use_amp=yes': give FLAG=true or FLAG=false" in result.stdout
