@@ -8,12 +8,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
-from conftest import ENTRY_POINT, REPO, read_package, run_compiler
+from conftest import ENTRY_POINT, REPO, main_error, read_package, run_compiler
 
 import tao_iva_classification_pipeline as pipeline
 
 
+@pytest.mark.e2e
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     # A fresh copy, so the test neither depends on nor clobbers the user's own build.
     for name in ("tao_iva_classification_pipeline.py", "tao_iva_classification_ops.py"):
@@ -35,21 +37,22 @@ def test_default_run_writes_the_package_next_to_the_script(tmp_path):
 
 
 def test_zip_and_yaml_outputs(tmp_path):
-    assert run_compiler("--output", str(tmp_path / "p.zip")).returncode == 0
+    assert pipeline.main(["--output", str(tmp_path / "p.zip")]) == 0
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         assert yaml.safe_load(archive.read("pipeline.yaml"))["kind"] == "Workflow"
-    assert run_compiler("-o", str(tmp_path / "p.yaml")).returncode == 0
+    assert pipeline.main(["-o", str(tmp_path / "p.yaml")]) == 0
     assert yaml.safe_load((tmp_path / "p.yaml").read_text())["kind"] == "Workflow"
 
 
 def test_image_option_changes_every_step(tmp_path):
     out = tmp_path / "p.yaml"
-    assert run_compiler("-o", str(out), "--image", "registry.example.com/ml/tao:7").returncode == 0
+    assert pipeline.main(["-o", str(out), "--image", "registry.example.com/ml/tao:7"]) == 0
     doc = yaml.safe_load(out.read_text())
     images = {t["container"]["image"] for t in doc["spec"]["templates"] if "container" in t}
     assert images == {"registry.example.com/ml/tao:7"}
 
 
+@pytest.mark.e2e
 def test_help_explains_every_option():
     result = run_compiler("--help")
     assert result.returncode == 0
@@ -66,27 +69,29 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def test_bad_output_suffix_is_one_clear_line(tmp_path):
-    line = one_error_line(run_compiler("--output", str(tmp_path / "p.json")))
+def test_bad_output_suffix_is_one_clear_line(tmp_path, capsys):
+    line = main_error(capsys, "--output", str(tmp_path / "p.json"))
     assert "--output" in line and ".tar.gz" in line and "p.json" in line
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.e2e
 def test_unknown_option_is_one_clear_line():
     line = one_error_line(run_compiler("--outptu", "x.yaml"))
     assert "--outptu" in line
 
 
-def test_missing_output_directory_is_one_clear_line(tmp_path):
-    line = one_error_line(run_compiler("-o", str(tmp_path / "nope" / "p.yaml")))
+def test_missing_output_directory_is_one_clear_line(tmp_path, capsys):
+    line = main_error(capsys, "-o", str(tmp_path / "nope" / "p.yaml"))
     assert "nope" in line and "does not exist" in line
 
 
-def test_image_with_spaces_is_rejected():
-    line = one_error_line(run_compiler("--image", "my image"))
+def test_image_with_spaces_is_rejected(capsys):
+    line = main_error(capsys, "--image", "my image")
     assert "--image" in line
 
 
+@pytest.mark.e2e
 def test_dsl_compile_finds_the_pipeline(tmp_path):
     # The console script kfp installs next to this interpreter.
     dsl_compile = str(Path(sys.executable).with_name("dsl-compile"))
@@ -100,39 +105,38 @@ def test_dsl_compile_finds_the_pipeline(tmp_path):
 
 def test_param_prefills_the_form(tmp_path):
     out = tmp_path / "p.yaml"
-    result = run_compiler("-o", str(out), "--param", "train_num_gpus=4",
-                          "--param", "min_accuracy=0.85")
-    assert result.returncode == 0, result.stderr
+    assert pipeline.main(["-o", str(out), "--param", "train_num_gpus=4",
+                          "--param", "min_accuracy=0.85"]) == 0
     form = {p["name"]: p["value"] for p in
             yaml.safe_load(out.read_text())["spec"]["arguments"]["parameters"]}
     assert form["train_num_gpus"] == "4" and form["min_accuracy"] == "0.85"
     assert form["prune_threshold"] == "0.6"  # the rest keeps the defaults
 
 
-def test_param_api_key_with_a_key_secret_is_refused():
-    line = one_error_line(run_compiler("--key-secret", "tao-key", "--param", "api_key=x"))
+def test_param_api_key_with_a_key_secret_is_refused(capsys):
+    line = main_error(capsys, "--key-secret", "tao-key", "--param", "api_key=x")
     assert "--param api_key" in line and "--key-secret" in line
 
 
-def test_rehearsal_options_need_dry_run(tmp_path):
-    line = one_error_line(run_compiler("--specs", str(tmp_path)))
+def test_rehearsal_options_need_dry_run(tmp_path, capsys):
+    line = main_error(capsys, "--specs", str(tmp_path))
     assert "--specs goes with --dry-run" in line
 
 
-def test_output_into_a_read_only_folder_is_one_line():
+def test_output_into_a_read_only_folder_is_one_line(capsys):
     # /sys refuses new files to every user, root included.
-    line = one_error_line(run_compiler("-o", "/sys/p.yaml", "--image", "r.example.com/t:1"))
+    line = main_error(capsys, "-o", "/sys/p.yaml", "--image", "r.example.com/t:1")
     assert "--output" in line and "/sys/p.yaml" in line and "Permission denied" in line
 
 
-def test_output_under_proc_is_one_line():
-    line = one_error_line(run_compiler("-o", "/proc/p.yaml", "--image", "r.example.com/t:1"))
+def test_output_under_proc_is_one_line(capsys):
+    line = main_error(capsys, "-o", "/proc/p.yaml", "--image", "r.example.com/t:1")
     assert "--output" in line and "/proc/p.yaml" in line and "cannot write" in line
 
 
-def test_output_onto_an_existing_folder_is_one_line(tmp_path):
+def test_output_onto_an_existing_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "p.yaml").mkdir()
-    line = one_error_line(run_compiler("-o", str(tmp_path / "p.yaml")))
+    line = main_error(capsys, "-o", str(tmp_path / "p.yaml"))
     assert "--output" in line and "is a folder" in line
     assert list(tmp_path.iterdir()) == [tmp_path / "p.yaml"]
     assert list((tmp_path / "p.yaml").iterdir()) == []
