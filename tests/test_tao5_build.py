@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import REPO, compile_workflow, run_compiler
+from conftest import REPO, compile_workflow, main_error
 from test_dry_run import dry_run
 from validation import argo_problems, kubernetes_problems, pods_with_defaults
 
@@ -191,25 +191,21 @@ def test_argo_and_kubernetes_accept_the_tao5_build(tao5):
         assert kubernetes_problems(pod) == [], name
 
 
-def test_3_0_build_rejects_tao5_options_and_5_0_rejects_dropped_parameters():
-    result = run_compiler("--deploy-image", "r/d:1")
-    assert result.returncode == 2 and "--deploy-image: TAO 3.0 has no deploy image" in (
-        result.stderr)
-    result = run_compiler(*TAO5, "--param", "convert_trt_dims=3,224,224")
-    assert result.returncode == 2
-    assert "--param convert_trt_dims: not a Create Run parameter of the TAO 5.0 build" in (
-        result.stderr)
-    result = run_compiler(*TAO5, "--step-timeout", "export-int8-model=2h")
-    assert result.returncode == 2 and (
-        "--step-timeout: the TAO 5.0 build has no step export-int8-model" in result.stderr)
-    result = run_compiler("--param", "convert_trt_results_dir=x")
-    assert result.returncode == 2 and "of the TAO 3.0 build" in result.stderr
-    for result in (run_compiler(*TAO5, "--param", "prune_model_output_file=out/p.tlt"),
-                   run_compiler(*TAO5, "--param", "export_model_output_file=out/m.etlt")):
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert re.search(r"must end in \.(hdf5|onnx)", result.stderr), result.stderr
+def test_3_0_build_rejects_tao5_options_and_5_0_rejects_dropped_parameters(capsys):
+    line = main_error(capsys, "--deploy-image", "r/d:1")  # exit 2, one line
+    assert "--deploy-image: TAO 3.0 has no deploy image" in line
+    line = main_error(capsys, *TAO5, "--param", "convert_trt_dims=3,224,224")
+    assert "--param convert_trt_dims: not a Create Run parameter of the TAO 5.0 build" in line
+    line = main_error(capsys, *TAO5, "--step-timeout", "export-int8-model=2h")
+    assert "--step-timeout: the TAO 5.0 build has no step export-int8-model" in line
+    line = main_error(capsys, "--param", "convert_trt_results_dir=x")
+    assert "of the TAO 3.0 build" in line
+    for line in (main_error(capsys, *TAO5, "--param", "prune_model_output_file=out/p.tlt"),
+                 main_error(capsys, *TAO5, "--param", "export_model_output_file=out/m.etlt")):
+        assert re.search(r"must end in \.(hdf5|onnx)", line), line
 
 
+@pytest.mark.e2e
 def test_dry_run_rehearses_the_whole_tao5_pipeline_and_a_rerun(tmp_path):
     workspace = tmp_path / "ws"
     for _ in ("first run", "re-run"):  # the re-run moves the first one's outputs aside
@@ -224,6 +220,7 @@ def test_dry_run_rehearses_the_whole_tao5_pipeline_and_a_rerun(tmp_path):
     assert (workspace / "tao-experiments/output/weights/resnet_080.hdf5").is_file()
 
 
+@pytest.mark.e2e
 def test_dry_run_fp16_engine_needs_no_calibration_and_hdf5_models_no_key(tmp_path):
     # an empty key: the wrapper drops "-k ''", and .hdf5 models need none
     result, statuses = dry_run(*TAO5, "--param", "convert_trt_precision=fp16",
@@ -234,6 +231,7 @@ def test_dry_run_fp16_engine_needs_no_calibration_and_hdf5_models_no_key(tmp_pat
     assert re.search(r"Skipped\s+condition-int8-engine", result.stdout)
 
 
+@pytest.mark.e2e
 def test_dry_run_catches_a_failure_tao5_reports_only_in_status_json():
     result, statuses = dry_run(*TAO5, env={"FAKE_TAO_FAIL": "evaluate:status"})
     assert result.returncode == 1
@@ -242,6 +240,7 @@ def test_dry_run_catches_a_failure_tao5_reports_only_in_status_json():
     assert "Evaluate was interrupted" in result.stdout
 
 
+@pytest.mark.e2e
 def test_dry_run_preflight_applies_the_tao5_spec_rules(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()
