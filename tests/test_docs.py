@@ -187,3 +187,18 @@ def test_readme_python_calls_use_parameters_kfp_has():
         assert "id" in inspect.signature(getattr(RunServiceApi, method)).parameters
     assert auth.KF_PIPELINES_SA_TOKEN_PATH == "/var/run/secrets/kubeflow/pipelines/token"
 
+
+
+def test_the_readme_test_commands_are_what_ci_runs_and_a_declared_tier():
+    """The README's full command is the one .ci/run runs (and times); its fast one
+    deselects a marker pyproject.toml declares (--strict-markers refuses any other)."""
+    import tomllib
+
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "\n.venv/bin/python -m pytest || status=$?\n" in ci and "tests took" in ci
+    assert ".venv/bin/python -m pytest\n```" in readme
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]
+    markers = [line.split(":")[0] for line in config["ini_options"]["markers"]]
+    assert "--strict-markers" in config["ini_options"]["addopts"]
+    assert '.venv/bin/python -m pytest -m "not e2e"\n' in readme and markers == ["e2e"]
