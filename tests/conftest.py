@@ -107,6 +107,15 @@ def default_workflow(tmp_path_factory) -> CompiledWorkflow:
     return CompiledWorkflow(compile_workflow(tmp_path_factory.mktemp("compiled")))
 
 
+# The compile options of the TAO 5.0 build.
+TAO5 = ("--tao-version", "5.0")
+
+
+@pytest.fixture(scope="session")
+def tao5_workflow(tmp_path_factory) -> CompiledWorkflow:
+    return CompiledWorkflow(compile_workflow(tmp_path_factory.mktemp("tao5"), *TAO5))
+
+
 # ------------------------------------------------------------------ shared dry runs
 # A full dry run takes seconds: each kind below runs once per test session, whatever the
 # number of pytest-xdist workers (a file lock in the directory the workers share, as

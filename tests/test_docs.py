@@ -6,6 +6,7 @@ import html
 import importlib.util
 import re
 
+import pytest
 from conftest import REPO
 
 
@@ -16,13 +17,18 @@ def load_renderer(name: str = "render_dag"):
     return module
 
 
-def test_committed_dag_picture_matches_the_compiled_pipeline(default_workflow):
-    source = load_renderer().build_graph(default_workflow).source
-    committed = (REPO / "docs" / "images" / "pipeline-dag.gv").read_text()
+@pytest.mark.parametrize("workflow, picture", [("default_workflow", "pipeline-dag"),
+                                               ("tao5_workflow", "pipeline-dag-tao5")])
+def test_committed_dag_picture_matches_the_compiled_pipeline(request, workflow, picture):
+    source = load_renderer().build_graph(request.getfixturevalue(workflow)).source
+    committed = (REPO / "docs" / "images" / f"{picture}.gv").read_text()
     assert source == committed, "DAG changed: regenerate with `.venv/bin/python docs/render_dag.py`"
-    svg = html.unescape((REPO / "docs" / "images" / "pipeline-dag.svg").read_text())
+    svg = html.unescape((REPO / "docs" / "images" / f"{picture}.svg").read_text())
     for name in ("download-model", "convert-trt", "calibrate-model"):
         assert name in svg
+    if workflow == "tao5_workflow":  # TAO 5 builds the engine itself; no INT8 export step
+        assert "classification_tf1 gen_trt_engine" in committed
+        assert "export-int8-model" not in committed
 
 
 def readme_commands() -> list:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ENTRY_POINT, GOOD_VALUES, REPO, main_error, run_compiler
+from conftest import ENTRY_POINT, GOOD_VALUES, REPO, TAO5, main_error, run_compiler
 
 from rehearsal.fake_tao.make_dataset import make_dataset
 from rehearsal.path_map import PathMap
@@ -563,3 +563,56 @@ def test_ctrl_c_or_sigterm_during_a_dry_run_stops_it_and_leaves_nothing(tmp_path
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and said in lines[0], stderr
     assert not list(tmp_path.iterdir())  # the scratch folder, its compiled package included
+
+
+# ==========================================================================================
+# TAO 5.0 (--tao-version 5.0), merged from test_tao5_build.py: the dry run end to end.
+TAO5_STEPS = tuple(s for s in STEPS if s != "export-int8-model")
+
+
+@pytest.mark.e2e
+def test_dry_run_rehearses_the_whole_tao5_pipeline_and_a_rerun(tmp_path):
+    workspace = tmp_path / "ws"
+    for _ in ("first run", "re-run"):  # the re-run moves the first one's outputs aside
+        result, statuses = dry_run(*TAO5, "--workspace", str(workspace))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert set(statuses) == set(TAO5_STEPS)
+        assert all(s == ["Succeeded"] for s in statuses.values()), statuses
+    export = workspace / "tao-experiments" / "export"
+    assert (export / "final_model.onnx").is_file() and (export / "final_model.trt").is_file()
+    assert list(export.glob("final_model.onnx.previous-*"))
+    assert list(export.glob("final_model_int8_cache.bin.previous-*"))
+    assert (workspace / "tao-experiments/output/weights/resnet_080.hdf5").is_file()
+
+
+@pytest.mark.e2e
+def test_dry_run_fp16_engine_needs_no_calibration_and_hdf5_models_no_key(tmp_path):
+    # an empty key: the wrapper drops "-k ''", and .hdf5 models need none
+    result, statuses = dry_run(*TAO5, "--param", "convert_trt_precision=fp16",
+                               "--param", "api_key=")
+    assert result.returncode == 0, result.stdout
+    # the FP variant of convert-trt built the engine; the INT8 one never started
+    assert re.search(r"Succeeded\s+convert-trt-2 \(convert-trt\)", result.stdout)
+    assert re.search(r"Skipped\s+condition-int8-engine", result.stdout)
+
+
+@pytest.mark.e2e
+def test_dry_run_catches_a_failure_tao5_reports_only_in_status_json():
+    result, statuses = dry_run(*TAO5, env={"FAKE_TAO_FAIL": "evaluate:status"})
+    assert result.returncode == 1
+    assert statuses["evaluate-model"] == ["Failed"]
+    assert "exited 0 but recorded a failure" in result.stdout
+    assert "Evaluate was interrupted" in result.stdout
+
+
+@pytest.mark.e2e
+def test_dry_run_preflight_applies_the_tao5_spec_rules(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for spec in (REPO / "specs" / "tao5").glob("*.cfg"):
+        text = spec.read_text().replace('  preprocess_mode: "caffe"\n', "")
+        (specs / spec.name).write_text(text)
+    result, statuses = dry_run(*TAO5, "--specs", str(specs))
+    assert result.returncode == 1 and statuses["preflight"] == ["Failed"]
+    assert "train_config.preprocess_mode: missing (required: TAO 5 requires it" in result.stdout
+    assert statuses["train-model"] == ["Omitted"]  # no GPU step started
