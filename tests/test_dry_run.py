@@ -473,23 +473,30 @@ def test_each_step_is_shown_as_it_starts_and_ends(default_dry_run):
     assert lines.index("  preflight: started") < started
 
 
-@pytest.mark.e2e
-def test_a_dataset_beyond_the_rehearsal_bound_is_refused(tmp_path):
-    line = one_error_line(run_compiler("--dry-run", "--param", "calibrate_max_batches=1000000000"))
+@pytest.fixture
+def in_process_tmp(tmp_path, monkeypatch):
+    """TMPDIR for a dry run started in-process (tempfile caches it): pytest's tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_a_dataset_beyond_the_rehearsal_bound_is_refused(in_process_tmp, capsys):
+    tmp_path = in_process_tmp
+    line = main_error(capsys, "--dry-run", "--param", "calibrate_max_batches=1000000000")
     assert "calibrate_max_batches" in line and "at most" in line
     assert not list(tmp_path.iterdir())  # TMPDIR: nothing generated, nothing left
 
 
 @pytest.mark.e2e
-def test_the_bound_suggested_for_calibrate_max_batches_is_accepted():
-    line = one_error_line(run_compiler("--dry-run", "--param", "calibrate_max_batches=300"))
+def test_the_bound_suggested_for_calibrate_max_batches_is_accepted(in_process_tmp, capsys):
+    line = main_error(capsys, "--dry-run", "--param", "calibrate_max_batches=300")
     most = re.search(r"calibrate_max_batches=(\d+) or less", line).group(1)
     assert dry_run("--param", f"calibrate_max_batches={most}")[0].returncode == 0
 
 
-@pytest.mark.e2e
-def test_an_unknown_fake_tao_failure_is_refused():
-    line = one_error_line(run_compiler("--dry-run", env={"FAKE_TAO_FAIL": "prune-model"}))
+def test_an_unknown_fake_tao_failure_is_refused(in_process_tmp, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_TAO_FAIL", "prune-model")
+    line = main_error(capsys, "--dry-run")
     assert "FAKE_TAO_FAIL" in line and "prune-model" in line and "prune" in line
 
 
@@ -515,15 +522,15 @@ BAD_REHEARSALS = {
 }
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("case", sorted(BAD_REHEARSALS))
-def test_bad_rehearsal_options_are_one_line_and_leave_nothing(tmp_path, case):
+def test_bad_rehearsal_options_are_one_line_and_leave_nothing(in_process_tmp, capsys, case):
+    tmp_path = in_process_tmp
     make_args, expected = BAD_REHEARSALS[case]
     args = make_args(tmp_path)
     before = sorted(tmp_path.rglob("*"))
-    line = one_error_line(run_compiler("--dry-run", *args))
+    line = main_error(capsys, "--dry-run", *args)  # exit 2, one line, in-process
     option = args[0]
-    assert line.startswith(f"tao_iva_classification_pipeline.py: error: {option} "), line
+    assert line.split(": error: ", 1)[1].startswith(f"{option} "), line
     assert expected in line
     assert sorted(tmp_path.rglob("*")) == before  # TMPDIR too: no scratch folder left
 
