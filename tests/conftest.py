@@ -132,11 +132,13 @@ class DryRun:
         self.python_calls = root / "python3-calls.txt"  # one line per step's python3
 
 
-# kind: the options besides --dry-run --workspace --outputs.
+# kind: (the options besides --dry-run --workspace --outputs, the environment added).
 SHARED_DRY_RUNS = {
-    "default": (),
+    "default": ((), {}),
     # the quality gate fails: the exports are skipped, the summary fails the run
-    "gate-failure": ("--param", "min_accuracy=0.99", "--kfp-release", "1.8"),
+    "gate-failure": (("--param", "min_accuracy=0.99", "--kfp-release", "1.8"), {}),
+    # prune-model crashes: what depends on it is omitted, the rest runs on
+    "prune-crash": ((), {"FAKE_TAO_FAIL": "prune"}),
 }
 
 
@@ -158,11 +160,13 @@ def shared_dry_run(tmp_path_factory, kind: str) -> DryRun:
             wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
             package = REPO / "tao_iva_classification_pipeline.py.tar.gz"
             before = package.stat().st_mtime_ns if package.exists() else None
+            options, env = SHARED_DRY_RUNS[kind]
             result = subprocess.run(
                 [sys.executable, str(ENTRY_POINT), "--dry-run", "--workspace", str(root / "ws"),
-                 "--outputs", str(root / "kfp"), *SHARED_DRY_RUNS[kind]],
+                 "--outputs", str(root / "kfp"), *options],
                 cwd=REPO, capture_output=True, text=True, timeout=300,
-                env={**os.environ, "TMPDIR": str(root / "tmp"), "TAO_STEP_PYTHON": str(wrapper)})
+                env={**os.environ, **env, "TMPDIR": str(root / "tmp"),
+                     "TAO_STEP_PYTHON": str(wrapper)})
             after = package.stat().st_mtime_ns if package.exists() else None
             done.write_text(json.dumps({
                 "returncode": result.returncode, "stdout": result.stdout,
@@ -182,6 +186,14 @@ def gate_failure_dry_run(tmp_path_factory) -> DryRun:
     """The same with min_accuracy=0.99: the gate fails; kept as KFP 1.8 shows it (read only)."""
     require_e2e("reads the shared gate-failure dry run")
     return shared_dry_run(tmp_path_factory, "gate-failure")
+
+
+@pytest.fixture(scope="session")
+def prune_crash_dry_run(tmp_path_factory) -> DryRun:
+    """The default pipeline with FAKE_TAO_FAIL=prune: prune-model crashes (read only; copy
+    its workspace to run again)."""
+    require_e2e("reads the shared prune-crash dry run")
+    return shared_dry_run(tmp_path_factory, "prune-crash")
 
 
 def read_package(path: Path) -> dict:

@@ -86,9 +86,9 @@ def test_quality_gate_above_threshold_exports(default_dry_run):
 
 
 @pytest.mark.e2e
-def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds(tmp_path):
-    workspace = tmp_path / "ws"
-    result, statuses = dry_run("--workspace", str(workspace), env={"FAKE_TAO_FAIL": "prune"})
+def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds(
+        prune_crash_dry_run, tmp_path):
+    result, statuses = prune_crash_dry_run, step_statuses(prune_crash_dry_run.stdout)
     assert result.returncode == 1
     assert statuses["prune-model"] == ["Failed"]
     for step in ("retrain-model", "reevaluate-model", "test-infer"):
@@ -98,6 +98,8 @@ def test_a_failing_step_stops_only_what_depends_on_it_and_a_fixed_rerun_succeeds
                  "evaluate-model"):
         assert statuses[step] == ["Succeeded"], step
     assert "simulated crash" in result.stdout and "prune-model" in result.stdout
+    workspace = tmp_path / "ws"  # the shared run's, copied: the re-run changes it
+    shutil.copytree(prune_crash_dry_run.workspace, workspace, symlinks=True)
     calibration = workspace / "tao-experiments" / "export" / "calibration.tensor"
     checkpoint = workspace / "tao-experiments" / "output" / "weights" / "resnet_080.tlt"
     before = calibration.read_bytes(), checkpoint.read_bytes()

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import main_error, run_compiler
+from conftest import main_error
 
 from rehearsal import kfp_releases, run_page
 from rehearsal.kfp_releases import LINES
@@ -100,11 +100,9 @@ def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(g
 
 
 @pytest.mark.e2e
-def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
-    out = tmp_path / "new"
-    result = run_compiler("--dry-run", "--outputs", str(out),
-                          env={"TMPDIR": str(tmp_path), "FAKE_TAO_FAIL": "prune"})
-    assert result.returncode == 1
+def test_a_crash_records_omitted_steps_and_exit_codes(prune_crash_dry_run):
+    out = prune_crash_dry_run.outputs  # a new folder, made by the run
+    assert prune_crash_dry_run.returncode == 1
     tasks = {t["name"]: t for t in json.loads((out / "run.json").read_text())["tasks"]}
     assert (tasks["prune-model"]["status"], tasks["prune-model"]["exit_code"]) == ("Failed", 1)
     assert "CUDA_ERROR_OUT_OF_MEMORY" in (out / tasks["prune-model"]["log"]).read_text()
