@@ -142,9 +142,10 @@ def test_a_failed_test_infer_stops_nothing_else_and_the_summary_reports_it(tmp_p
 
 
 @pytest.mark.e2e
-def test_running_twice_on_one_workspace_loses_nothing(tmp_path):
-    workspace = tmp_path / "ws"
-    assert dry_run("--workspace", str(workspace))[0].returncode == 0
+def test_running_twice_on_one_workspace_loses_nothing(default_dry_run, tmp_path):
+    assert default_dry_run.returncode == 0, default_dry_run.stdout
+    workspace = tmp_path / "ws"  # the shared first run's, copied: the second changes it
+    shutil.copytree(default_dry_run.workspace, workspace, symlinks=True)
     export = workspace / "tao-experiments" / "export"
     first = {p.name: p.read_bytes() for p in export.iterdir()}
     second, _ = dry_run("--workspace", str(workspace))
