@@ -142,6 +142,19 @@ SHARED_DRY_RUNS = {
 }
 
 
+SHARED_DRY_RUN_FIXTURES = {"default_dry_run", "gate_failure_dry_run", "prune_crash_dry_run"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test reading a shared dry run (directly or through another fixture) is e2e."""
+    unmarked = [item.nodeid for item in items
+                if SHARED_DRY_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("e2e") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests read a shared dry run: mark them "
+                                "@pytest.mark.e2e: " + ", ".join(unmarked))
+
+
 def shared_dry_run(tmp_path_factory, kind: str) -> DryRun:
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -177,14 +190,12 @@ def shared_dry_run(tmp_path_factory, kind: str) -> DryRun:
 @pytest.fixture(scope="session")
 def default_dry_run(tmp_path_factory) -> DryRun:
     """The default pipeline rehearsed into a new workspace, its outputs kept (read only)."""
-    require_e2e("reads the shared default dry run")
     return shared_dry_run(tmp_path_factory, "default")
 
 
 @pytest.fixture(scope="session")
 def gate_failure_dry_run(tmp_path_factory) -> DryRun:
     """The same with min_accuracy=0.99: the gate fails; kept as KFP 1.8 shows it (read only)."""
-    require_e2e("reads the shared gate-failure dry run")
     return shared_dry_run(tmp_path_factory, "gate-failure")
 
 
@@ -192,7 +203,6 @@ def gate_failure_dry_run(tmp_path_factory) -> DryRun:
 def prune_crash_dry_run(tmp_path_factory) -> DryRun:
     """The default pipeline with FAKE_TAO_FAIL=prune: prune-model crashes (read only; copy
     its workspace to run again)."""
-    require_e2e("reads the shared prune-crash dry run")
     return shared_dry_run(tmp_path_factory, "prune-crash")
 
 
