@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ENTRY_POINT, GOOD_VALUES, REPO, TAO5, main_error, run_compiler
+from conftest import ENTRY_POINT, REPO, TAO5, main_error, run_compiler
 
 from rehearsal.fake_tao.make_dataset import make_dataset
 from rehearsal.path_map import PathMap
@@ -78,8 +78,9 @@ def test_quality_gate_below_threshold_skips_every_export(gate_failure_dry_run):
 
 
 @pytest.mark.e2e
-def test_quality_gate_above_threshold_exports(default_dry_run):
-    assert GOOD_VALUES["min_accuracy"] == "0.5"  # the default run's threshold
+def test_quality_gate_above_threshold_exports(default_dry_run, default_workflow):
+    form = {p["name"]: p["value"] for p in default_workflow.parameters()}
+    assert form["min_accuracy"] == "0.5"  # the threshold the default run's gate held to
     result, statuses = default_dry_run, step_statuses(default_dry_run.stdout)
     assert result.returncode == 0, result.stdout
     assert all(statuses[s] == ["Succeeded"] for s in GATED)
