@@ -132,13 +132,14 @@ class DryRun:
         self.python_calls = root / "python3-calls.txt"  # one line per step's python3
 
 
-# kind: (the options besides --dry-run --workspace --outputs, the environment added).
+# kind: (the options besides --dry-run --workspace --outputs, the environment added, and
+# whether the --outputs folder exists, empty, before the run; else the run makes it).
 SHARED_DRY_RUNS = {
-    "default": ((), {}),
+    "default": ((), {}, False),
     # the quality gate fails: the exports are skipped, the summary fails the run
-    "gate-failure": (("--param", "min_accuracy=0.99", "--kfp-release", "1.8"), {}),
+    "gate-failure": (("--param", "min_accuracy=0.99", "--kfp-release", "1.8"), {}, True),
     # prune-model crashes: what depends on it is omitted, the rest runs on
-    "prune-crash": ((), {"FAKE_TAO_FAIL": "prune"}),
+    "prune-crash": ((), {"FAKE_TAO_FAIL": "prune"}, False),
 }
 
 
@@ -173,7 +174,9 @@ def shared_dry_run(tmp_path_factory, kind: str) -> DryRun:
             wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
             package = REPO / "tao_iva_classification_pipeline.py.tar.gz"
             before = package.stat().st_mtime_ns if package.exists() else None
-            options, env = SHARED_DRY_RUNS[kind]
+            options, env, outputs_exist = SHARED_DRY_RUNS[kind]
+            if outputs_exist:
+                (root / "kfp").mkdir()
             result = subprocess.run(
                 [sys.executable, str(ENTRY_POINT), "--dry-run", "--workspace", str(root / "ws"),
                  "--outputs", str(root / "kfp"), *options],
