@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, compile_in_process, main_error, read_package, run_compiler
+from conftest import REPO, compile_workflow, main_error, read_package, run_compiler
 
 import tao_iva_classification_cli as cli
 
@@ -28,6 +28,7 @@ def copy_without_rehearsal(folder: Path, *modules: str) -> None:
     shutil.copytree(REPO / "docker", folder / "docker")
 
 
+@pytest.mark.e2e
 def test_default_run_writes_the_package_next_to_the_script(tmp_path):
     copy_without_rehearsal(tmp_path, *PIPELINE_MODULES, "tao_iva_classification_cli.py")
     result = subprocess.run([sys.executable, "tao_iva_classification_pipeline.py"],
@@ -53,11 +54,12 @@ def test_zip_and_yaml_outputs(tmp_path):
 
 
 def test_image_option_changes_every_step(tmp_path):
-    doc = compile_in_process(tmp_path, "--image", "registry.example.com/ml/tao:7")
+    doc = compile_workflow(tmp_path, "--image", "registry.example.com/ml/tao:7")
     images = {t["container"]["image"] for t in doc["spec"]["templates"] if "container" in t}
     assert images == {"registry.example.com/ml/tao:7"}
 
 
+@pytest.mark.e2e
 def test_help_explains_every_option():
     result = run_compiler("--help")
     assert result.returncode == 0
@@ -74,6 +76,7 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e
 def test_bad_output_suffix_is_one_clear_line(tmp_path):
     # Through the script: one line, no traceback, and the script's name as the prefix.
     line = one_error_line(run_compiler("--output", str(tmp_path / "p.json")))
@@ -97,6 +100,7 @@ def test_image_with_spaces_is_rejected(capsys):
     assert "--image" in line
 
 
+@pytest.mark.e2e
 def test_dsl_compile_finds_the_pipeline_in_the_pipeline_module_alone(tmp_path):
     # Neither the command line nor the rehearsal is needed to compile.
     copy_without_rehearsal(tmp_path, *PIPELINE_MODULES)
@@ -112,7 +116,7 @@ def test_dsl_compile_finds_the_pipeline_in_the_pipeline_module_alone(tmp_path):
 
 
 def test_param_prefills_the_form(tmp_path):
-    doc = compile_in_process(tmp_path, "--param", "train_num_gpus=4",
+    doc = compile_workflow(tmp_path, "--param", "train_num_gpus=4",
                              "--param", "min_accuracy=0.85")
     form = {p["name"]: p["value"] for p in doc["spec"]["arguments"]["parameters"]}
     assert form["train_num_gpus"] == "4" and form["min_accuracy"] == "0.85"

@@ -6,6 +6,7 @@ import html
 import importlib.util
 import re
 
+import pytest
 from conftest import REPO
 
 
@@ -16,13 +17,18 @@ def load_renderer(name: str = "render_dag"):
     return module
 
 
-def test_committed_dag_picture_matches_the_compiled_pipeline(default_workflow):
-    source = load_renderer().build_graph(default_workflow).source
-    committed = (REPO / "docs" / "images" / "pipeline-dag.gv").read_text()
+@pytest.mark.parametrize("workflow, picture", [("default_workflow", "pipeline-dag"),
+                                               ("tao5_workflow", "pipeline-dag-tao5")])
+def test_committed_dag_picture_matches_the_compiled_pipeline(request, workflow, picture):
+    source = load_renderer().build_graph(request.getfixturevalue(workflow)).source
+    committed = (REPO / "docs" / "images" / f"{picture}.gv").read_text()
     assert source == committed, "DAG changed: regenerate with `.venv/bin/python docs/render_dag.py`"
-    svg = html.unescape((REPO / "docs" / "images" / "pipeline-dag.svg").read_text())
+    svg = html.unescape((REPO / "docs" / "images" / f"{picture}.svg").read_text())
     for name in ("download-model", "convert-trt", "calibrate-model"):
         assert name in svg
+    if workflow == "tao5_workflow":  # TAO 5 builds the engine itself; no INT8 export step
+        assert "classification_tf1 gen_trt_engine" in committed
+        assert "export-int8-model" not in committed
 
 
 def readme_commands() -> list:
@@ -192,3 +198,18 @@ def test_readme_python_calls_use_parameters_kfp_has():
         assert "id" in inspect.signature(getattr(RunServiceApi, method)).parameters
     assert auth.KF_PIPELINES_SA_TOKEN_PATH == "/var/run/secrets/kubeflow/pipelines/token"
 
+
+
+def test_the_readme_test_commands_are_what_ci_runs_and_a_declared_tier():
+    """The README's full command is the one .ci/run runs (and times); its fast one
+    deselects a marker pyproject.toml declares (--strict-markers refuses any other)."""
+    import tomllib
+
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    full = next(c for c in readme_commands() if c.endswith(".venv/bin/python -m pytest"))
+    assert f"\n{full} || status=$?\n" in ci and "tests took" in ci
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]
+    markers = [line.split(":")[0] for line in config["ini_options"]["markers"]]
+    assert "--strict-markers" in config["ini_options"]["addopts"]
+    assert '.venv/bin/python -m pytest -m "not e2e"\n' in readme and markers == ["e2e"]

@@ -2,9 +2,10 @@
 the Run output tab and the steps' panels.
 
 The compiled pipeline is rehearsed once (every step's real ``tao_step report`` against the
-fake TAO), and the files the steps wrote are read with each line's rules
-(``rehearsal.kfp_views``, whose docstring cites the source of each: kubeflow/pipelines 1.8.5,
-2.0.5, 2.2.0, 2.15.0, 2.17.0; argo-workflows v3.3.8 to v4.0.5). In short:
+fake TAO: the session's shared dry run), and the files the steps wrote are read with each
+line's rules (``rehearsal.kfp_views``, whose docstring cites the source of each:
+kubeflow/pipelines 1.8.5, 2.0.5, 2.2.0, 2.15.0, 2.17.0; argo-workflows v3.3.8 to v4.0.5).
+In short:
 
 * node ids are ``<workflow name>-<fnv32a(node name)>``; a retried template is a Retry node
   that carries a copy of its attempt's outputs (``processNodeRetries``), and on 2.17 every
@@ -25,9 +26,12 @@ import re
 
 import pytest
 
-from rehearsal import dry_run, kfp_views
+from rehearsal import kfp_views
 from rehearsal.kfp_releases import BY_KEY, LINES
 from rehearsal.workflow_identity import generate_name
+
+# Every test here reads the session's shared default dry run.
+pytestmark = pytest.mark.e2e
 
 RUNS = 2000
 PAGE = 10  # the run list's default page size
@@ -43,27 +47,22 @@ def workflow_names(n: int, seed: int = 1) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def rehearsal(default_workflow, tmp_path_factory):
-    """run.json's tasks of a successful rehearsal, each step's metrics and UI outputs."""
-    tmp = tmp_path_factory.mktemp("run-list")
-    rehearsal = dry_run.Rehearsal(default_workflow.doc, overrides={}, specs_dir=None,
-                                  workspace=tmp / "workspace", fresh=True)
-    rehearsal.seed()
-    result = rehearsal.run(logs=tmp / "logs")
-    assert result.succeeded, result.format_report()
+def rehearsal(default_dry_run):
+    """run.json's tasks of a successful rehearsal, each step's metrics and UI outputs: the
+    session's shared default dry run (conftest.py), read from its ``--outputs`` folder."""
+    assert default_dry_run.returncode == 0, default_dry_run.stdout
+    out = default_dry_run.outputs
     tasks, metrics, ui = [], {}, {}
-    for step in result.steps:
-        assert step.status == "Succeeded" or step.kind == "dag", step.name
-        kept = {a: a for a in KFP_FILES if step.artifacts.get(a)}
-        tasks.append({"name": step.name, "path": step.path, "template": step.template,
-                      "kind": step.kind, "status": step.status,
-                      "retry": step.retry_strategy is not None,
-                      "display_name": step.display_name, "outputs": kept})
+    for task in json.loads((out / "run.json").read_text())["tasks"]:
+        assert task["status"] == "Succeeded" or task["kind"] == "dag", task["name"]
+        kept = {a: task["outputs"][a] for a in KFP_FILES if task["outputs"].get(a)}
+        tasks.append({key: task[key] for key in ("name", "path", "template", "kind", "status",
+                                                 "retry", "display_name")} | {"outputs": kept})
         if "mlpipeline-metrics" in kept:
-            metrics[step.name] = kfp_views.read_metrics(
-                step.artifacts["mlpipeline-metrics"].read_text())[0]
+            metrics[task["name"]] = kfp_views.read_metrics(
+                (out / kept["mlpipeline-metrics"]).read_text())[0]
         if "mlpipeline-ui-metadata" in kept:
-            ui[step.name] = json.loads(step.artifacts["mlpipeline-ui-metadata"].read_text())
+            ui[task["name"]] = json.loads((out / kept["mlpipeline-ui-metadata"]).read_text())
     return tasks, metrics, ui
 
 

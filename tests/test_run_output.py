@@ -13,13 +13,12 @@ import html
 import json
 import re
 import shutil
-import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import main_error, run_compiler
-from in_container import PYTHON
+from conftest import main_error
 
 from rehearsal import kfp_releases, kfp_viewers, run_page
 from rehearsal.kfp_releases import LINES
@@ -31,23 +30,15 @@ RUN_LIST_HEAD = ["Run name", "Status", "Duration", "Experiment", "Pipeline Versi
 
 
 @pytest.fixture(scope="module")
-def gate_failure(tmp_path_factory):
+def gate_failure(gate_failure_dry_run):
     """A dry run whose quality gate fails, into an existing empty DIR, previewed as KFP
     1.8 shows it, its ``python3`` steps run through a wrapper that records them (on the TAO
-    image's Python in CI)."""
-    root = tmp_path_factory.mktemp("outputs")
-    wrapper = root / "python3"
-    calls = root / "python3-calls.txt"
-    wrapper.write_text(f'#!/bin/sh\necho ran >> "{calls}"\nexec "{PYTHON}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    out = root / "kfp"
-    out.mkdir()
-    result = run_compiler("--dry-run", "--param", "min_accuracy=0.99", "--outputs", str(out),
-                          "--kfp-release", "1.8",
-                          env={"TMPDIR": str(root), "TAO_STEP_PYTHON": str(wrapper)})
-    return result, out, calls
+    image's Python in CI): the session's shared one (conftest.py)."""
+    run = gate_failure_dry_run
+    return run, run.outputs, run.python_calls
 
 
+@pytest.mark.e2e
 def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
         gate_failure, default_workflow: CompiledWorkflow):
     result, out, calls = gate_failure
@@ -89,6 +80,7 @@ def test_a_gate_failure_keeps_every_steps_kfp_files_failed_ones_included(
     assert not list(out.parent.glob(".kfp.partial-*"))
 
 
+@pytest.mark.e2e
 def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(gate_failure):
     _, out, _ = gate_failure
     kept = [path for path in out.rglob("*") if path.is_file()]
@@ -107,11 +99,10 @@ def test_kept_files_name_the_cluster_paths_and_the_summary_finds_the_artifacts(g
     assert summary.count("**not produced**") == 4
 
 
-def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
-    out = tmp_path / "new"
-    result = run_compiler("--dry-run", "--outputs", str(out),
-                          env={"TMPDIR": str(tmp_path), "FAKE_TAO_FAIL": "prune"})
-    assert result.returncode == 1
+@pytest.mark.e2e
+def test_a_crash_records_omitted_steps_and_exit_codes(prune_crash_dry_run):
+    out = prune_crash_dry_run.outputs  # a new folder, made by the run
+    assert prune_crash_dry_run.returncode == 1
     tasks = {t["name"]: t for t in json.loads((out / "run.json").read_text())["tasks"]}
     assert (tasks["prune-model"]["status"], tasks["prune-model"]["exit_code"]) == ("Failed", 1)
     assert "CUDA_ERROR_OUT_OF_MEMORY" in (out / tasks["prune-model"]["log"]).read_text()
@@ -123,7 +114,8 @@ def test_a_crash_records_omitted_steps_and_exit_codes(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not empty", "a file", "no parent", "without --dry-run"])
-def test_a_bad_outputs_dir_is_one_line_and_touches_nothing(tmp_path, case):
+def test_a_bad_outputs_dir_is_one_line_and_touches_nothing(tmp_path, monkeypatch, capsys, case):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # in-process: TMPDIR is cached
     target = tmp_path / "out"
     args = ["--dry-run"]
     if case == "not empty":
@@ -136,10 +128,8 @@ def test_a_bad_outputs_dir_is_one_line_and_touches_nothing(tmp_path, case):
     else:
         args = []
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    result = run_compiler(*args, "--outputs", str(target), env={"TMPDIR": str(tmp_path)})
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()[-1:]
-    assert "--outputs" in line and "Traceback" not in result.stderr
+    line = main_error(capsys, *args, "--outputs", str(target))  # exit 2, one line
+    assert "--outputs" in line
     assert {"not empty": "not empty", "a file": "not a directory",
             "no parent": "does not exist", "without --dry-run": "goes with --dry-run"}[case] in line
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
@@ -218,6 +208,7 @@ def browser_facts(page: Path, tmp_path: Path) -> dict:
     return json.loads(html.unescape(found.group(1)))
 
 
+@pytest.mark.e2e
 def test_the_page_shows_each_steps_panel_then_what_kfp_1_8_lists(gate_failure, tmp_path):
     _, out, _ = gate_failure
     facts = browser_facts(out / "run-output.html", tmp_path)
@@ -277,6 +268,7 @@ def test_the_page_shows_each_steps_panel_then_what_kfp_1_8_lists(gate_failure, t
     assert not [link for link in facts["links"] if re.match(r"(https?:)?//", link)]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("line", LINES, ids=lambda line: line.key)
 def test_each_release_fills_the_run_output_tab_run_list_and_compare_runs(gate_failure, line):
     """The same kept files, as each line shows them (rendered in-process)."""
