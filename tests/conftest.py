@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -212,31 +211,27 @@ ROOT = str(REPO)
 MOUNT = "/mnt/workspace"
 SPECS = os.path.join(ROOT, "tests", "data", "specs")
 
-# The original sample's interface, an external fact: CI has ../shared beside the clone.
-ORIGINAL_INTERFACE = REPO.parent / "shared" / "reference" / "original-interface.md"
+# The original sample's interface, an external fact, recorded once from the team's reference
+# (shared/reference/original-interface.md, which a clone of this repository does not have).
+ORIGINAL_INTERFACE = json.loads(
+    (REPO / "tests" / "data" / "original-interface.json").read_text(encoding="utf-8"))
 
 
 def original_form() -> list:
-    """The original sample's Create Run form, ``[(name, default)]`` in its order, read from
-    the table under "Create Run form parameters" in original-interface.md."""
-    text = ORIGINAL_INTERFACE.read_text(encoding="utf-8")
-    section = text.split("## Create Run form parameters", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| ([a-z0-9_]+) \| (.*?) \|$", section, flags=re.M)[1:]  # no header
-    assert len(rows) >= 30, f"no form table in {ORIGINAL_INTERFACE}"
-    return rows
+    """The original sample's Create Run form, ``[(name, default)]`` in its order."""
+    return [tuple(row) for row in ORIGINAL_INTERFACE["form"]]
 
 
 def original_steps() -> tuple:
-    """The original sample's steps, by the name the UI shows, from the table under "Steps"
-    in original-interface.md."""
-    text = ORIGINAL_INTERFACE.read_text(encoding="utf-8")
-    section = text.split("## Steps", 1)[1].split("\n## ", 1)[0]
-    return tuple(re.findall(r"^\| ([a-z0-9-]+) \| `", section, flags=re.M))
+    """The original sample's steps, by the name the UI shows."""
+    return tuple(ORIGINAL_INTERFACE["steps"])
 
 
 # The eleven steps of the original sample.
 ORIGINAL_STEPS = original_steps()
 assert len(ORIGINAL_STEPS) == 11, ORIGINAL_STEPS
+
+
 def _added_defaults() -> dict:
     """The defaults of the parameters this project added after the original's."""
     from tao_step import form
