@@ -235,6 +235,14 @@ WORKFLOW_STATUS = "{{workflow.status}}"
 WORKFLOW_FAILURES = "{{workflow.failures}}"
 
 
+class PublishingOp(TaoOp):
+    """A step that publishes KFP metrics or UI metadata. It is never retried: a retried
+    step's Retry node carries a copy of its outputs, which the UI would list twice."""
+
+    publishes = True
+    retry = NO_RETRY
+
+
 class PreflightOp(TaoOp):
     """Checks the submitted form, the workspace's specs and dataset, and their agreement,
     before any GPU time is spent; fails naming each parameter or file and its fix. Then
@@ -322,15 +330,13 @@ class TrainOp(TaoOp):
         )
 
 
-class EvaluateOp(TaoOp):
+class EvaluateOp(PublishingOp):
     """``<cli> evaluate``: score the spec's ``eval_config.model_path``; publishes the
     training report of ``training_results`` (see :class:`TrainOp`), then accuracy,
     confusion matrix and per-class table. With ``min_accuracy`` it outputs ``gate``:
     ``pass`` or ``fail``. On releases with a
     status.json, ``results_dir`` receives it (``-r``)."""
 
-    publishes = True
-    retry = NO_RETRY
     secrets = (TAO_KEY,)
 
     def __init__(
@@ -352,12 +358,10 @@ class EvaluateOp(TaoOp):
         )
 
 
-class PruneOp(TaoOp):
+class PruneOp(PublishingOp):
     """``<cli> prune``: remove filters below the threshold; publishes the pruning ratio and
     sizes."""
 
-    publishes = True
-    retry = NO_RETRY
     secrets = (TAO_KEY,)
 
     def __init__(
@@ -380,12 +384,10 @@ class PruneOp(TaoOp):
         )
 
 
-class InferenceOp(TaoOp):
+class InferenceOp(PublishingOp):
     """``<cli> inference`` on a directory: writes ``result.csv`` into it; publishes a table
     of predictions and the count per class."""
 
-    publishes = True
-    retry = NO_RETRY
     secrets = (TAO_KEY,)
 
     def __init__(
@@ -476,12 +478,10 @@ class ExportInt8Op(TaoOp):
         )
 
 
-class ConvertTrtOp(TaoOp):
+class ConvertTrtOp(PublishingOp):
     """``converter`` (TAO 3.0): build the TensorRT engine on the GPU; without a calibration
     cache, as FP16 and FP32 engines are built."""
 
-    publishes = True
-    retry = NO_RETRY
     secrets = (TAO_KEY,)
 
     def __init__(
@@ -517,7 +517,7 @@ class ConvertTrtInt8Op(ConvertTrtOp):
         super().__init__(calibration_cache=calibration_cache, **engine)
 
 
-class GenTrtEngineOp(TaoOp):
+class GenTrtEngineOp(PublishingOp):
     """``classification_tf1 gen_trt_engine`` (TAO 5, deploy image): the TensorRT engine from
     the ONNX export. ``spec`` supplies ``train_config.image_mean``; the batch sizes set the
     engine's optimisation profile and (INT8) the calibration batch.
@@ -531,8 +531,6 @@ class GenTrtEngineOp(TaoOp):
     """
 
     image_role = "deploy"
-    publishes = True
-    retry = NO_RETRY
 
     def __init__(
         self,
@@ -566,7 +564,7 @@ class GenTrtEngineOp(TaoOp):
         )
 
 
-class SummaryOp(TaoOp):
+class SummaryOp(PublishingOp):
     """The exit handler: the run's whole report, however the run ended, from what the
     steps kept on the workspace (``tao_step.results``) and what Argo tells an exit handler;
     then it releases what preflight claimed for this run (nothing, when preflight claimed
@@ -575,8 +573,6 @@ class SummaryOp(TaoOp):
 
     runs_tao = False
     gpus = 0
-    publishes = True
-    retry = NO_RETRY
 
     def __init__(self, *, profile: Profile, name: str, workspace: Value,
                  artifacts: dict) -> None:
