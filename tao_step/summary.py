@@ -297,6 +297,10 @@ def steps_markdown(run: Run) -> str:
             md_code(run.shown(str(engine.get("engine", "")))),
             str(engine.get("precision", "")).upper(),
             size_text(size) if size else "**not written**"))
+    if engines and run.profile.engine.unmeasured:
+        parts.append("Its own accuracy was **not measured** in this build: %s; the README's "
+                     "\"The engine's own accuracy\" says how to measure it on the GPU model "
+                     "that built it." % run.profile.engine.unmeasured)
     if not engines:
         parts.append("**TensorRT engine**: not built: %s." % (
             "the quality gate failed" if run.gate_failed() else run.missing("convert-trt")))

@@ -177,6 +177,9 @@ def test_a_whole_run_in_one_panel(tmp_path):
     assert ("**Test inference**: 64 images in `data/test`: electric\\_bicycle 47, bicycle 17."
             in text)
     assert "**TensorRT engine**: `models/m.engine`, INT8, 4.00 kB." in text
+    # issue 17: the 3.0 image cannot measure the engine itself, and the report says so
+    assert ("Its own accuracy was **not measured** in this build: the TAO 3.0 image cannot "
+            "run a TensorRT engine over images" in text)
     # both training curves in one picture that fits the panel's 500 px frame
     (curves,) = outputs_of(ui, "web-app")
     assert "Training curves: baseline and retrained model" in curves["source"]
