@@ -564,6 +564,41 @@ class GenTrtEngineOp(PublishingOp):
         )
 
 
+class EvaluateEngineOp(PublishingOp):
+    """``classification_tf1 evaluate -m ENGINE`` (TAO 5, deploy image): the TensorRT
+    engine's own top-1 accuracy on the spec's ``eval_config.eval_dataset_path``, next to the
+    retrained model's; fails when the engine loses more than ``max_drop``. It runs where
+    the engine was built (deploy image, one GPU, the GPU steps' node selector): an engine
+    is specific to the GPU model that built it.
+
+    TAO Deploy's evaluate takes no key and no ``--gpus``; ``-c`` is retrain's class map
+    (sorted folder names would count stray files too) and ``-b 1`` evaluates every image
+    within any engine's batch range (docs/tao5.md cites the source).
+    """
+
+    image_role = "deploy"
+
+    def __init__(
+        self, *, profile: Profile, name: str, engine_file: Value, precision: Value,
+        spec: Value, results_dir: Value, class_map: Value, max_drop: Value,
+    ) -> None:
+        super().__init__(
+            name=name,
+            command=[profile.cli, "evaluate", "-m", engine_file, "-e", spec, "-r", results_dir,
+                     "-c", class_map, "-b", "1"],
+            report=("engine", "--engine", engine_file, "--precision", precision,
+                    "--max-drop", max_drop),
+            # results_dir lies in convert-trt's, which convert-trt moves aside first; a re-run
+            # of this step alone overwrites its own results.json, and the guard reads only
+            # the status lines appended by this run.
+            requires=[engine_file],
+            status_file=_status_file(profile, results_dir),
+        )
+        # Deploy's wrapper runs the script with its stdout on the same pipe as its log
+        # lines: unbuffered, the printed matrix follows its logged header.
+        self.container.add_env_variable(k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"))
+
+
 class SummaryOp(PublishingOp):
     """The exit handler: the run's whole report, however the run ended, from what the
     steps kept on the workspace (``tao_step.results``) and what Argo tells an exit handler;

@@ -318,14 +318,24 @@ def _wire_gen_trt_engine(p, ws, key, profile, passed, *, after_export, calibrate
             batch_size=p["convert_trt_batch_size"],
             max_batch_size=p["convert_trt_max_batch_size"],
         )
+        # evaluate-engine measures each engine where it was built (image, GPU selector).
+        measure = dict(
+            profile=profile, name="evaluate-engine", engine_file=ws("convert_trt_output_file"),
+            precision=p["convert_trt_precision"], spec=ws("retrain_classification_spec"),
+            results_dir=ws("convert_trt_results_dir") + "/evaluate",
+            class_map=ws("test_infer_class_map"),
+            max_drop=p["max_engine_accuracy_drop"],
+        )
         with dsl.Condition(p["convert_trt_precision"] == "int8", name="int8-engine"):
             convert_int8 = ops.GenTrtEngineOp(
                 calibration=(ws("calibrate_output_file"), ws("export_int8_cache_file"),
                              p["export_int8_batches"]), **engine,
             ).after(*after_export, calibrate)
+            ops.EvaluateEngineOp(**measure).after(convert_int8)
         with dsl.Condition(p["convert_trt_precision"] != "int8", name="fp-engine"):
             convert_fp = ops.GenTrtEngineOp(**engine).after(*after_export)
             convert_fp.set_display_name("convert-trt")
+            ops.EvaluateEngineOp(**measure).after(convert_fp).set_display_name("evaluate-engine")
     return [convert_int8, convert_fp]
 
 

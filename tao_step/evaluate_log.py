@@ -72,8 +72,11 @@ class Evaluation(object):
 
 
 def _index_of(lines: List[str], marker: str, start: int = 0) -> Optional[int]:
+    """The first line from ``start`` that is ``marker``, printed (TF1 evaluate) or logged
+    after a prefix ending ``: `` (TAO Deploy's evaluate logs its headers)."""
     for i in range(start, len(lines)):
-        if lines[i].strip() == marker:
+        line = lines[i].strip()
+        if line == marker or line.endswith(": " + marker):
             return i
     return None
 

@@ -203,6 +203,7 @@ STEPS = (
                                          ("int8-calibration-cache", "export_int8_cache_file"))),
     Step("convert-trt", artifacts=(("tensorrt-engine", "convert_trt_output_file"),
                                    ("tensorrt-results", "convert_trt_results_dir"))),
+    Step("evaluate-engine"),
     Step("summary", 600),
 )
 

@@ -17,7 +17,7 @@ library only.
 from collections import OrderedDict
 from typing import NamedTuple, Tuple
 
-from tao_step.form import FOLDER_OUT, PARAMETERS, STEP_NAMES, WRITTEN, Parameter
+from tao_step.form import FOLDER_OUT, FRACTION, PARAMETERS, STEP_NAMES, WRITTEN, Parameter
 
 # Subtasks that read a model and so take -k (the key of a .tlt/.etlt); the same in both
 # releases (TAO 5's calibration_tensorfile reads no model and has no -k; gen_trt_engine
@@ -129,9 +129,10 @@ TAO_5_0 = Profile(
     cli="classification_tf1",
     checkpoint_suffix=".hdf5",
     # No INT8 export: gen_trt_engine calibrates and writes the cache itself.
-    engine=Engine("gen_trt_engine", ("convert-trt",), "docker/tao5/deploy",
-                  (("export_int8_cache_file", "convert-trt"),), unmeasured=(
-                      "the pipeline does not yet run TAO Deploy's evaluate on it")),
+    # evaluate-engine measures the engine with TAO Deploy's evaluate, so nothing is
+    # left unmeasured.
+    engine=Engine("gen_trt_engine", ("convert-trt", "evaluate-engine"), "docker/tao5/deploy",
+                  (("export_int8_cache_file", "convert-trt"),)),
     image_dir="docker/tao5/tf1",
     specs_dir="specs/tao5",
     # The wrappers send telemetry after every subtask unless opted out; on an offline
@@ -148,6 +149,12 @@ TAO_5_0 = Profile(
                   "gen_trt_engine's results folder (-r): its status.json and log",
                   FOLDER_OUT, WRITTEN, "convert-trt",
                   example="tao-experiments/export/gen_trt_engine"),
+        Parameter("max_engine_accuracy_drop", "0.01",
+                  "largest top-1 accuracy the TensorRT engine may lose against the retrained "
+                  "model (fraction 0–1: 0.01 is one point); evaluate-engine fails the run "
+                  "when it loses more", FRACTION, example="0.01",
+                  rule=("the top-1 accuracy the engine may lose, as a fraction",
+                        "1 accepts any engine")),
     ),
     changed_defaults=(
         ("prune_model_input_file", "tao-experiments/output/weights/resnet_080.hdf5"),

@@ -19,6 +19,8 @@ KINDs (``python3 -m tao_step report KIND --help`` for the options):
   prune      after ``classification prune``: pruning ratio, model sizes
   inference  after ``classification inference -d DIR``: predictions from DIR/result.csv
   convert    after ``converter``: the TensorRT engine's path, precision and size
+  engine     after TAO Deploy's ``evaluate -m ENGINE``: the engine's top-1 accuracy next to
+             the retrained model's, failing when it loses more than --max-drop
 
 The command runs under ``tao_step.guard`` (required inputs, the claim, the re-run policy,
 streaming, status.json and crash detection); this module reads what it produced, per KIND,
@@ -34,6 +36,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from tao_step import guard, kfp_ui, parse, profiles, results
 from tao_step.chart import training_curves_html
 from tao_step.console import KEY_ENV, error, protect_key, warn
+from tao_step.engine_report import parse_max_drop, report_engine
 from tao_step.evaluate_report import parse_min_accuracy, report_evaluate
 from tao_step.kfp_ui import md_escape, md_table
 from tao_step.publish import (
@@ -256,6 +259,7 @@ KINDS = OrderedDict([
     ("prune", Kind(report_prune)),
     ("inference", Kind(report_inference)),
     ("convert", Kind(report_convert)),
+    ("engine", Kind(report_engine, whole_arrays=True)),
 ])
 
 
@@ -336,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--precision", required=True, type=str.lower,
                      choices=("fp32", "fp16", "int8"), help="converter's -t")
 
+    sub = kind("engine", "report TAO Deploy's evaluate of a TensorRT engine and apply the "
+                         "engine's accuracy gate")
+    sub.add_argument("--engine", required=True, help="evaluate's -m (the engine)")
+    sub.add_argument("--precision", required=True, type=str.lower,
+                     choices=("fp32", "fp16", "int8"), help="the engine's precision")
+    sub.add_argument("--max-drop", help="the top-1 accuracy the engine may lose against the "
+                                        "retrained model, a fraction in [0, 1]")
+
     return parser
 
 
@@ -343,6 +355,9 @@ def _check(args) -> Optional[str]:
     """Problems with the options that must stop us before TAO spends any GPU time."""
     args.profile = profiles.get(getattr(args, "tao_version", profiles.DEFAULT_VERSION))
     args.min_accuracy_value, problem = parse_min_accuracy(getattr(args, "min_accuracy", None))
+    if problem:
+        return problem
+    args.max_drop_value, problem = parse_max_drop(getattr(args, "max_drop", None))
     if problem:
         return problem
     if args.kind == "evaluate" and bool(args.gate_file) != (args.min_accuracy is not None):

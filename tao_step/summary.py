@@ -237,6 +237,10 @@ def outcome_markdown(run: Run) -> Tuple[str, bool]:
                      "deadline passed)." % run.status)
     if run.gate_failed():
         lines.append("**The quality gate failed**: nothing was exported (see below).")
+    engine = run.result("engine")
+    if engine is not None and engine.get("verdict") == "fail":
+        lines.append("**The engine's accuracy gate failed**: %s" % md_escape(
+            str(engine.get("sentence", ""))))
     # Argo's own word for a run that did not succeed; Failed for a failed gate too
     heading = run.status if run.status in ("Failed", "Error") else (
         "Failed" if failed else "Succeeded")
@@ -297,6 +301,8 @@ def steps_markdown(run: Run) -> str:
             md_code(run.shown(str(engine.get("engine", "")))),
             str(engine.get("precision", "")).upper(),
             size_text(size) if size else "**not written**"))
+    if engines and "evaluate-engine" in run.profile.engine.steps:
+        parts.append(engine_accuracy_text(run))
     if engines and run.profile.engine.unmeasured:
         parts.append("Its own accuracy was **not measured** in this build: %s; the README's "
                      "\"The engine's own accuracy\" says how to measure it on the GPU model "
@@ -305,6 +311,24 @@ def steps_markdown(run: Run) -> str:
         parts.append("**TensorRT engine**: not built: %s." % (
             "the quality gate failed" if run.gate_failed() else run.missing("convert-trt")))
     return "\n" + "\n\n".join(parts) + "\n"
+
+
+def engine_accuracy_text(run: Run) -> str:
+    """The engine's own top-1 next to the retrained model's (evaluate-engine's result)."""
+    measured = run.result("engine")
+    if measured is None:
+        return "Its own accuracy: not measured: %s." % run.missing("evaluate-engine")
+    top1, model = measured.get("top1"), measured.get("model_top1")
+    difference = measured.get("difference")
+    text = "Its own accuracy: top-1 %s (%s images) against the retrained model's %s%s." % (
+        pct(top1) if top1 is not None else "unknown", measured.get("images") or "?",
+        pct(model) if model is not None else "unknown",
+        ", %+.2f points" % (difference * 100) if difference is not None else "")
+    sentence = md_escape(str(measured.get("sentence", "")))
+    if measured.get("verdict") == "fail":
+        sentence = sentence.replace("FAILED", "**FAILED**").replace("UNDECIDED",
+                                                                    "**UNDECIDED**")
+    return text + " " + sentence
 
 
 def curves_output(run: Run) -> Tuple[Optional[dict], str]:

@@ -219,7 +219,9 @@ def test_form_is_the_original_in_order_with_consistent_defaults(default_workflow
 def test_the_eleven_original_steps_plus_preflight_and_summary(default_workflow):
     names = {default_workflow.display_name(t) for t in default_workflow.container_templates}
     assert names == set(ORIGINAL_STEPS) | {"preflight", "summary"}
-    assert set(pipeline.STEP_NAMES) == names
+    assert set(profiles.step_names(profiles.TAO_3_0)) == names
+    # the table has every release's steps; TAO 5 alone measures its engine
+    assert set(pipeline.STEP_NAMES) == names | {"evaluate-engine"}
 
 
 def test_every_step_names_itself_for_the_result_it_keeps(default_workflow):
@@ -481,7 +483,8 @@ def test_images_per_step_are_the_tao5_builds(tao5):
     assert images["train"].startswith("tao-toolkit-kfp:5.0.0-tf1.15.5-")
     assert images["deploy"].startswith("tao-toolkit-kfp:5.0.0-deploy-")
     for template in tao5.container_templates:
-        role = "deploy" if tao5.display_name(template) == "convert-trt" else "train"
+        role = ("deploy" if tao5.display_name(template) in ("convert-trt", "evaluate-engine")
+                else "train")
         assert template["container"]["image"] == images[role], tao5.display_name(template)
 
 
@@ -551,6 +554,49 @@ def test_int8_engine_refuses_to_start_without_the_tensorfile_and_moves_the_cache
     assert kept == [W("convert_trt_output_file"), W("convert_trt_results_dir"),
                     W("export_int8_cache_file")]
     assert "--require" not in report_options(fp)
+
+
+def test_each_tao5_engine_is_measured_where_it_was_built(tao5):
+    # TAO Deploy's evaluate (tao_deploy@a285787 classification_tf1/scripts/evaluate.py):
+    # -m engine, -e, -r and -c required or used; no -k, no --gpus; -b 1 evaluates every image
+    measure = ["classification_tf1", "evaluate", "-m", W("convert_trt_output_file"),
+               "-e", W("retrain_classification_spec"),
+               "-r", W("convert_trt_results_dir") + "/evaluate",
+               "-c", W("test_infer_class_map"), "-b", "1"]
+    engines = tao5.steps("convert-trt")
+    measurements = tao5.steps("evaluate-engine")
+    assert len(measurements) == 2
+    tasks = tao5.tasks()
+    dag_of = {task["template"]: dag for dag, task in tasks.values()}
+    for template in measurements:
+        assert tao_command(template) == measure
+        options = report_options(template)
+        assert options[options.index("report") + 1:options.index("--out-dir")] == [
+            "engine", "--engine", W("convert_trt_output_file"),
+            "--precision", P("convert_trt_precision"),
+            "--max-drop", P("max_engine_accuracy_drop")]
+        assert template["container"]["image"] == engines[0]["container"]["image"]
+        assert template["container"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+        assert "retryStrategy" not in template
+        env = {e["name"]: e.get("value") for e in template["container"]["env"]}
+        assert env["PYTHONUNBUFFERED"] == "1" and "TAO_API_KEY" not in env
+    # each runs after its own engine, in the same precision condition, behind the gate
+    by_dag = {dag_of[t["name"]]: t["name"] for t in engines}
+    for template in measurements:
+        dag = dag_of[template["name"]]
+        assert dag in ("condition-int8-engine-4", "condition-fp-engine-5")
+        (_, task), = [v for v in tasks.values() if v[1]["template"] == template["name"]]
+        engine_task = [n for n, (d, t) in tasks.items() if t["template"] == by_dag[dag]]
+        assert task["dependencies"] == engine_task
+    assert tao5.gates()["evaluate-engine"][0] == "reevaluate-model"
+
+
+def test_tao5_engine_steps_share_the_gpu_node_selector(tmp_path):
+    workflow = CompiledWorkflow(compile_workflow(
+        tmp_path, *TAO5, "--node-selector", "nvidia.com/gpu.product=A100"))
+    for name in ("convert-trt", "evaluate-engine"):
+        for template in workflow.steps(name):
+            assert template["nodeSelector"] == {"nvidia.com/gpu.product": "A100"}, name
 
 
 def test_convert_trt_waits_for_the_onnx_export_and_calibration(tao5):

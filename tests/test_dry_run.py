@@ -587,7 +587,7 @@ def test_the_specs_to_seed_are_read_from_the_compiled_workflow(default_workflow)
 
 # ==========================================================================================
 # TAO 5.0 (--tao-version 5.0), merged from test_tao5_build.py: the dry run end to end.
-TAO5_STEPS = tuple(s for s in STEPS if s != "export-int8-model")
+TAO5_STEPS = tuple(s for s in STEPS if s != "export-int8-model") + ("evaluate-engine",)
 
 
 @pytest.mark.e2e
@@ -598,7 +598,9 @@ def test_dry_run_rehearses_the_whole_tao5_pipeline_and_a_rerun(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         assert set(statuses) == set(TAO5_STEPS)
         assert all(s == ["Succeeded"] for s in statuses.values()), statuses
+        assert statuses["evaluate-engine"] == ["Succeeded"]  # the engine measured, kept
     export = workspace / "tao-experiments" / "export"
+    assert (export / "gen_trt_engine" / "evaluate" / "results.json").is_file()
     assert (export / "final_model.onnx").is_file() and (export / "final_model.trt").is_file()
     assert list(export.glob("final_model.onnx.previous-*"))
     assert list(export.glob("final_model_int8_cache.bin.previous-*"))
@@ -614,6 +616,32 @@ def test_dry_run_fp16_engine_needs_no_calibration_and_hdf5_models_no_key(tmp_pat
     # the FP variant of convert-trt built the engine; the INT8 one never started
     assert re.search(r"Succeeded\s+convert-trt-2 \(convert-trt\)", result.stdout)
     assert re.search(r"Skipped\s+condition-int8-engine", result.stdout)
+
+
+@pytest.mark.e2e
+def test_dry_run_fails_an_engine_that_loses_accuracy_and_the_summary_says_why(tmp_path):
+    workspace = tmp_path / "ws"
+    result, statuses = dry_run(*TAO5, "--workspace", str(workspace),
+                               env={"FAKE_TAO_FAIL": "engine:lossy"})
+    assert result.returncode == 1
+    assert statuses["convert-trt"] == ["Succeeded"]
+    assert statuses["evaluate-engine"] == ["Failed"]
+    assert statuses["summary"] == ["Succeeded"]
+    reason = re.search(r"Engine gate: FAILED — engine \S+final_model.trt loses ([\d.]+) points "
+                       r"of top-1 accuracy .* more than max_engine_accuracy_drop 1.00 points; "
+                       r"try more calibration batches \(calibrate_max_batches, "
+                       r"export_int8_batches\) or convert_trt_precision fp16.", result.stdout)
+    assert reason and float(reason.group(1)) > 1, result.stdout
+    # the run's summary (kept with the failed run's logs) names the engine's failure
+    (summary,) = tmp_path.glob("tao-dry-run-*/logs/*-onExit/fs/tmp_kfp-outputs/"
+                               "mlpipeline-ui-metadata.json")
+    text = json.loads(summary.read_text())["outputs"][0]["source"]
+    assert "**The engine's accuracy gate failed**: Engine gate: FAILED — engine " in text
+    assert re.search(r"Its own accuracy: top-1 [\d.]+% \(24 images\) against the retrained "
+                     r"model's [\d.]+%, -[\d.]+ points\. Engine gate: \*\*FAILED\*\*", text)
+    (record,) = (workspace / ".tao-run-claims" / "results").glob("*/evaluate-engine.json")
+    kept = json.loads(record.read_text())
+    assert kept["verdict"] == "fail" and kept["top1"] < kept["model_top1"] - 0.01
 
 
 @pytest.mark.e2e

@@ -161,7 +161,8 @@ def op_classes() -> list:
 def test_a_step_that_publishes_is_never_retried():
     # A Retry node would carry its metrics too, listing the step twice (ops.NO_RETRY).
     publishing = [c.__name__ for c in op_classes() if c.publishes]
-    assert publishing == ["ConvertTrtInt8Op", "ConvertTrtOp", "EvaluateOp", "GenTrtEngineOp",
+    assert publishing == ["ConvertTrtInt8Op", "ConvertTrtOp", "EvaluateEngineOp", "EvaluateOp",
+                          "GenTrtEngineOp",
                           "InferenceOp", "PruneOp", "PublishingOp", "SummaryOp"]
     assert [c.__name__ for c in op_classes() if c.publishes and c.retry] == []
 

@@ -16,6 +16,7 @@ from report_helpers import (
     FAKE_TAO,
     PYTHON,
     ROOT,
+    RUN_UID,
     SAMPLES,
     check_outputs,
     csv_rows,
@@ -940,3 +941,86 @@ def test_the_gate_names_what_the_releases_build_holds_back(release, gated):
                 "gate": {"verdict": "fail", "min_accuracy": 0.85}}]
     run = summary.Run("Succeeded", [], None, records, [], [], "/ws", profile)
     assert summary.gate_line(run).endswith(f"is below min_accuracy 85.0%; {gated} did not run.")
+
+
+# --------------------------------------------------------------------------- engine (TAO 5)
+
+def deploy_evaluate_text(names, matrix) -> str:
+    """What TAO Deploy's evaluate prints (tao_deploy@a285787 classification_tf1/scripts/
+    evaluate.py): its headers are log lines, the matrix and report printed after each; no
+    loss and no 'Evaluation Top K accuracy' line."""
+    stamp = "2023-07-26 10:00:00,000 [TAO Toolkit] [INFO] root"
+    text = evaluate_text(names, matrix)
+    matrix_and_report = text[text.index("Confusion Matrix\n"):]
+    return (f"{stamp} 131: Top 5 scores: 1.0\n"
+            + matrix_and_report.replace("Confusion Matrix\n", f"{stamp} 133: Confusion Matrix\n")
+            .replace("Classification Report\n", f"{stamp} 136: Classification Report\n")
+            + f"{stamp} 148: Finished evaluation.\n")
+
+
+def keep_retrained_top1(tmp_path, top1) -> None:
+    """reevaluate-model's result in this run, as tao_step.results keeps it."""
+    folder = tmp_path / "ws" / ".tao-run-claims" / "results" / RUN_UID
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "reevaluate-model.json").write_text(json.dumps(
+        {"format": 1, "kind": "evaluate", "label": "retrained", "top1": top1,
+         "step": "reevaluate-model", "finished": "2026-01-01T00:00:00Z"}), encoding="utf-8")
+
+
+def run_engine_report(tmp_path, matrix, max_drop):
+    printed = tmp_path / "deploy.txt"
+    printed.write_text(deploy_evaluate_text(["cat", "dog"], matrix), encoding="utf-8")
+    engine = tmp_path / "final_model.trt"
+    engine.write_bytes(b"engine")
+    result = run_report("engine", "--out-dir", tmp_path / "out", "--engine", engine,
+                        "--precision", "INT8", "--max-drop", max_drop,
+                        command=fake_tao("print", printed),
+                        env=run_env(tmp_path, "evaluate-engine"))
+    return result, kept_result(tmp_path, "evaluate-engine")
+
+
+def test_engine_losing_more_than_allowed_fails_naming_engine_drop_and_fix(tmp_path):
+    keep_retrained_top1(tmp_path, 0.9)
+    result, kept = run_engine_report(tmp_path, [[45, 5], [10, 40]], "0.01")  # 85 of 100
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if "Engine gate" in x]
+    assert ("Engine gate: FAILED — engine %s loses 5.00 points of top-1 accuracy (85.00%% "
+            "against the retrained model's 90.00%%), more than max_engine_accuracy_drop 1.00 "
+            "points; try more calibration batches (calibrate_max_batches, "
+            "export_int8_batches) or convert_trt_precision fp16." % (tmp_path / "final_model.trt")
+            ) in line
+    metrics, ui = check_outputs(tmp_path / "out")
+    assert metrics is None  # the run keeps exactly its two top-1 metrics
+    card = markdown_of(ui)
+    assert "| Engine top-1 accuracy | **85.00%** (85 of 100 images; from the confusion matrix) |"\
+        in card
+    assert "| Retrained model top-1 accuracy | 90.00% |" in card
+    assert "| Difference | -5.00 points |" in card
+    assert kept["kind"] == "engine" and kept["verdict"] == "fail" and kept["status"] == 1
+    assert kept["top1"] == 0.85 and kept["model_top1"] == 0.9 and kept["problems"] == []
+
+
+def test_engine_within_the_allowed_drop_passes(tmp_path):
+    keep_retrained_top1(tmp_path, 0.9)
+    result, kept = run_engine_report(tmp_path, [[45, 5], [10, 40]], "0.05")  # exactly 5 points
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert kept["verdict"] == "pass" and "within max_engine_accuracy_drop 5.00" in kept[
+        "sentence"]
+
+
+def test_engine_gate_undecided_without_the_models_top1_or_with_a_short_matrix(tmp_path):
+    result, kept = run_engine_report(tmp_path, [[45, 5], [10, 40]], "0.01")  # no reevaluate
+    assert result.returncode == 1
+    assert "UNDECIDED — the retrained model's top-1 accuracy is unknown (reevaluate-model " \
+           "kept no result in this run)" in result.stdout
+    keep_retrained_top1(tmp_path, 0.9)
+    # 1 accepts any engine, whatever could be read
+    result, kept = run_engine_report(tmp_path, [[45, 5], [10, 40]], "1")
+    assert result.returncode == 0 and kept["verdict"] == "pass"
+
+
+def test_engine_max_drop_is_checked_before_anything_runs(tmp_path):
+    result = run_report("engine", "--out-dir", tmp_path, "--engine", "e.trt", "--precision",
+                        "fp16", "--max-drop", "2", command=fake_tao("exit", 0))
+    assert result.returncode == 2
+    assert "max_engine_accuracy_drop must be a fraction between 0 and 1" in result.stdout

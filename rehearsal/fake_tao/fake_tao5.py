@@ -28,6 +28,7 @@ is what puts gen_trt_engine in the deploy image.
 """
 
 import argparse
+import json
 import os
 
 from rehearsal.fake_tao import common, experiment, fake_tao, wrapper
@@ -39,7 +40,8 @@ from rehearsal.fake_tao.common import (
     say,
     write_model,
 )
-from rehearsal.fake_tao.releases import FAIL_ENV, TAO_5_0
+from rehearsal.fake_tao.formats import classification_report, numpy_str, shown_matrix
+from rehearsal.fake_tao.releases import FAIL_ENV, LOSSY_ENGINE, TAO_5_0
 
 SUBTASKS = TAO_5_0.subtasks
 
@@ -73,6 +75,9 @@ def train(arguments, status):
 
 
 def evaluate(arguments, status):
+    if arguments.model_path:  # TAO Deploy's evaluate, of an engine
+        deploy_evaluate(arguments, status)
+        return
     status.write("STARTED", "Starting evaluation.")
     spec = fake_tao.load_spec(arguments.experiment_spec_file, experiment.VALIDATION_REQUIRED)
     read_model5(spec.eval_config.model_path, arguments.key)
@@ -136,10 +141,50 @@ def export(arguments, status):
     log(f"Exporting {arguments.model} to {output}")
     exported = {key: header[key] for key in ("arch", "n_layers", "input_image_size", "classes",
                                              "parameters", "val_acc", "seed")}
+    exported["epoch"] = header.get("epoch")  # the engine then predicts as the model does
     exported.update({"format": "onnx", "key": None, "from_digest": file_digest(arguments.model),
                      "input_node": common.INPUT_NODE, "output_node": common.OUTPUT_NODE})
     write_model(output, exported)
     status.write("SUCCESS", "Export finished successfully.")
+
+
+def deploy_evaluate(arguments, status):
+    """TAO Deploy's ``evaluate -m ENGINE -e SPEC -r DIR [-c CLASSMAP] [-b N]``: the engine
+    over ``eval_config.eval_dataset_path``; headers logged, matrix and report printed,
+    ``<r>/results.json`` written (tao_deploy@a285787 classification_tf1/scripts/
+    evaluate.py). ``FAKE_TAO_FAIL=engine:lossy`` makes the engine lose accuracy, as INT8
+    calibrated on too few batches can."""
+    status.write("STARTED", "Starting classification_tf1 evaluation.")
+    engine = read_model(arguments.model_path, "TensorRT engine")
+    if engine.get("format") != "engine":
+        raise Failure(f"RuntimeError: {arguments.model_path} is not a TensorRT engine")
+    spec = fake_tao.load_spec(arguments.experiment_spec_file, None)  # no validation
+    path = arguments.i or spec.eval_config.eval_dataset_path
+    split = fake_tao.read_split(path, "eval_dataset_path")
+    classes = sorted(split)
+    if arguments.deploy_classmap:
+        classes = fake_tao._read_classmap(arguments.deploy_classmap)
+    if len(classes) != len(engine["classes"]):
+        raise Failure(f"ValueError: Provided class map has {len(classes)} classes while the "
+                      f"engine expects {len(engine['classes'])} classes.")
+    if LOSSY_ENGINE in {n.strip() for n in os.environ.get(FAIL_ENV, "").split(",")}:
+        engine = dict(engine, val_acc=max(0.0, engine["val_acc"] - 0.25))
+    classes, matrix = fake_tao.predictions(engine, split)
+    total = sum(map(sum, matrix))
+    batch = int(arguments.b or 1)
+    if total // batch == 0:
+        raise Failure("AssertionError: empty image dir or batch size too large!")
+    top1 = sum(matrix[i][i] for i in range(len(classes))) / total
+    log(f"Top 5 scores: {1.0 if len(classes) <= 5 else top1!r}", logger="root")
+    log("Confusion Matrix", logger="root")
+    say(numpy_str(shown_matrix(matrix)))
+    log("Classification Report", logger="root")
+    say(classification_report(classes, matrix))
+    log("Finished evaluation.", logger="root")
+    os.makedirs(arguments.results_dir, exist_ok=True)
+    with open(os.path.join(arguments.results_dir, "results.json"), "w") as handle:
+        json.dump({"top_k_accuracy": top1}, handle)
+    status.write("SUCCESS", "Evaluation finished successfully.")
 
 
 def calibration_tensorfile(arguments, status):
@@ -183,7 +228,9 @@ def gen_trt_engine(arguments, status):
             "format": "engine", "key": None, "precision": arguments.data_type,
             "max_batch_size": arguments.max_batch_size,
             "from_digest": file_digest(arguments.model_path),
-            "classes": header["classes"], "parameters": header["parameters"]})
+            "classes": header["classes"], "parameters": header["parameters"],
+            "val_acc": header.get("val_acc"), "seed": header.get("seed"),
+            "epoch": header.get("epoch")})
         log(f"Engine written to {arguments.engine_file}")
     status.write("SUCCESS", "Gen_trt_engine finished successfully.")
 
@@ -211,7 +258,10 @@ def _parser():
     command.add_argument("-k", "--key", default="")
     command.add_argument("-r", "--results_dir")
     command.add_argument("-cm", "--classmap", dest="classmap")
-    for dummy in ("-m", "-i", "-l", "-b"):  # accepted and ignored (deploy's options)
+    # TAO Deploy's evaluate (the deploy image): -m is the engine, -c its class map
+    command.add_argument("-m", "--model_path")
+    command.add_argument("-c", dest="deploy_classmap")
+    for dummy in ("-i", "-l", "-b"):  # TF1 accepts and ignores them (deploy's options)
         command.add_argument(dummy)
 
     command = subtask("prune")

@@ -17,6 +17,9 @@ from rehearsal.fake_tao.experiment import MESSAGES_3_0, MESSAGES_5_0, REQUIRED_3
 FAIL_ENV = "FAKE_TAO_FAIL"
 # The subtasks of TAO's classification CLI (3.0's ``classification``, and TF1 5.0's
 # ``classification_tf1`` in nvidia_tao_tf1/cv/makenet/scripts/).
+# FAKE_TAO_FAIL=engine:lossy: TAO Deploy's evaluate finds the engine 25 points less
+# accurate than the model it was built from (INT8 calibrated on too few batches).
+LOSSY_ENGINE = "engine:lossy"
 CLASSIFICATION_SUBTASKS = ("train", "evaluate", "prune", "inference", "export",
                            "calibration_tensorfile")
 
@@ -39,12 +42,14 @@ class FakeRelease(NamedTuple):
     status_failures: bool
     # How the release reads a spec (its protos and its validator).
     spec_format: SpecFormat
+    # Other ways FAKE_TAO_FAIL can make TAO misbehave (LOSSY_ENGINE).
+    misbehaviours: tuple[str, ...] = ()
 
     @property
     def failable(self) -> tuple[str, ...]:
         """What FAKE_TAO_FAIL may name for this release."""
         return self.subtasks + tuple(
-            f"{s}:status" for s in self.subtasks if self.status_failures)
+            f"{s}:status" for s in self.subtasks if self.status_failures) + self.misbehaviours
 
 
 TAO_3_0 = FakeRelease(
@@ -69,5 +74,6 @@ TAO_5_0 = FakeRelease(
     encrypts=False,
     status_failures=True,
     spec_format=SpecFormat(MESSAGES_5_0, checks_unset=True, required_scalars={}),
+    misbehaviours=(LOSSY_ENGINE,),
 )
 RELEASES = OrderedDict((release.version, release) for release in (TAO_3_0, TAO_5_0))
