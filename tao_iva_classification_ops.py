@@ -365,15 +365,8 @@ class PruneOp(PublishingOp):
     secrets = (TAO_KEY,)
 
     def __init__(
-        self,
-        *,
-        profile: Profile,
-        name: str,
-        model: Value,
-        output_file: Value,
-        threshold: Value,
-        equalization_criterion: Value,
-        key: Value,
+        self, *, profile: Profile, name: str, model: Value, output_file: Value,
+        threshold: Value, equalization_criterion: Value, key: Value,
     ) -> None:
         super().__init__(
             name=name,
@@ -533,17 +526,8 @@ class GenTrtEngineOp(PublishingOp):
     image_role = "deploy"
 
     def __init__(
-        self,
-        *,
-        profile: Profile,
-        name: str,
-        model: Value,
-        spec: Value,
-        results_dir: Value,
-        precision: Value,
-        engine_file: Value,
-        batch_size: Value,
-        max_batch_size: Value,
+        self, *, profile: Profile, name: str, model: Value, spec: Value, results_dir: Value,
+        precision: Value, engine_file: Value, batch_size: Value, max_batch_size: Value,
         calibration: tuple | None = None,
     ) -> None:
         int8 = []
@@ -594,9 +578,6 @@ class EvaluateEngineOp(PublishingOp):
             requires=[engine_file],
             status_file=_status_file(profile, results_dir),
         )
-        # Deploy's wrapper runs the script with its stdout on the same pipe as its log
-        # lines: unbuffered, the printed matrix follows its logged header.
-        self.container.add_env_variable(k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"))
 
 
 class SummaryOp(PublishingOp):

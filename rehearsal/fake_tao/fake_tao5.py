@@ -236,6 +236,26 @@ def gen_trt_engine(arguments, status):
 
 
 # -- the wrapper ----------------------------------------------------------------------------
+def _gen_trt_engine_options(command):
+    """TAO Deploy's gen_trt_engine options (the deploy image's wrapper)."""
+    command.add_argument("-m", "--model_path", required=True)
+    command.add_argument("-e", "--experiment_spec", required=True)
+    command.add_argument("-r", "--results_dir", required=True)
+    command.add_argument("-k", "--key", default="")
+    command.add_argument("--data_type", choices=("fp32", "fp16", "int8"), default="fp32")
+    command.add_argument("--engine_file")
+    command.add_argument("--cal_image_dir", default="")
+    command.add_argument("--cal_data_file")
+    command.add_argument("--cal_cache_file")
+    command.add_argument("--batch_size", type=int, default=1)
+    command.add_argument("--batches", type=int, default=10)
+    command.add_argument("--max_batch_size", type=int, default=1)
+    command.add_argument("--min_batch_size", type=int, default=1)
+    command.add_argument("--opt_batch_size", type=int, default=1)
+    command.add_argument("--max_workspace_size", type=int, default=2)
+    command.add_argument("-s", "--strict_type_constraints", action="store_true")
+
+
 def _parser():
     """The wrapper's parser, and each subtask's."""
     parser = argparse.ArgumentParser(prog="classification_tf1",
@@ -299,23 +319,7 @@ def _parser():
     command.add_argument("-m", "--max_batches", type=int, default=1)
     command.add_argument("--use_validation_set", action="store_true")
 
-    command = subtask("gen_trt_engine")
-    command.add_argument("-m", "--model_path", required=True)
-    command.add_argument("-e", "--experiment_spec", required=True)
-    command.add_argument("-r", "--results_dir", required=True)
-    command.add_argument("-k", "--key", default="")
-    command.add_argument("--data_type", choices=("fp32", "fp16", "int8"), default="fp32")
-    command.add_argument("--engine_file")
-    command.add_argument("--cal_image_dir", default="")
-    command.add_argument("--cal_data_file")
-    command.add_argument("--cal_cache_file")
-    command.add_argument("--batch_size", type=int, default=1)
-    command.add_argument("--batches", type=int, default=10)
-    command.add_argument("--max_batch_size", type=int, default=1)
-    command.add_argument("--min_batch_size", type=int, default=1)
-    command.add_argument("--opt_batch_size", type=int, default=1)
-    command.add_argument("--max_workspace_size", type=int, default=2)
-    command.add_argument("-s", "--strict_type_constraints", action="store_true")
+    _gen_trt_engine_options(subtask("gen_trt_engine"))
     return parser, subtasks.choices
 
 
