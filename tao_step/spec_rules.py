@@ -77,15 +77,22 @@ def _model_rules(spec, report):
                                        "(a dropout rate such as 0.1)")
 
 
+def _chosen(spec, report, block, names, what):
+    """The ``names`` set in train_config's one-of ``block``, reporting one that sets none;
+    nothing when the spec has no such block."""
+    if not spec.has("train_config." + block):
+        return []
+    message = getattr(spec.message.train_config, block)
+    chosen = [name for name in names if message.HasField(name)]
+    if not chosen:
+        report("train_config." + block, "names no %s (add one of %s)" % (
+            what, _one_of(name + " { ... }" for name in names)))
+    return chosen
+
+
 def _optimizer_rules(spec, report):
     train = spec.message.train_config
-    if not spec.has("train_config.optimizer"):
-        return
-    chosen = [name for name in OPTIMIZERS if train.optimizer.HasField(name)]
-    if not chosen:
-        report("train_config.optimizer", "names no optimizer (add one of "
-               + _one_of(name + " { ... }" for name in OPTIMIZERS) + ")")
-    for name in chosen:
+    for name in _chosen(spec, report, "optimizer", OPTIMIZERS, "optimizer"):
         path = f"train_config.optimizer.{name}.lr"
         settings = getattr(train.optimizer, name)
         if spec.has(path) and not settings.lr > 0:
@@ -138,12 +145,7 @@ def _regularizer_rules(spec, report):
 
 def _schedule_rules(spec, report):
     train = spec.message.train_config
-    if not spec.has("train_config.lr_config"):
-        return
-    chosen = [name for name in LR_SCHEDULES if train.lr_config.HasField(name)]
-    if not chosen:
-        report("train_config.lr_config", "names no schedule (add one of "
-               + _one_of(name + " { ... }" for name in LR_SCHEDULES) + ")")
+    chosen = _chosen(spec, report, "lr_config", LR_SCHEDULES, "schedule")
     for name in chosen:
         path = f"train_config.lr_config.{name}.learning_rate"
         rate = getattr(train.lr_config, name).learning_rate
