@@ -30,16 +30,6 @@ _NOT_PRINTED_BY_DEPLOY = ("no 'Evaluation Loss:' line",
 MODEL_LABEL = "retrained"
 
 
-def parse_max_drop(text: Optional[str]) -> Tuple[Optional[float], Optional[str]]:
-    if text is None:
-        return None, None
-    value = parse.finite(text.strip())
-    if value is None or not 0.0 <= value <= 1.0:
-        return None, ("max_engine_accuracy_drop must be a fraction between 0 and 1 (e.g. "
-                      "0.01 for one point), got %r" % text)
-    return value, None
-
-
 def model_top1() -> Tuple[Optional[float], str]:
     """The retrained model's top-1 from this run's results, or None and why not."""
     workspace, _, uid = (os.environ.get(name, "") for name in claims.RUN_ENV)

@@ -40,13 +40,16 @@ def top1_metric(label: str) -> str:
     return "accuracy-top1-" + label
 
 
-def parse_min_accuracy(text: Optional[str]) -> Tuple[Optional[float], Optional[str]]:
+def parse_fraction_option(text: Optional[str], parameter: str, example: str
+                          ) -> Tuple[Optional[float], Optional[str]]:
+    """A form fraction handed to a report (``min_accuracy``, ``max_engine_accuracy_drop``):
+    ``(value, None)``, ``(None, None)`` when not given, or ``(None, problem)``."""
     if text is None:
         return None, None
     value = parse.finite(text.strip())
     if value is None or not 0.0 <= value <= 1.0:
-        return None, ("min_accuracy must be a fraction between 0 and 1 (e.g. 0.9 for 90%%), "
-                      "got %r" % text)
+        return None, ("%s must be a fraction between 0 and 1 (e.g. %s), got %r"
+                      % (parameter, example, text))
     return value, None
 
 

@@ -36,8 +36,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from tao_step import guard, kfp_ui, parse, profiles, results
 from tao_step.chart import training_curves_html
 from tao_step.console import KEY_ENV, error, protect_key, warn
-from tao_step.engine_report import parse_max_drop, report_engine
-from tao_step.evaluate_report import parse_min_accuracy, report_evaluate
+from tao_step.engine_report import report_engine
+from tao_step.evaluate_report import parse_fraction_option, report_evaluate
 from tao_step.kfp_ui import md_escape, md_table
 from tao_step.publish import (
     Outputs,
@@ -354,10 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args) -> Optional[str]:
     """Problems with the options that must stop us before TAO spends any GPU time."""
     args.profile = profiles.get(getattr(args, "tao_version", profiles.DEFAULT_VERSION))
-    args.min_accuracy_value, problem = parse_min_accuracy(getattr(args, "min_accuracy", None))
+    args.min_accuracy_value, problem = parse_fraction_option(
+        getattr(args, "min_accuracy", None), "min_accuracy", "0.9 for 90%")
     if problem:
         return problem
-    args.max_drop_value, problem = parse_max_drop(getattr(args, "max_drop", None))
+    args.max_drop_value, problem = parse_fraction_option(
+        getattr(args, "max_drop", None), "max_engine_accuracy_drop", "0.01 for one point")
     if problem:
         return problem
     if args.kind == "evaluate" and bool(args.gate_file) != (args.min_accuracy is not None):
